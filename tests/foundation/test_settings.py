@@ -1,0 +1,57 @@
+"""Settings fail loudly, naming the variable, and production settings pass check --deploy."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 20 + "-production-secret-" + "z" * 30
+
+
+def run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    env.update(env_overrides)
+    argv = [sys.executable, "manage.py", *(args or ("check",))]
+    return subprocess.run(argv, env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DEBUG": "1", "DATABASE_URL": "mysql://nope"}, "DATABASE_URL"),
+        ({"DEBUG": "1", "DATABASE_URL": "postgresql://u@h"}, "DATABASE_URL"),
+        ({"DEBUG": "1", "DATABASE_URL": "postgresql://u@h:notaport/db"}, "DATABASE_URL"),
+        ({"DEBUG": "1", "REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"DEBUG": "1", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"DEBUG": "1", "CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
+        ({"DEBUG": "1", "CSRF_TRUSTED_ORIGINS": "example.com"}, "CSRF_TRUSTED_ORIGINS"),
+        ({"DEBUG": "0"}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": "short"}, "SECRET_KEY"),
+    ],
+)
+def test_bad_configuration_fails_at_start_naming_the_variable(overrides, named):
+    result = run_django(overrides)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr.splitlines()[-1]
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    result = run_django(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": "assistant.example.com",
+            "CSRF_TRUSTED_ORIGINS": "https://assistant.example.com",
+        },
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

@@ -1,0 +1,154 @@
+"""Real processes for tests: a Celery worker and a Daphne server on the test database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, for processes outside this one."""
+    cfg = connection.settings_dict
+    auth = quote(cfg["USER"] or "")
+    if cfg.get("PASSWORD"):
+        auth += ":" + quote(cfg["PASSWORD"])
+    host = cfg["HOST"] or ""
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{cfg['NAME']}?host={host}"
+    port = f":{cfg['PORT']}" if cfg.get("PORT") else ""
+    return f"postgresql://{auth}@{host}{port}/{cfg['NAME']}"
+
+
+def child_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    env["DEBUG"] = "1"
+    env.update(extra)
+    return env
+
+
+class ManagedProcess:
+    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=BASE_DIR,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        self.kill(signal.SIGKILL)
+        self.proc.wait()
+        self._log.close()
+
+
+def wait_for_other_db_sessions_to_end(timeout: float = 5) -> None:
+    """A killed child's server backend lingers a moment; dropping the test DB needs it gone."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("VAR_DIR", BASE_DIR / "var" / "test")) / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_worker(
+    *, queues: str = "default,ingest", concurrency: int = 1, name: str = "worker", **env_extra: str
+) -> ManagedProcess:
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "assistant",
+        "worker",
+        "-Q",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+    ]
+    proc = ManagedProcess(name, argv, child_env(**env_extra), artifacts_dir() / f"{name}.log")
+    wait_for_worker(proc)
+    return proc
+
+
+def wait_for_worker(proc: ManagedProcess, timeout: float = 30) -> None:
+    from assistant.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"worker exited early:\n{proc.log_tail()}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise RuntimeError(f"worker did not answer pings in {timeout}s:\n{proc.log_tail()}")
+
+
+def start_daphne(**env_extra: str) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "assistant.asgi:application"]
+    proc = ManagedProcess("daphne", argv, child_env(**env_extra), artifacts_dir() / "daphne.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"daphne exited early:\n{proc.log_tail()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        time.sleep(0.1)
+    raise RuntimeError(f"daphne did not listen:\n{proc.log_tail()}")
