@@ -223,3 +223,37 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- Knowledge --------------------------------------------------------------------------
+KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_MB", 50, min_value=1) * 2**20
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
+CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", 180, min_value=32)
+CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", 30, min_value=0)
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", 32, min_value=1)
+URL_FETCH_TIMEOUT = env.float("URL_FETCH_TIMEOUT", 15.0, min_value=1)
+URL_FETCH_MAX_BYTES = env.int("URL_FETCH_MAX_MB", 10, min_value=1) * 2**20
+URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")
+URL_FETCH_ALLOWED_NETWORKS = env.list("URL_FETCH_ALLOWED_NETWORKS")
+
+# --- Embeddings -------------------------------------------------------------------------
+EMBEDDINGS_BACKEND = env.choice("EMBEDDINGS_BACKEND", ["local", "openai"], "local")
+EMBEDDINGS_BASE_URL = env.str("EMBEDDINGS_BASE_URL", "")
+EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", "")
+EMBEDDINGS_MODEL = env.str("EMBEDDINGS_MODEL", "text-embedding-3-small")
+EMBEDDINGS_DIMENSIONS = env.int("EMBEDDINGS_DIMENSIONS", 384, min_value=1)
+EMBEDDINGS_TIMEOUT = env.float("EMBEDDINGS_TIMEOUT", 30.0, min_value=1)
+
+# --- Answers ----------------------------------------------------------------------------
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", "")
+LLM_MODEL = env.str("LLM_MODEL", "")
+LLM_FALLBACK_MODEL = env.str("LLM_FALLBACK_MODEL", "")
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", 0.2, min_value=0)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", 768, min_value=16)
+LLM_CONTEXT_TOKENS = env.int("LLM_CONTEXT_TOKENS", 4096, min_value=512)
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", 60.0, min_value=1)
+LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", 5.0, min_value=0.1)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", 3, min_value=0)
+RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
+RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)

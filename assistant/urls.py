@@ -12,4 +12,5 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("knowledge/", include("knowledge.urls")),
 ]

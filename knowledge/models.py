@@ -1,0 +1,188 @@
+"""Collections of knowledge, their sources, the documents extracted from them and their chunks."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePath
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384  # the column's size; changing model means `manage.py reindex`
+
+
+class Collection(models.Model):
+    """A set of sources with one access rule: who may read it and who may manage it."""
+
+    class Visibility(models.TextChoices):
+        EVERYONE = "everyone", "Everyone signed in"
+        GROUPS = "groups", "Only the chosen groups"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.GROUPS
+    )
+    read_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="readable_collections",
+        help_text="With 'only the chosen groups': members of these groups may read.",
+    )
+    manage_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="managed_collections",
+        help_text="Members of these groups (and staff) may add, re-index and delete sources.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def source_upload_to(instance: Source, filename: str) -> str:
+    # Never trust the client's file name on disk: keep only the extension.
+    suffix = PurePath(filename).suffix.lower()[:10]
+    return f"sources/{uuid.uuid4().hex}{suffix}"
+
+
+class Source(models.Model):
+    """An uploaded file or a web page, and the state of its indexing."""
+
+    class Kind(models.TextChoices):
+        FILE = "file", "File"
+        URL = "url", "Web page"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PARSING = "parsing", "Parsing"
+        EMBEDDING = "embedding", "Embedding"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="sources")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="knowledge_sources",
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=300, help_text="The original file name or the URL.")
+    url = models.URLField(max_length=2000, blank=True)
+    file = models.FileField(upload_to=source_upload_to, blank=True, max_length=300)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    indexed_hash = models.CharField(
+        max_length=64, blank=True, help_text="The content hash the current chunks were made from."
+    )
+    embedding_model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "name"], name="source_unique_name"),
+            models.UniqueConstraint(
+                fields=["collection", "content_hash"],
+                condition=models.Q(kind="file") & ~models.Q(content_hash=""),
+                name="source_unique_file_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_busy(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING)
+
+
+class Document(models.Model):
+    """The text extracted from a source (one per source)."""
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, related_name="document")
+    title = models.CharField(max_length=500)
+    text = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Chunk(models.Model):
+    """A passage: what retrieval finds and citations point at.
+
+    ``collection`` and ``source`` are copied from the document so that the access filter
+    runs inside the index query. ``search_vector`` is a generated tsvector column added by a
+    migration (title and headings weighted above the body), indexed with GIN.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="chunks")
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    heading_path = models.JSONField(default=list, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    context = models.TextField(blank=True, help_text="Title and headings, for search.")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+
+    class Meta:
+        ordering = ["source_id", "ordinal"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "ordinal"], name="chunk_unique_position"),
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["collection", "source"], name="chunk_collection_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}#{self.ordinal}"
+
+    @property
+    def heading(self) -> str:
+        return " › ".join(self.heading_path)
+
+
+class EmbeddingSpace(models.Model):
+    """The embedding model the stored vectors came from (a single row).
+
+    Vectors from two models must never be mixed: indexing and search refuse to run when the
+    configured model differs from this record until ``manage.py reindex`` moves everything.
+    """
+
+    name = models.CharField(max_length=200)
+    dimensions = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.dimensions})"

@@ -1,8 +1,21 @@
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 
 from tests.support import processes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_db_sessions(django_db_setup, django_db_blocker):
+    """Threads used by sync_to_async keep their own connections; end them before the test DB
+    is dropped, or the drop fails with "database is being accessed by other users"."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")

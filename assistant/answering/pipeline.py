@@ -1,0 +1,196 @@
+"""The answering pipeline: (user, question) -> a stream of events. One pipeline, many doors.
+
+Order matters: the question is already stored (``services.question_create``) before this
+runs; the answer row is created before the model is called and finished in every outcome
+(complete, stopped by the consumer, failed), keeping whatever text was produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from assistant import llm, services
+from assistant.answering import prompts
+from assistant.answering.events import (
+    CitationEvent,
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    RetrievalEvent,
+)
+from assistant.citations import CitationStreamParser
+from assistant.models import Message
+from knowledge import embeddings
+from knowledge.retrieval import SearchHit, search_chunks_for_user
+
+CHECKPOINT_SECONDS = 1.5  # how often a streaming answer's text is saved
+
+
+def _history(question: Message) -> list[llm.ChatMessage]:
+    turns = (
+        Message.objects.filter(conversation_id=question.conversation_id, superseded=False)
+        .exclude(pk=question.pk)
+        .filter(created_at__lt=question.created_at)
+        .exclude(role=Message.Role.ASSISTANT, status=Message.Status.FAILED)
+        .order_by("-created_at")
+        .values_list("role", "content")[:40]
+    )
+    return [llm.ChatMessage(role, content) for role, content in reversed(turns) if content]
+
+
+def search_query(question: str, history: list[llm.ChatMessage]) -> str:
+    """A follow-up ("and on Linux?") is searched together with the previous question."""
+    previous = [t.content for t in history if t.role == "user"]
+    if previous and len(question.split()) < 15:
+        return f"{previous[-1]}\n{question}"
+    return question
+
+
+def relevant(hits: list[SearchHit], min_similarity: float) -> list[SearchHit]:
+    return [h for h in hits if h.similarity is None or h.similarity >= min_similarity]
+
+
+def _retrieve(user, question: Message, collection_ids):
+    history = _history(question)
+    result = search_chunks_for_user(
+        user=user, query=search_query(question.content, history),
+        k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids,
+    )
+    return history, relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY), result.timings_ms
+
+
+async def answer_stream(
+    *, user, question: Message, collection_ids: list[int] | None = None,
+    config: llm.LLMConfig | None = None,
+) -> AsyncIterator[Event]:
+    started = time.perf_counter()
+    config = config or llm.LLMConfig.from_settings()
+    budget = prompts.Budget(settings.LLM_CONTEXT_TOKENS, config.max_tokens)
+    try:
+        history, hits, search_timings = await sync_to_async(_retrieve)(user, question, collection_ids)
+    except embeddings.EmbeddingError as exc:
+        yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
+        return
+    retrieval_ms = (time.perf_counter() - started) * 1000
+    sources = prompts.number_sources(hits, budget.sources_tokens)
+    shown = prompts.public_sources(sources)
+    answer = await sync_to_async(services.answer_start)(question=question, sources=shown)
+    message_id = str(answer.pk)
+    yield RetrievalEvent(
+        conversation_id=str(question.conversation_id), question_id=str(question.pk),
+        message_id=message_id, sources=shown,
+    )
+    timings = {"retrieval_ms": retrieval_ms, "search": search_timings}
+
+    if not sources:
+        text = prompts.nothing_found_text()
+        yield DeltaEvent(message_id=message_id, text=text)
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        final = await sync_to_async(services.answer_finish)(
+            message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
+        )
+        yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
+        return
+
+    messages = prompts.build_messages(
+        question=question.content, sources=sources,
+        history=prompts.trim_history(history, budget.history_tokens),
+        user_name=user.get_short_name(),
+    )
+    parser = CitationStreamParser({s["n"] for s in sources})
+    by_number = {s["n"]: s for s in shown}
+    state = _AnswerState()
+    stream = llm.stream_chat(messages, config=config)
+    try:
+        async for item in stream:
+            if isinstance(item, llm.Completion):
+                state.completion = item
+                continue
+            if state.first_token_ms is None:
+                state.first_token_ms = (time.perf_counter() - started) * 1000
+            for event in state.take(parser.feed(item.text), by_number, message_id):
+                yield event
+            if time.monotonic() - state.saved_at > CHECKPOINT_SECONDS:
+                state.saved_at = time.monotonic()
+                await sync_to_async(services.answer_checkpoint)(message_id=answer.pk, content=state.text)
+        for event in state.take(parser.finish(), by_number, message_id):
+            yield event
+    except llm.LLMError as exc:
+        for event in state.take(parser.finish(), by_number, message_id):
+            yield event
+        timings.update(state.timings(started))
+        await _finish(answer, state, Message.Status.FAILED, timings, config, error=exc.user_message)
+        yield ErrorEvent(
+            code="llm_unavailable" if not state.text else "llm_stream_broken",
+            message=exc.user_message, message_id=message_id,
+            sources=[{**s, "generated": False} for s in shown],
+        )
+        return
+    except (asyncio.CancelledError, GeneratorExit):
+        # Stopped by the user (task cancelled) or the consumer closed the stream: keep the text.
+        await stream.aclose()
+        timings.update(state.timings(started))
+        await asyncio.shield(_finish(answer, state, Message.Status.STOPPED, timings, config))
+        raise
+    timings.update(state.timings(started))
+    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config)
+    completion = state.completion
+    usage = {
+        "prompt_tokens": completion.prompt_tokens if completion else None,
+        "completion_tokens": completion.completion_tokens if completion else None,
+        "model": completion.model if completion else config.model,
+    }
+    yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
+
+
+class _AnswerState:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.cited: dict[int, dict] = {}
+        self.completion: llm.Completion | None = None
+        self.first_token_ms: float | None = None
+        self.saved_at = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def take(self, parsed, by_number, message_id) -> list[Event]:
+        text, markers = parsed
+        events: list[Event] = []
+        if text:
+            self.parts.append(text)
+            events.append(DeltaEvent(message_id=message_id, text=text))
+        for marker in markers:
+            if marker.number not in self.cited and marker.number in by_number:
+                self.cited[marker.number] = by_number[marker.number]
+                events.append(CitationEvent(message_id=message_id, number=marker.number, source=by_number[marker.number]))
+        return events
+
+    def timings(self, started: float) -> dict:
+        return {"first_token_ms": self.first_token_ms, "total_ms": (time.perf_counter() - started) * 1000}
+
+
+async def _finish(answer, state: _AnswerState, status, timings, config, error: str = "") -> Message:
+    completion = state.completion
+    return await sync_to_async(services.answer_finish)(
+        message_id=answer.pk, content=state.text, status=status, error=error,
+        model=completion.model if completion else config.model,
+        prompt_tokens=completion.prompt_tokens if completion else None,
+        completion_tokens=completion.completion_tokens if completion else None,
+        timings=timings, citations=list(state.cited.values()),
+    )
+
+
+def _message_dict(message: Message) -> dict:
+    return {
+        "id": str(message.pk), "conversation_id": str(message.conversation_id),
+        "role": message.role, "content": message.content, "status": message.status,
+        "error": message.error, "model": message.model,
+    }

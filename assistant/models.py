@@ -1,0 +1,126 @@
+"""The chat domain: conversations, their messages, the citations in answers, and feedback."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    class Origin(models.TextChoices):
+        WEB = "web", "Web"
+        SLACK = "slack", "Slack"
+        CLI = "cli", "Command line"
+        API = "api", "API"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.WEB)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or "New conversation"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming", "Streaming"
+        COMPLETE = "complete", "Complete"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    # An answer replaced by "regenerate" or a question replaced by "edit" stays for the record.
+    superseded = models.BooleanField(default=False)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
+    )
+    sources = models.JSONField(
+        default=list, blank=True, help_text="The passages retrieved for this answer, numbered."
+    )
+    model = models.CharField(max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    retrieval_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    total_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_time")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+
+class Citation(models.Model):
+    """A ``[n]`` marker in an answer resolved to the passage it points at.
+
+    The quote and labels are copied so the answer stays readable if the source is deleted;
+    ``collection_id`` lets display re-check that the reader may still see it.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
+    chunk = models.ForeignKey(
+        "knowledge.Chunk", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    collection_id = models.BigIntegerField()
+    source_id = models.BigIntegerField(null=True)
+    number = models.PositiveSmallIntegerField()
+    quote = models.TextField()
+    document_title = models.CharField(max_length=500, blank=True)
+    source_name = models.CharField(max_length=300, blank=True)
+    source_url = models.URLField(max_length=2000, blank=True)
+    heading = models.CharField(max_length=500, blank=True)
+    page = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="citation_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.number}] {self.source_name}"
+
+
+class Feedback(models.Model):
+    class Rating(models.IntegerChoices):
+        UP = 1, "Helpful"
+        DOWN = -1, "Not helpful"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="feedback_one_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on {self.message_id}"

@@ -1,0 +1,176 @@
+"""Writes for the chat domain: conversations, questions, answers, citations, feedback.
+
+These are synchronous ORM functions; the async pipeline calls them through sync_to_async.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.events import user_event_send
+from assistant.models import Citation, Conversation, Feedback, Message
+
+TITLE_CHARS = 60
+
+
+class ChatError(Exception):
+    """A refusal the user can act on; the message is shown as is."""
+
+
+def title_from_question(question: str) -> str:
+    text = " ".join(question.split())
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[:TITLE_CHARS].rsplit(" ", 1)[0]
+    return (cut or text[:TITLE_CHARS]) + "…"
+
+
+def conversation_event(conversation: Conversation) -> dict:
+    return {
+        "id": str(conversation.pk), "title": conversation.title, "origin": conversation.origin,
+        "updated_at": conversation.updated_at.isoformat() if conversation.updated_at else None,
+    }
+
+
+def _notify_conversation(conversation: Conversation, kind: str) -> None:
+    user_event_send(
+        user_ids=conversation.owner_id,
+        event={"type": f"conversation.{kind}", "conversation": conversation_event(conversation)},
+    )
+
+
+@transaction.atomic
+def question_create(*, user, conversation: Conversation | None, text: str, origin: str = "web") -> Message:
+    """Stores the user's question first, so nothing the user typed is ever lost."""
+    created = conversation is None
+    if created:
+        conversation = Conversation.objects.create(
+            owner=user, origin=origin, title=title_from_question(text)
+        )
+    elif conversation.owner_id != user.pk:
+        raise ChatError("This conversation is not yours.")
+    message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    conversation.refresh_from_db()
+    _notify_conversation(conversation, "created" if created else "updated")
+    return message
+
+
+@transaction.atomic
+def answer_start(*, question: Message, sources: list[dict]) -> Message:
+    return Message.objects.create(
+        conversation_id=question.conversation_id, role=Message.Role.ASSISTANT, reply_to=question,
+        status=Message.Status.STREAMING, sources=sources,
+    )
+
+
+def answer_checkpoint(*, message_id, content: str) -> None:
+    """Saves the text so far (a reloading tab or a crash then keeps it); no status change."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, updated_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def answer_finish(
+    *, message_id, content: str, status: str, error: str = "", model: str = "",
+    prompt_tokens: int | None = None, completion_tokens: int | None = None,
+    timings: dict | None = None, citations: list[dict] | None = None,
+) -> Message:
+    message = Message.objects.select_for_update().select_related("conversation").get(pk=message_id)
+    timings = timings or {}
+    message.content, message.status, message.error = content, status, error[:2000]
+    message.model = model
+    message.prompt_tokens, message.completion_tokens = prompt_tokens, completion_tokens
+    message.retrieval_ms = _ms(timings.get("retrieval_ms"))
+    message.first_token_ms = _ms(timings.get("first_token_ms"))
+    message.total_ms = _ms(timings.get("total_ms"))
+    message.save()
+    message.citations.all().delete()
+    Citation.objects.bulk_create(
+        [
+            Citation(
+                message=message, chunk_id=c["chunk_id"], collection_id=c["collection_id"],
+                source_id=c.get("source_id"), number=c["n"], quote=c["text"],
+                document_title=(c.get("title") or "")[:500], source_name=(c.get("source_name") or "")[:300],
+                source_url=c.get("url") or "", heading=(c.get("heading") or "")[:500], page=c.get("page"),
+            )
+            for c in citations or []
+        ]
+    )
+    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+    user_event_send(
+        user_ids=message.conversation.owner_id,
+        event={
+            "type": "message.finished",
+            "conversation_id": str(message.conversation_id),
+            "message_id": str(message.pk),
+            "status": status,
+        },
+    )
+    return message
+
+
+def _ms(value) -> int | None:
+    return None if value is None else max(0, int(round(value)))
+
+
+@transaction.atomic
+def answer_supersede_for_regenerate(*, user, message: Message) -> Message:
+    """Hides an answer so it can be generated again; returns the question it answered."""
+    if message.conversation.owner_id != user.pk or message.role != Message.Role.ASSISTANT:
+        raise ChatError("Only your own answers can be regenerated.")
+    if message.status == Message.Status.STREAMING:
+        raise ChatError("This answer is still being written.")
+    Message.objects.filter(pk=message.pk).update(superseded=True)
+    return message.reply_to
+
+
+@transaction.atomic
+def question_edit(*, user, message: Message, text: str) -> Message:
+    """Replaces the last question (and its answer) with an edited one; returns the new question."""
+    conversation = message.conversation
+    if conversation.owner_id != user.pk or message.role != Message.Role.USER:
+        raise ChatError("Only your own questions can be edited.")
+    last = conversation.messages.filter(role=Message.Role.USER, superseded=False).order_by("-created_at").first()
+    if last is None or last.pk != message.pk:
+        raise ChatError("Only the last question can be edited.")
+    if message.replies.filter(status=Message.Status.STREAMING).exists():
+        raise ChatError("Stop the answer before editing the question.")
+    message.replies.update(superseded=True)
+    Message.objects.filter(pk=message.pk).update(superseded=True)
+    return question_create(user=user, conversation=conversation, text=text)
+
+
+def conversation_rename(*, user, conversation: Conversation, title: str) -> Conversation:
+    if conversation.owner_id != user.pk:
+        raise ChatError("This conversation is not yours.")
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise ChatError("A title cannot be empty.")
+    with transaction.atomic():
+        conversation.title = title
+        conversation.save(update_fields=["title", "updated_at"])
+        _notify_conversation(conversation, "renamed")
+    return conversation
+
+
+def conversation_delete(*, user, conversation: Conversation) -> None:
+    if conversation.owner_id != user.pk:
+        raise ChatError("This conversation is not yours.")
+    with transaction.atomic():
+        event = conversation_event(conversation)
+        conversation.delete()
+        user_event_send(user_ids=user.pk, event={"type": "conversation.deleted", "conversation": event})
+
+
+def feedback_give(*, user, message: Message, rating: int, comment: str = "") -> Feedback:
+    if message.conversation.owner_id != user.pk or message.role != Message.Role.ASSISTANT:
+        raise ChatError("Feedback goes on your own answers.")
+    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN):
+        raise ChatError("Rating must be up (1) or down (-1).")
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message, user=user, defaults={"rating": rating, "comment": comment[:2000]}
+    )
+    return feedback

@@ -1,0 +1,142 @@
+"""Knowledge in the Django admin. Querysets go through the same access selectors as the app."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from knowledge import selectors, services
+from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "visibility", "source_count", "updated_at"]
+    list_filter = ["visibility"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["read_groups", "manage_groups"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        qs = selectors.collections_manageable_by(request.user)
+        return qs.annotate(_sources=Count("sources"))
+
+    @admin.display(description="sources", ordering="_sources")
+    def source_count(self, obj):
+        return obj._sources
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "collection",
+        "kind",
+        "status",
+        "progress",
+        "chunk_count",
+        "owner",
+        "updated_at",
+    ]
+    list_filter = ["status", "kind", "collection"]
+    search_fields = ["name", "url", "error"]
+    readonly_fields = [
+        "kind",
+        "file",
+        "url",
+        "content_type",
+        "size",
+        "content_hash",
+        "indexed_hash",
+        "embedding_model",
+        "status",
+        "progress",
+        "error",
+        "chunk_count",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+        "owner",
+    ]
+    fields = ["collection", "name", *readonly_fields]
+    actions = ["reindex_selected", "delete_selected_sources"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(collection__in=selectors.collections_manageable_by(request.user))
+            .select_related("collection", "owner")
+        )
+
+    def has_add_permission(self, request):
+        return False  # files arrive through the Knowledge page or `manage.py ingest`
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # ours also deletes files and notifies
+        return actions
+
+    @admin.action(description="Re-index selected sources")
+    def reindex_selected(self, request, queryset):
+        for source in queryset:
+            services.source_reindex(user=request.user, source=source)
+        self.message_user(request, f"{queryset.count()} source(s) queued for re-indexing.")
+
+    @admin.action(description="Delete selected sources (with their chunks and files)")
+    def delete_selected_sources(self, request, queryset):
+        count = 0
+        for source in list(queryset):
+            services.source_delete(user=request.user, source=source)
+            count += 1
+        self.message_user(request, f"{count} source(s) deleted.", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        services.source_delete(user=request.user, source=obj)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Document)
+class DocumentAdmin(ReadOnlyAdmin):
+    list_display = ["title", "source", "created_at"]
+    search_fields = ["title", "source__name"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(source__collection__in=selectors.collections_manageable_by(request.user))
+            .select_related("source")
+        )
+
+
+@admin.register(Chunk)
+class ChunkAdmin(ReadOnlyAdmin):
+    list_display = ["source", "ordinal", "page", "heading", "token_count"]
+    list_filter = ["collection"]
+    search_fields = ["text", "source__name"]
+    exclude = ["embedding"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(collection__in=selectors.collections_manageable_by(request.user))
+            .select_related("source")
+            .defer("embedding")
+        )
+
+
+@admin.register(EmbeddingSpace)
+class EmbeddingSpaceAdmin(ReadOnlyAdmin):
+    list_display = ["name", "dimensions", "updated_at"]

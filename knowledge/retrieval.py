@@ -1,0 +1,235 @@
+"""Permission-aware hybrid retrieval: the one selector every door uses to find passages.
+
+Both searches run with the user's readable collection ids inside the SQL, so the top-k is
+taken among chunks the user may see (never filtered after the fact). pgvector's iterative
+index scans keep a filtered HNSW query returning k rows. The two rankings are fused by
+reciprocal rank; neighbouring chunks of each hit are added for context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+
+from knowledge import embeddings
+from knowledge.selectors import readable_collection_ids
+
+MODES = ("vector", "lexical", "hybrid")
+RRF_K = 60
+
+
+@dataclass
+class SearchHit:
+    chunk_id: int
+    source_id: int
+    collection_id: int
+    ordinal: int
+    text: str
+    heading_path: list[str]
+    page: int | None
+    document_title: str
+    source_name: str
+    source_url: str
+    score: float
+    similarity: float | None = None  # cosine similarity to the query, when it was embedded
+    vector_rank: int | None = None
+    lexical_rank: int | None = None
+    before: str = ""  # the neighbouring passages, for the prompt's context
+    after: str = ""
+
+    @property
+    def heading(self) -> str:
+        return " › ".join(self.heading_path)
+
+
+@dataclass
+class SearchResult:
+    hits: list[SearchHit]
+    mode: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+_VECTOR_SQL = """
+WITH nearest AS MATERIALIZED (
+    SELECT id, embedding <=> %(vec)s::vector AS distance
+    FROM knowledge_chunk
+    WHERE collection_id = ANY(%(collections)s)
+    ORDER BY embedding <=> %(vec)s::vector
+    LIMIT %(limit)s
+)
+SELECT id, distance FROM nearest ORDER BY distance
+"""
+
+# websearch_to_tsquery ANDs every term, which misses most natural-language questions; OR-ing
+# the stemmed lexemes and ranking by cover density keeps recall while rewarding documents
+# that contain more of the terms, closer together.
+_LEXICAL_SQL = """
+WITH q AS (
+    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query
+    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
+)
+SELECT c.id, ts_rank_cd(c.search_vector, q.query, 1) AS rank
+FROM knowledge_chunk c, q
+WHERE q.query IS NOT NULL
+  AND c.collection_id = ANY(%(collections)s)
+  AND c.search_vector @@ q.query
+ORDER BY rank DESC, c.id
+LIMIT %(limit)s
+"""
+
+_DETAILS_SQL = """
+SELECT c.id, c.source_id, c.collection_id, c.ordinal, c.text, c.heading_path, c.page,
+       d.title, s.name, s.url,
+       CASE WHEN %(vec)s::text IS NULL THEN NULL ELSE 1 - (c.embedding <=> %(vec)s::vector) END
+FROM knowledge_chunk c
+JOIN knowledge_document d ON d.id = c.document_id
+JOIN knowledge_source s ON s.id = c.source_id
+WHERE c.id = ANY(%(ids)s) AND c.collection_id = ANY(%(collections)s)
+"""
+
+_NEIGHBOURS_SQL = """
+SELECT c.source_id, c.ordinal, c.text
+FROM knowledge_chunk c
+JOIN unnest(%(sources)s::bigint[], %(ordinals)s::int[]) AS want(source_id, ordinal)
+  ON c.source_id = want.source_id AND c.ordinal = want.ordinal
+WHERE c.collection_id = ANY(%(collections)s)
+"""
+
+
+def _vector_ranking(cursor, query_vector, collections, limit, ef_search) -> list[int]:
+    cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(ef_search, limit)])
+    cursor.execute(
+        _VECTOR_SQL,
+        {"vec": _vector_literal(query_vector), "collections": collections, "limit": limit},
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _lexical_ranking(cursor, text, collections, limit) -> list[int]:
+    cursor.execute(_LEXICAL_SQL, {"text": text, "collections": collections, "limit": limit})
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+def fuse(
+    rankings: dict[str, list[int]], weights: dict[str, float] | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of weight / (RRF_K + rank)."""
+    scores: dict[int, float] = {}
+    for name, ids in rankings.items():
+        weight = (weights or {}).get(name, 1.0)
+        for rank, chunk_id in enumerate(ids, 1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def search_chunks_for_user(
+    *,
+    user,
+    query: str,
+    k: int = 6,
+    mode: str = "hybrid",
+    collection_ids: Sequence[int] | None = None,
+    neighbours: bool = True,
+    candidates: int = 40,
+    ef_search: int = 80,
+) -> SearchResult:
+    """The passages ``user`` may read that best match ``query``.
+
+    ``collection_ids`` narrows the search (it can never widen it past what the user may read).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    started = time.perf_counter()
+    allowed = readable_collection_ids(user)
+    if collection_ids is not None:
+        allowed = sorted(set(allowed) & {int(c) for c in collection_ids})
+    timings = {"acl_ms": _ms(started)}
+    query = query.strip()
+    if not allowed or not query:
+        return SearchResult([], mode, timings)
+    pool = max(candidates, k)
+    rankings: dict[str, list[int]] = {}
+    vector = None
+    if mode in ("vector", "hybrid"):
+        t = time.perf_counter()
+        vector = embeddings.get_embedder().embed_query(query)
+        timings["embed_ms"] = _ms(t)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if mode in ("vector", "hybrid"):
+            t = time.perf_counter()
+            rankings["vector"] = _vector_ranking(cursor, vector, allowed, pool, ef_search)
+            timings["vector_ms"] = _ms(t)
+        if mode in ("lexical", "hybrid"):
+            t = time.perf_counter()
+            rankings["lexical"] = _lexical_ranking(cursor, query, allowed, pool)
+            timings["lexical_ms"] = _ms(t)
+        fused = fuse(rankings)[:k]
+        hits = _load_hits(cursor, fused, rankings, allowed, vector)
+        if neighbours and hits:
+            _attach_neighbours(cursor, hits, allowed)
+    timings["total_ms"] = _ms(started)
+    return SearchResult(hits, mode, timings)
+
+
+def _load_hits(cursor, fused, rankings, allowed, vector) -> list[SearchHit]:
+    ids = [chunk_id for chunk_id, _ in fused]
+    if not ids:
+        return []
+    literal = _vector_literal(vector) if vector is not None else None
+    cursor.execute(_DETAILS_SQL, {"ids": ids, "collections": allowed, "vec": literal})
+    rows = {row[0]: row for row in cursor.fetchall()}
+    positions = {
+        name: {cid: i for i, cid in enumerate(ranked, 1)} for name, ranked in rankings.items()
+    }
+    hits = []
+    for chunk_id, score in fused:
+        row = rows.get(chunk_id)
+        if row is None:
+            continue
+        hits.append(
+            SearchHit(
+                chunk_id=row[0],
+                source_id=row[1],
+                collection_id=row[2],
+                ordinal=row[3],
+                text=row[4],
+                heading_path=list(row[5] or []),
+                page=row[6],
+                document_title=row[7],
+                source_name=row[8],
+                source_url=row[9],
+                score=score,
+                similarity=None if row[10] is None else float(row[10]),
+                vector_rank=positions.get("vector", {}).get(chunk_id),
+                lexical_rank=positions.get("lexical", {}).get(chunk_id),
+            )
+        )
+    return hits
+
+
+def _attach_neighbours(cursor, hits: list[SearchHit], allowed) -> None:
+    sources, ordinals = [], []
+    for hit in hits:
+        for ordinal in (hit.ordinal - 1, hit.ordinal + 1):
+            if ordinal >= 0:
+                sources.append(hit.source_id)
+                ordinals.append(ordinal)
+    cursor.execute(
+        _NEIGHBOURS_SQL, {"sources": sources, "ordinals": ordinals, "collections": allowed}
+    )
+    texts = {(row[0], row[1]): row[2] for row in cursor.fetchall()}
+    for hit in hits:
+        hit.before = texts.get((hit.source_id, hit.ordinal - 1), "")
+        hit.after = texts.get((hit.source_id, hit.ordinal + 1), "")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,94 @@
+"""Reads, with access control. Every door asks these functions what a user may see.
+
+The rule: superusers and staff may read and manage every collection; anyone else may read a
+collection open to everyone, one shared with a group they belong to, or one they manage, and
+may manage a collection whose manage groups include one of theirs. Missing and forbidden raise
+the same ``DoesNotExist``, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from knowledge.models import Chunk, Collection, Source
+
+
+def _is_knowledge_admin(user) -> bool:
+    return bool(user.is_active and (user.is_superuser or user.is_staff))
+
+
+def collections_readable_by(user) -> QuerySet[Collection]:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Collection.objects.none()
+    if _is_knowledge_admin(user):
+        return Collection.objects.all()
+    group_ids = user.groups.values("id")
+    return Collection.objects.filter(
+        Q(visibility=Collection.Visibility.EVERYONE)
+        | Q(
+            id__in=Collection.read_groups.through.objects.filter(group_id__in=group_ids).values(
+                "collection_id"
+            )
+        )
+        | Q(
+            id__in=Collection.manage_groups.through.objects.filter(group_id__in=group_ids).values(
+                "collection_id"
+            )
+        )
+    )
+
+
+def collections_manageable_by(user) -> QuerySet[Collection]:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Collection.objects.none()
+    if _is_knowledge_admin(user):
+        return Collection.objects.all()
+    group_ids = user.groups.values("id")
+    return Collection.objects.filter(
+        id__in=Collection.manage_groups.through.objects.filter(group_id__in=group_ids).values(
+            "collection_id"
+        )
+    )
+
+
+def readable_collection_ids(user) -> list[int]:
+    """The ids retrieval filters on inside its SQL (a short list: collections are few)."""
+    return list(collections_readable_by(user).values_list("id", flat=True))
+
+
+def can_manage_collection(user, collection: Collection) -> bool:
+    return collections_manageable_by(user).filter(pk=collection.pk).exists()
+
+
+def collection_get_readable(*, user, collection_id: int) -> Collection:
+    return collections_readable_by(user).get(pk=collection_id)
+
+
+def collection_get_manageable(*, user, collection_id: int) -> Collection:
+    return collections_manageable_by(user).get(pk=collection_id)
+
+
+def sources_readable_by(user) -> QuerySet[Source]:
+    return Source.objects.filter(collection__in=collections_readable_by(user))
+
+
+def source_get_readable(*, user, source_id: int) -> Source:
+    return sources_readable_by(user).select_related("collection").get(pk=source_id)
+
+
+def source_get_manageable(*, user, source_id: int) -> Source:
+    return (
+        Source.objects.filter(collection__in=collections_manageable_by(user))
+        .select_related("collection")
+        .get(pk=source_id)
+    )
+
+
+def chunks_of_source(*, user, source_id: int) -> QuerySet[Chunk]:
+    source = source_get_readable(user=user, source_id=source_id)
+    return Chunk.objects.filter(source=source).order_by("ordinal").defer("embedding")
+
+
+def users_to_notify_about(source: Source) -> list[int]:
+    """Who sees a source's progress live: its uploader only (others see it on their next load)."""
+    return [source.owner_id] if source.owner_id else []

@@ -1,0 +1,398 @@
+"""Writes and workflows for knowledge: adding sources, indexing them, deleting them.
+
+Indexing is idempotent: chunks are replaced in one transaction keyed by the source and the
+content hash, an advisory lock keeps two workers off the same source, and unchanged content is
+never embedded twice. Events leave only after commit (``accounts.events``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.events import user_event_send
+from knowledge import embeddings, fetching, parsing
+from knowledge.chunking import chunk_document
+from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
+from knowledge.selectors import can_manage_collection, users_to_notify_about
+
+logger = logging.getLogger(__name__)
+
+
+class KnowledgeError(Exception):
+    """A refusal a person can act on; the message is shown as is."""
+
+
+class PermissionDenied(KnowledgeError):
+    pass
+
+
+class SourceBusy(Exception):
+    """Another worker is indexing this source right now; try again shortly."""
+
+
+class TransientIndexingError(Exception):
+    """Worth retrying later: the embedding endpoint or the web page is temporarily unavailable."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    source: Source
+    created: bool
+    message: str
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def source_as_event(source: Source) -> dict:
+    return {
+        "id": source.pk,
+        "collection_id": source.collection_id,
+        "name": source.name,
+        "kind": source.kind,
+        "status": source.status,
+        "progress": source.progress,
+        "error": source.error,
+        "chunk_count": source.chunk_count,
+    }
+
+
+def _notify(source: Source) -> None:
+    user_event_send(
+        user_ids=users_to_notify_about(source),
+        event={"type": "source.updated", "source": source_as_event(source)},
+    )
+
+
+def _set_state(source: Source, **fields) -> None:
+    for name, value in fields.items():
+        setattr(source, name, value)
+    source.save(update_fields=[*fields, "updated_at"])
+    _notify(source)
+
+
+# --- adding sources -----------------------------------------------------------------------
+
+
+def _enqueue_index(source: Source) -> None:
+    from knowledge.tasks import index_source
+
+    transaction.on_commit(lambda: index_source.delay(source.pk))
+
+
+def _check_manage(user, collection: Collection) -> None:
+    if not can_manage_collection(user, collection):
+        raise PermissionDenied("You may not change this collection.")
+
+
+def _clean_name(filename: str) -> str:
+    # Only the last path component, without control characters: it is shown, never used as a path.
+    name = PurePath(filename.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return (name or "upload")[:300]
+
+
+def source_create_from_upload(
+    *, user, collection: Collection, filename: str, data: bytes, content_type: str | None = None
+) -> UploadResult:
+    """Stores an uploaded file and queues it for indexing.
+
+    Same name in the same collection: the file is replaced (and re-indexed only when its bytes
+    changed). Same bytes under another name: refused as a duplicate, pointing at the original.
+    """
+    _check_manage(user, collection)
+    limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+    if len(data) > limit:
+        raise KnowledgeError(
+            f"{_clean_name(filename)} is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
+        )
+    if not data:
+        raise KnowledgeError(f"{_clean_name(filename)} is empty.")
+    name = _clean_name(filename)
+    try:
+        kind = parsing.detect_kind(data, filename=name, content_type=content_type)
+    except parsing.ParseError as exc:
+        raise KnowledgeError(f"{name}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with transaction.atomic():
+            return _store_upload(user, collection, name, data, digest, kind)
+    except IntegrityError:
+        # A concurrent upload of the same file won the race: report what is there now.
+        existing = (
+            Source.objects.filter(collection=collection)
+            .filter(Q(name=name) | Q(kind=Source.Kind.FILE, content_hash=digest))
+            .first()
+        )
+        if existing is None:
+            raise
+        return UploadResult(existing, False, f"{name} is already in {collection.name}.")
+
+
+def _store_upload(user, collection, name, data, digest, kind) -> UploadResult:
+    same_bytes = (
+        Source.objects.select_for_update()
+        .filter(collection=collection, kind=Source.Kind.FILE, content_hash=digest)
+        .first()
+    )
+    if same_bytes is not None:
+        message = (
+            f"{name} is unchanged."
+            if same_bytes.name == name
+            else f"{name} has the same contents as {same_bytes.name}, which is already in {collection.name}."
+        )
+        return UploadResult(same_bytes, False, message)
+    existing = Source.objects.select_for_update().filter(collection=collection, name=name).first()
+    source = existing or Source(collection=collection, name=name, kind=Source.Kind.FILE)
+    if existing is not None and existing.kind != Source.Kind.FILE:
+        raise KnowledgeError(f"{name} already names a web page in {collection.name}.")
+    old_file = existing.file.name if existing is not None and existing.file else None
+    source.owner = user
+    source.content_type = kind
+    source.size = len(data)
+    source.content_hash = digest
+    source.status, source.progress, source.error = Source.Status.QUEUED, 0, ""
+    source.file.save(name, ContentFile(data), save=False)
+    source.save()
+    if old_file:
+        storage = source.file.storage
+        transaction.on_commit(lambda: storage.delete(old_file))
+    _notify(source)
+    _enqueue_index(source)
+    verb = "replaced; re-indexing" if existing else "added; indexing"
+    return UploadResult(source, existing is None, f"{name} {verb}.")
+
+
+def source_create_from_url(*, user, collection: Collection, url: str) -> UploadResult:
+    _check_manage(user, collection)
+    try:
+        fetching.validate_url_syntax(url)
+    except fetching.FetchError as exc:
+        raise KnowledgeError(str(exc)) from None
+    with transaction.atomic():
+        existing = (
+            Source.objects.select_for_update().filter(collection=collection, name=url).first()
+        )
+        if existing is not None:
+            return UploadResult(existing, False, f"{url} is already in {collection.name}.")
+        source = Source.objects.create(
+            collection=collection, owner=user, kind=Source.Kind.URL, name=url[:300], url=url
+        )
+        _notify(source)
+        _enqueue_index(source)
+    return UploadResult(source, True, f"{url} added; fetching.")
+
+
+def source_reindex(*, user, source: Source, force: bool = True) -> None:
+    _check_manage(user, source.collection)
+    with transaction.atomic():
+        if force:
+            Source.objects.filter(pk=source.pk).update(indexed_hash="")
+        source.refresh_from_db()
+        _set_state(source, status=Source.Status.QUEUED, progress=0, error="")
+        _enqueue_index(source)
+
+
+def source_delete(*, user, source: Source) -> None:
+    """Deletes the source, its document and chunks (cascade) and, after commit, its file."""
+    _check_manage(user, source.collection)
+    file_name = source.file.name if source.file else None
+    storage = source.file.storage
+    source_id, owner_id, collection_id = source.pk, source.owner_id, source.collection_id
+    with transaction.atomic():
+        source.delete()
+        if file_name:
+            transaction.on_commit(lambda: storage.delete(file_name))
+        if owner_id:
+            user_event_send(
+                user_ids=owner_id,
+                event={
+                    "type": "source.deleted",
+                    "source": {"id": source_id, "collection_id": collection_id},
+                },
+            )
+
+
+# --- indexing -----------------------------------------------------------------------------
+
+
+def _try_lock(source_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, source_id])
+        return cursor.fetchone()[0]
+
+
+def _unlock(source_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, source_id])
+
+
+LOCK_NAMESPACE = 7301  # advisory-lock namespace for "indexing source N"
+
+
+def source_index(*, source_id: int) -> None:
+    """Brings a source's chunks in line with its current content. Safe to run twice.
+
+    Raises ``SourceBusy`` when another worker holds the source, ``TransientIndexingError`` when
+    a retry later may succeed; permanent problems end in status ``failed`` with a message.
+    """
+    if not _try_lock(source_id):
+        raise SourceBusy(source_id)
+    try:
+        source = Source.objects.select_related("collection").filter(pk=source_id).first()
+        if source is None:  # deleted while queued: nothing to do
+            return
+        _index_locked(source)
+    finally:
+        _unlock(source_id)
+
+
+def _index_locked(source: Source) -> None:
+    embedder = embeddings.get_embedder()
+    _ensure_embedding_space(embedder)
+    _set_state(source, status=Source.Status.PARSING, progress=5, error="")
+    try:
+        data, filename, content_type = _read_content(source)
+    except fetching.FetchError as exc:
+        if getattr(exc, "transient", False):
+            raise TransientIndexingError(str(exc)) from exc
+        _fail(source, str(exc))
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    if (
+        digest == source.indexed_hash
+        and source.embedding_model == embedder.name
+        and source.chunks.exists()
+    ):
+        _set_state(source, status=Source.Status.READY, progress=100, content_hash=digest)
+        return
+    try:
+        doc = parsing.parse_document(data, filename=filename, content_type=content_type)
+    except parsing.ParseError as exc:
+        _fail(source, str(exc))
+        return
+    drafts = chunk_document(
+        doc,
+        target_tokens=settings.CHUNK_TARGET_TOKENS,
+        overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        count_tokens=embedder.count_tokens,
+    )
+    if not drafts:
+        message = (
+            "No text was found in this document (a scanned PDF without a text layer?)."
+            if doc.metadata.get("pages")
+            else "No text was found in this document."
+        )
+        _fail(source, message)
+        return
+    vectors = _embed_with_progress(source, embedder, [d.embed_text for d in drafts])
+    _write_chunks(source, doc, drafts, vectors, digest, embedder.name)
+
+
+def _read_content(source: Source) -> tuple[bytes, str, str | None]:
+    if source.kind == Source.Kind.URL:
+        page = fetching.fetch_url(
+            source.url,
+            timeout=settings.URL_FETCH_TIMEOUT,
+            max_bytes=settings.URL_FETCH_MAX_BYTES,
+            allowed_hosts=settings.URL_FETCH_ALLOWED_HOSTS,
+            allowed_networks=settings.URL_FETCH_ALLOWED_NETWORKS,
+        )
+        name = PurePath(page.url.split("?")[0]).name or "index.html"
+        return page.data, name, page.content_type
+    with source.file.open("rb") as handle:
+        return handle.read(), source.name, source.content_type or None
+
+
+def _embed_with_progress(source, embedder, texts: list[str]) -> list[list[float]]:
+    _set_state(source, status=Source.Status.EMBEDDING, progress=10)
+    vectors: list[list[float]] = []
+    batch = settings.EMBEDDING_BATCH_SIZE
+    last_event = time.monotonic()
+    for start in range(0, len(texts), batch):
+        try:
+            vectors.extend(embedder.embed_documents(texts[start : start + batch]))
+        except embeddings.TransientEmbeddingError as exc:
+            raise TransientIndexingError(str(exc)) from exc
+        progress = 10 + int(85 * len(vectors) / len(texts))
+        if time.monotonic() - last_event > 0.5 or len(vectors) == len(texts):
+            _set_state(source, progress=progress)
+            last_event = time.monotonic()
+    return vectors
+
+
+def _write_chunks(source, doc, drafts, vectors, digest: str, model_name: str) -> None:
+    with transaction.atomic():
+        locked = Source.objects.select_for_update().filter(pk=source.pk).first()
+        if locked is None:  # deleted while we worked
+            return
+        Document.objects.filter(source=source).delete()  # cascades to the old chunks
+        document = Document.objects.create(
+            source=source,
+            title=doc.title[:500] or source.name,
+            text=doc.text,
+            metadata=doc.metadata,
+            content_hash=digest,
+        )
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    document=document,
+                    source=source,
+                    collection_id=source.collection_id,
+                    ordinal=draft.ordinal,
+                    text=draft.text,
+                    heading_path=list(draft.heading_path),
+                    page=draft.page,
+                    token_count=draft.token_count,
+                    context=" › ".join([document.title, *draft.heading_path]),
+                    embedding=vector,
+                )
+                for draft, vector in zip(drafts, vectors, strict=True)
+            ],
+            batch_size=500,
+        )
+        _set_state(
+            source,
+            status=Source.Status.READY,
+            progress=100,
+            error="",
+            chunk_count=len(drafts),
+            indexed_hash=digest,
+            content_hash=digest,
+            embedding_model=model_name,
+            indexed_at=timezone.now(),
+        )
+
+
+def _fail(source: Source, message: str) -> None:
+    logger.info("indexing failed", extra={"source_id": source.pk, "reason": message})
+    _set_state(source, status=Source.Status.FAILED, error=message[:2000], progress=0)
+
+
+def source_mark_failed(*, source_id: int, message: str) -> None:
+    source = Source.objects.filter(pk=source_id).first()
+    if source is not None:
+        _fail(source, message)
+
+
+def _ensure_embedding_space(embedder) -> None:
+    space = EmbeddingSpace.objects.first()
+    if space is None:
+        EmbeddingSpace.objects.create(name=embedder.name, dimensions=embedder.dimensions)
+        return
+    if space.name != embedder.name:
+        raise embeddings.EmbeddingError(
+            f"The index holds vectors from {space.name} but the configured model is "
+            f"{embedder.name}; run `python manage.py reindex` to move everything to the new model."
+        )

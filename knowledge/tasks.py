@@ -1,0 +1,53 @@
+"""Celery is just another door: tasks take ids and call one service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from knowledge import embeddings, services
+
+logger = logging.getLogger(__name__)
+
+MAX_TRANSIENT_RETRIES = 6
+
+
+@shared_task(
+    bind=True,
+    name="knowledge.index_source",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def index_source(self, source_id: int) -> None:
+    try:
+        services.source_index(source_id=source_id)
+    except services.SourceBusy:
+        # Another worker has it; come back after it is done so a newer upload is not lost.
+        raise self.retry(countdown=5, max_retries=720) from None
+    except services.TransientIndexingError as exc:
+        if self.request.retries >= MAX_TRANSIENT_RETRIES:
+            services.source_mark_failed(
+                source_id=source_id,
+                message=f"Gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}",
+            )
+            return
+        countdown = min(600, 5 * 2**self.request.retries)
+        logger.warning("indexing will retry", extra={"source_id": source_id, "in_s": countdown})
+        raise self.retry(countdown=countdown, max_retries=None) from None
+    except embeddings.EmbeddingError as exc:
+        services.source_mark_failed(source_id=source_id, message=str(exc))
+    except SoftTimeLimitExceeded:
+        services.source_mark_failed(
+            source_id=source_id, message="Indexing took too long and was stopped."
+        )
+    except Exception:
+        # A failing document must never take the worker down or stay "parsing" forever.
+        logger.exception("indexing crashed", extra={"source_id": source_id})
+        services.source_mark_failed(
+            source_id=source_id, message="Indexing failed unexpectedly; the error was logged."
+        )

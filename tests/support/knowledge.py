@@ -1,0 +1,29 @@
+"""Builds real indexed knowledge for tests through the real services (no worker needed)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+
+from knowledge import services
+from knowledge.models import Collection, Source
+
+
+def make_collection(name: str, *, everyone: bool = False, readers: list[Group] = (), managers: list[Group] = ()) -> Collection:
+    collection = Collection.objects.create(
+        name=name,
+        visibility=Collection.Visibility.EVERYONE if everyone else Collection.Visibility.GROUPS,
+    )
+    collection.read_groups.set(readers)
+    collection.manage_groups.set(managers)
+    return collection
+
+
+def index_text(collection: Collection, filename: str, text: str, *, user) -> Source:
+    """Uploads ``text`` as a file and indexes it in this process, as a worker would."""
+    result = services.source_create_from_upload(
+        user=user, collection=collection, filename=filename, data=text.encode()
+    )
+    services.source_index(source_id=result.source.pk)
+    source = Source.objects.get(pk=result.source.pk)
+    assert source.status == Source.Status.READY, source.error
+    return source
