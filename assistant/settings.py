@@ -141,8 +141,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", 600, min_value=1)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", 660, min_value=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"knowledge.tasks.*": {"queue": "ingest"}}
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_TASK_ROUTES = {"knowledge.*": {"queue": "ingest"}}
+# An unacknowledged task (its worker died) is delivered again after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600, min_value=1)
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -231,6 +234,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
 CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", 180, min_value=32)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", 30, min_value=0)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", 32, min_value=1)
+INDEXING_RETRY_BASE_SECONDS = env.float("INDEXING_RETRY_BASE_SECONDS", 5.0, min_value=0)
 URL_FETCH_TIMEOUT = env.float("URL_FETCH_TIMEOUT", 15.0, min_value=1)
 URL_FETCH_MAX_BYTES = env.int("URL_FETCH_MAX_MB", 10, min_value=1) * 2**20
 URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")

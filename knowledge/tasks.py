@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from celery.exceptions import SoftTimeLimitExceeded
 
 from knowledge import embeddings, services
@@ -36,7 +37,7 @@ def index_source(self, source_id: int) -> None:
                 message=f"Gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}",
             )
             return
-        countdown = min(600, 5 * 2**self.request.retries)
+        countdown = min(600, settings.INDEXING_RETRY_BASE_SECONDS * 2**self.request.retries)
         logger.warning("indexing will retry", extra={"source_id": source_id, "in_s": countdown})
         raise self.retry(countdown=countdown, max_retries=None) from None
     except embeddings.EmbeddingError as exc:

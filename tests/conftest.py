@@ -18,9 +18,12 @@ def _close_stray_db_sessions(django_db_setup, django_db_blocker):
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker(django_db_setup, django_db_blocker):
-    """A real Celery worker process on the test database (use with transactional tests)."""
+    """A real Celery worker process on the test database (use with transactional tests).
+
+    Module-scoped so a module that needs a differently configured worker can start its own
+    without another one stealing its tasks."""
     with django_db_blocker.unblock():
         worker = processes.start_worker()
     yield worker

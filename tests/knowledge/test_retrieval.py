@@ -1,0 +1,145 @@
+"""Hybrid retrieval: finds the right passages, and never one the user may not read."""
+
+import functools
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from knowledge.embeddings import get_embedder
+from knowledge.models import Chunk, Collection, Document, Source
+from knowledge.retrieval import MODES, fuse, search_chunks_for_user
+from tests.support.knowledge import index_text, make_collection
+
+TOPICS = [
+    "Expense reports are filed in the finance portal within thirty days of purchase.",
+    "The VPN client must be connected before opening the internal wiki from home.",
+    "Parental leave is sixteen weeks at full pay for every parent.",
+    "Production deploys happen on Tuesdays and Thursdays after the change review.",
+    "The office in Berlin opens at eight and the canteen serves lunch from noon.",
+    "Security incidents are reported to the on-call engineer through the pager rotation.",
+]
+
+
+@functools.cache
+def topic_vectors():
+    return get_embedder().embed_documents(TOPICS)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_finds_the_passage_that_answers(mode, make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Policies", everyone=True)
+    for i, text in enumerate(TOPICS):
+        index_text(collection, f"policy-{i}.md", f"# Policy {i}\n\n{text}", user=admin)
+    reader = make_user()
+    result = search_chunks_for_user(user=reader, query="how long is parental leave", k=3, mode=mode)
+    assert result.hits, result
+    assert "Parental leave" in result.hits[0].text
+    assert result.hits[0].source_name == "policy-2.md"
+    assert result.hits[0].document_title == "Policy 2"
+
+
+@pytest.mark.django_db
+def test_lexical_search_matches_exact_identifiers(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Runbooks", everyone=True)
+    index_text(collection, "errors.md", "# Errors\n\nError E-4711 means the payment gateway timed out.", user=admin)
+    index_text(collection, "other.md", "# Other\n\nThe gateway is monitored around the clock.", user=admin)
+    hits = search_chunks_for_user(user=admin, query="E-4711", k=2, mode="lexical").hits
+    assert hits and hits[0].source_name == "errors.md"
+
+
+@pytest.mark.django_db
+def test_neighbouring_chunks_are_attached_for_context(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Long", everyone=True)
+    body = "\n\n".join(f"## Section {i}\n\n" + " ".join([f"Sentence about topic {i} number {j}." for j in range(40)]) for i in range(4))
+    index_text(collection, "long.md", "# Long\n\n" + body, user=admin)
+    hits = search_chunks_for_user(user=admin, query="topic 2 number 17", k=1).hits
+    assert hits[0].before or hits[0].after
+
+
+@pytest.mark.django_db
+def test_narrowing_to_collections_can_never_widen_access(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    secret = make_collection("Secret")  # no groups: only admins
+    index_text(secret, "secret.md", "# Secret\n\nThe launch code is hidden in the vault.", user=admin)
+    reader = make_user()
+    for mode in MODES:
+        result = search_chunks_for_user(user=reader, query="launch code vault", mode=mode, collection_ids=[secret.pk])
+        assert result.hits == []
+
+
+@pytest.mark.django_db
+def test_an_inactive_or_anonymous_user_finds_nothing(make_user):
+    from django.contrib.auth.models import AnonymousUser
+
+    admin = make_user(is_superuser=True, is_staff=True)
+    index_text(make_collection("Open", everyone=True), "a.md", "# A\n\nOpen knowledge about printers.", user=admin)
+    gone = make_user(is_active=False)
+    assert search_chunks_for_user(user=gone, query="printers").hits == []
+    assert search_chunks_for_user(user=AnonymousUser(), query="printers").hits == []
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    fused = dict(fuse({"vector": [1, 2, 3], "lexical": [3, 4, 1]}))
+    assert fused[1] > fused[2] and fused[3] > fused[4]
+    assert list(dict(fuse({"vector": [1, 2, 3], "lexical": [3, 4, 1]})))[:2] == [1, 3]
+
+
+# --- Property: nothing ever leaks ------------------------------------------------------------
+
+world = st.fixed_dictionaries(
+    {
+        "collections": st.lists(
+            st.tuples(st.booleans(), st.sets(st.integers(0, 2), max_size=2), st.sets(st.integers(0, 2), max_size=1)),
+            min_size=1, max_size=4,
+        ),
+        "users": st.lists(st.sets(st.integers(0, 2), max_size=3), min_size=1, max_size=3),
+        "query": st.sampled_from(["expense report", "VPN wiki", "parental leave", "deploy Tuesday", "lunch", "pager"]),
+        "mode": st.sampled_from(MODES),
+    }
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(world=world)
+def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(world, django_user_model):
+    vectors = topic_vectors()
+    with transaction.atomic():
+        groups = [Group.objects.create(name=f"g{i}") for i in range(3)]
+        collections = []
+        for index, (everyone, readers, managers) in enumerate(world["collections"]):
+            collection = Collection.objects.create(
+                name=f"c{index}",
+                visibility=Collection.Visibility.EVERYONE if everyone else Collection.Visibility.GROUPS,
+            )
+            collection.read_groups.set([groups[g] for g in readers])
+            collection.manage_groups.set([groups[g] for g in managers])
+            source = Source.objects.create(collection=collection, kind="file", name=f"s{index}.md", status="ready")
+            document = Document.objects.create(source=source, title=f"Doc {index}", text="", content_hash="x")
+            for ordinal, (text, vector) in enumerate(zip(TOPICS, vectors, strict=True)):
+                Chunk.objects.create(
+                    document=document, source=source, collection=collection, ordinal=ordinal,
+                    text=text, context=f"Doc {index}", embedding=vector,
+                )
+            collections.append((collection, everyone, readers, managers))
+        for index, member_of in enumerate(world["users"]):
+            user = django_user_model.objects.create_user(email=f"u{index}@example.com")
+            user.groups.set([groups[g] for g in member_of])
+            readable = {
+                c.pk for c, everyone, readers, managers in collections
+                if everyone or (readers | managers) & member_of
+            }
+            result = search_chunks_for_user(user=user, query=world["query"], k=10, mode=world["mode"])
+            assert {hit.collection_id for hit in result.hits} <= readable
+            neighbour_texts = {t for hit in result.hits for t in (hit.before, hit.after) if t}
+            assert neighbour_texts <= set(TOPICS)  # neighbours come from the same (readable) source
+            if readable and world["mode"] != "lexical":
+                assert result.hits, "a readable collection holds matching text"
+        transaction.set_rollback(True)
