@@ -1,51 +1,201 @@
-"""The WebSocket door. Thin: authenticate, join the user's group, forward events."""
+"""The WebSocket door. Thin: authenticate, validate each frame, check ownership, call a service.
+
+One socket per browser tab carries the user's own events and their chat (see
+docs/websocket-protocol.md).
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from accounts.events import user_group
+from assistant import generation, selectors, services
+from assistant.models import Message
 
 CLOSE_UNAUTHENTICATED = 4401
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-class EventsConsumer(AsyncJsonWebsocketConsumer):
-    """One per browser tab: carries the user's own events (progress, conversation updates)."""
+class Invalid(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
+
+def _uuid(value, field: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        raise Invalid("not_found", f"No such {field}.") from None
+
+
+def _text(content: dict) -> str:
+    text = content.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise Invalid("invalid", "Type a question first.")
+    limit = settings.CHAT_MAX_QUESTION_CHARS
+    if len(text) > limit:
+        raise Invalid("too_long", f"Questions can be at most {limit:,} characters; this one has {len(text):,}.")
+    return text.strip()
+
+
+def _collection_ids(content: dict) -> list[int] | None:
+    ids = content.get("collection_ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or len(ids) > 100 or not all(isinstance(i, int) for i in ids):
+        raise Invalid("invalid", "collection_ids must be a list of numbers.")
+    return ids
+
+
+class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.user = user
+        self.open = True
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "user_id": user.pk})
 
     async def disconnect(self, code):
+        self.open = False  # answers being written carry on; they just stop sending here
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         # Bad frames get an error reply; they must never take the socket down.
         if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
-            await self.send_json({"type": "error", "code": "invalid_message"})
+            await self.send_json({"type": "error", "code": "invalid_message", "message": "Message too large or not text."})
             return
         try:
             content = json.loads(text_data)
         except ValueError:
-            await self.send_json({"type": "error", "code": "invalid_json"})
+            await self.send_json({"type": "error", "code": "invalid_json", "message": "Not JSON."})
             return
         await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs):
-        if not isinstance(content, dict) or content.get("type") != "ping":
-            await self.send_json({"type": "error", "code": "unknown_message"})
+        kind = content.get("type") if isinstance(content, dict) else None
+        handler = self.HANDLERS.get(kind)
+        if handler is None:
+            await self.send_json({"type": "error", "code": "unknown_message", "message": "Unknown message type."})
             return
+        try:
+            await handler(self, content)
+        except Invalid as exc:
+            await self._error(exc.code, str(exc), content)
+        except ObjectDoesNotExist:
+            await self._error("not_found", "Not found.", content)
+        except services.RateLimited as exc:
+            await self._error("rate_limited", str(exc), content)
+        except services.ChatError as exc:
+            await self._error("invalid", str(exc), content)
+
+    async def _error(self, code, message, content):
+        frame = {"type": "error", "code": code, "message": message}
+        if isinstance(content.get("request_id"), str):
+            frame["request_id"] = content["request_id"][:100]
+        await self.send_json(frame)
+
+    async def safe_send(self, frame: dict) -> None:
+        if self.open:
+            try:
+                await self.send_json(frame)
+            except Exception:  # the socket went away mid-send: the answer carries on
+                self.open = False
+
+    # --- handlers ---------------------------------------------------------------------
+
+    async def on_ping(self, content):
         await self.send_json({"type": "pong"})
 
+    async def on_ask(self, content):
+        text = _text(content)
+        collection_ids = _collection_ids(content)
+        conversation_id = content.get("conversation_id")
+        question = await database_sync_to_async(self._store_question)(text, conversation_id)
+        await self._answer(question, content, collection_ids)
+
+    def _store_question(self, text, conversation_id):
+        conversation = None
+        if conversation_id is not None:
+            conversation = selectors.conversation_get_for_user(
+                user=self.user, conversation_id=_uuid(conversation_id, "conversation")
+            )
+            _refuse_if_busy(conversation)
+        services.rate_limit_check(user=self.user)
+        return services.question_create(user=self.user, conversation=conversation, text=text)
+
+    async def _answer(self, question, content, collection_ids=None):
+        await self.send_json(
+            {"type": "ack", "request_id": str(content.get("request_id", ""))[:100],
+             "conversation_id": str(question.conversation_id), "question_id": str(question.pk)}
+        )
+        await generation.start_answer(
+            user=self.user, question=question, send=self.safe_send, collection_ids=collection_ids
+        )
+
+    async def on_stop(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        await database_sync_to_async(selectors.message_get_for_user)(user=self.user, message_id=message_id)
+        await generation.request_stop(message_id)
+
+    async def on_regenerate(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        question = await database_sync_to_async(self._regenerate)(message_id)
+        await self._answer(question, content)
+
+    def _regenerate(self, message_id):
+        message = selectors.message_get_for_user(user=self.user, message_id=message_id)
+        _refuse_if_busy(message.conversation)
+        services.rate_limit_check(user=self.user)
+        return services.answer_supersede_for_regenerate(user=self.user, message=message)
+
+    async def on_edit(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        text = _text(content)
+        question = await database_sync_to_async(self._edit)(message_id, text)
+        await self._answer(question, content)
+
+    def _edit(self, message_id, text):
+        message = selectors.message_get_for_user(user=self.user, message_id=message_id)
+        services.rate_limit_check(user=self.user)
+        return services.question_edit(user=self.user, message=message, text=text)
+
+    async def on_feedback(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        rating = content.get("rating")
+        comment = content.get("comment") or ""
+        if rating not in (1, -1) or not isinstance(comment, str):
+            raise Invalid("invalid", "Feedback needs a rating of 1 or -1.")
+        await database_sync_to_async(self._feedback)(message_id, rating, comment)
+        await self.send_json({"type": "feedback.saved", "message_id": message_id, "rating": rating})
+
+    def _feedback(self, message_id, rating, comment):
+        message = selectors.message_get_for_user(user=self.user, message_id=message_id)
+        services.feedback_give(user=self.user, message=message, rating=rating, comment=comment)
+
+    HANDLERS = {
+        "ping": on_ping, "ask": on_ask, "stop": on_stop, "regenerate": on_regenerate,
+        "edit": on_edit, "feedback": on_feedback,
+    }
+
+    # --- channel layer ----------------------------------------------------------------
+
     async def user_event(self, message):
-        await self.send_json(message["event"])
+        await self.safe_send(message["event"])
+
+
+def _refuse_if_busy(conversation) -> None:
+    if conversation.messages.filter(status=Message.Status.STREAMING, superseded=False).exists():
+        raise Invalid("busy", "An answer in this conversation is still being written; stop it or wait.")

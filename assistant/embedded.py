@@ -49,6 +49,14 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_or_free(preferred: int) -> int:
+    if not _port_in_use(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Children:
     """Child processes, each in its own session so a signal can reach its whole tree."""
 
@@ -258,8 +266,11 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
     var_dir.mkdir(parents=True, exist_ok=True)
     env = base_env(var_dir)
     if for_tests:
-        env.setdefault("EMBEDDED_REDIS_PORT", "6391")
-        env.setdefault("EMBEDDED_LLM_PORT", "8091")
+        # Several test runs may share the machine (and the PostgreSQL server): each gets its
+        # own test database and, when the usual ports are taken, free ones.
+        env.setdefault("TEST_DATABASE_NAME", f"test_assistant_{os.getpid()}")
+        env.setdefault("EMBEDDED_REDIS_PORT", str(_port_or_free(6391)))
+        env.setdefault("EMBEDDED_LLM_PORT", str(_port_or_free(8091)))
     children = Children()
     command = args.command or (["pytest"] if for_tests else [])
     if not command:

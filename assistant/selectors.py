@@ -30,5 +30,14 @@ def visible_messages(conversation: Conversation) -> QuerySet[Message]:
 
 def citations_visible_to(*, user, message: Message) -> list[Citation]:
     """A message's citations whose collection the reader may still read."""
-    allowed = set(readable_collection_ids(user))
+    allowed = readable_collection_ids_cached(user)
     return [c for c in message.citations.all() if c.collection_id in allowed]
+
+
+def readable_collection_ids_cached(user) -> set[int]:
+    """Per-request memo of the readable collection ids (one query per request, not per message)."""
+    cached = getattr(user, "_readable_collection_ids", None)
+    if cached is None:
+        cached = set(readable_collection_ids(user))
+        user._readable_collection_ids = cached
+    return cached

@@ -5,6 +5,8 @@ These are synchronous ORM functions; the async pipeline calls them through sync_
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,6 +18,28 @@ TITLE_CHARS = 60
 
 class ChatError(Exception):
     """A refusal the user can act on; the message is shown as is."""
+
+
+class RateLimited(ChatError):
+    pass
+
+
+def rate_limit_check(*, user) -> None:
+    """At most CHAT_RATE_LIMIT_PER_MINUTE questions per user per minute (shared via Redis)."""
+    limit = settings.CHAT_RATE_LIMIT_PER_MINUTE
+    if not limit:
+        return
+    key = f"assistant:rate:{user.pk}:{int(timezone.now().timestamp() // 60)}"
+    if cache.add(key, 1, timeout=90):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=90)
+            count = 1
+    if count > limit:
+        raise RateLimited(f"You are asking too fast: at most {limit} questions a minute. Try again shortly.")
 
 
 def title_from_question(question: str) -> str:
@@ -110,6 +134,21 @@ def answer_finish(
         },
     )
     return message
+
+
+STALE_STREAM_SECONDS = 120
+
+
+def streams_fail_stale(*, conversation: Conversation) -> int:
+    """Marks answers whose writer vanished (its process died) as failed, keeping their text.
+
+    A live answer saves its text about once a second, so two minutes of silence means no one
+    is writing it any more.
+    """
+    cutoff = timezone.now() - timezone.timedelta(seconds=STALE_STREAM_SECONDS)
+    return conversation.messages.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).update(
+        status=Message.Status.FAILED, error="The answer was interrupted.", updated_at=timezone.now()
+    )
 
 
 def _ms(value) -> int | None:

@@ -91,6 +91,8 @@ DATABASE_URL = env.str("DATABASE_URL", f"postgresql://postgres@/assistant?host={
 DATABASES = {"default": env.database("DATABASE_URL", DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 0, min_value=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env.is_set("TEST_DATABASE_NAME"):  # parallel test runs on one server each get their own
+    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EMBEDDED_REDIS_PORT = env.int("EMBEDDED_REDIS_PORT", 6381, min_value=1)
@@ -261,3 +263,5 @@ LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", 5.0, min_value=0.1)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", 3, min_value=0)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
 RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)
+CHAT_MAX_QUESTION_CHARS = env.int("CHAT_MAX_QUESTION_CHARS", 4000, min_value=10)
+CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", 20, min_value=0)

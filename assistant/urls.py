@@ -1,13 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from assistant import views
+from assistant import api, views
 
 admin.site.site_header = "Assistant administration"
 admin.site.site_title = "Assistant admin"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("c/<uuid:conversation_id>", views.home, name="conversation"),
+    path("api/conversations", api.conversation_list, name="api-conversations"),
+    path("api/conversations/<uuid:conversation_id>", api.conversation_detail, name="api-conversation"),
+    path("api/conversations/<uuid:conversation_id>/rename", api.conversation_rename, name="api-conversation-rename"),
+    path("api/conversations/<uuid:conversation_id>/delete", api.conversation_delete, name="api-conversation-delete"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),

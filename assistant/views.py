@@ -33,5 +33,13 @@ def metrics(request):
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
-def home(request):
-    return render(request, "assistant/home.html")
+def home(request, conversation_id=None):
+    """The chat page; the conversation (if any) is loaded by the page over the API."""
+    return render(
+        request,
+        "assistant/chat.html",
+        {
+            "conversation_id": str(conversation_id) if conversation_id else "",
+            "max_question_chars": settings.CHAT_MAX_QUESTION_CHARS,
+        },
+    )

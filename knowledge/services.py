@@ -81,6 +81,37 @@ def _set_state(source: Source, **fields) -> None:
     _notify(source)
 
 
+# --- collections --------------------------------------------------------------------------
+
+
+def collection_create(
+    *, user, name: str, description: str = "", visibility: str = Collection.Visibility.GROUPS,
+    read_group_ids=(), manage_group_ids=(),
+) -> Collection:
+    """Staff create collections; the groups decide who reads and who manages them."""
+    from django.contrib.auth.models import Group
+
+    if not (user.is_active and (user.is_staff or user.is_superuser)):
+        raise PermissionDenied("Only staff may create collections.")
+    name = " ".join((name or "").split())[:200]
+    if not name:
+        raise KnowledgeError("A collection needs a name.")
+    if visibility not in Collection.Visibility.values:
+        raise KnowledgeError("Visibility must be 'everyone' or 'groups'.")
+    read_groups = list(Group.objects.filter(pk__in=list(read_group_ids)))
+    manage_groups = list(Group.objects.filter(pk__in=list(manage_group_ids)))
+    try:
+        with transaction.atomic():
+            collection = Collection.objects.create(
+                name=name, description=description.strip()[:5000], visibility=visibility, created_by=user
+            )
+            collection.read_groups.set(read_groups)
+            collection.manage_groups.set(manage_groups)
+    except IntegrityError:
+        raise KnowledgeError(f"A collection named {name!r} already exists.") from None
+    return collection
+
+
 # --- adding sources -----------------------------------------------------------------------
 
 

@@ -6,8 +6,8 @@ from django.test import Client
 from tests.support import processes
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _close_stray_db_sessions(django_db_setup, django_db_blocker):
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
     """Threads used by sync_to_async keep their own connections; end them before the test DB
     is dropped, or the drop fails with "database is being accessed by other users"."""
     yield

@@ -29,7 +29,7 @@ from assistant.models import Message
 from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 
-CHECKPOINT_SECONDS = 1.5  # how often a streaming answer's text is saved
+CHECKPOINT_SECONDS = 1.0  # how often a streaming answer's text is saved
 
 
 def _history(question: Message) -> list[llm.ChatMessage]:

@@ -68,9 +68,9 @@ async def test_unknown_messages_get_an_error_not_a_crash(daphne_server, make_use
     await ws.send(json.dumps({"type": "ping"}))
     await ws.send(json.dumps({"type": "no-such-thing"}))
     replies = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(3)]
-    assert replies == [
-        {"type": "error", "code": "invalid_json"},
-        {"type": "pong"},
-        {"type": "error", "code": "unknown_message"},
+    assert [(r["type"], r.get("code")) for r in replies] == [
+        ("error", "invalid_json"),
+        ("pong", None),
+        ("error", "unknown_message"),
     ]
     await ws.close()

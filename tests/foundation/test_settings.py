@@ -12,7 +12,9 @@ GOOD_KEY = "k" * 20 + "-production-secret-" + "z" * 30
 
 
 def run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    # DJANGO_ALLOW_ASYNC_UNSAFE may be set by browser tests in this process; not in production.
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(env_overrides)
     argv = [sys.executable, "manage.py", *(args or ("check",))]
     return subprocess.run(argv, env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,103 @@
+"""The chat's HTTP door: JSON for the browser page (and any API client with a session)."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Exists, OuterRef, Q
+from django.http import Http404, JsonResponse
+from django.views.decorators.http import require_GET, require_POST
+
+from assistant import selectors, services
+from assistant.models import Feedback, Message
+
+LIST_LIMIT = 200
+
+
+def _conversation_or_404(request, conversation_id):
+    try:
+        return selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+    except ObjectDoesNotExist:
+        raise Http404("No such conversation.") from None
+
+
+def _conversation_json(c) -> dict:
+    return services.conversation_event(c)
+
+
+@require_GET
+def conversation_list(request):
+    conversations = selectors.conversations_of(request.user)
+    query = request.GET.get("q", "").strip()[:200]
+    if query:
+        matching = Message.objects.filter(conversation=OuterRef("pk"), superseded=False, content__icontains=query)
+        conversations = conversations.filter(Q(title__icontains=query) | Exists(matching))
+    return JsonResponse({"conversations": [_conversation_json(c) for c in conversations[:LIST_LIMIT]]})
+
+
+@require_GET
+def conversation_detail(request, conversation_id):
+    conversation = _conversation_or_404(request, conversation_id)
+    services.streams_fail_stale(conversation=conversation)
+    messages = list(selectors.visible_messages(conversation).prefetch_related("citations"))
+    feedback = {
+        f.message_id: {"rating": f.rating, "comment": f.comment}
+        for f in Feedback.objects.filter(message__in=messages, user=request.user)
+    }
+    return JsonResponse(
+        {
+            "conversation": _conversation_json(conversation),
+            "messages": [_message_json(request.user, m, feedback.get(m.pk)) for m in messages],
+        }
+    )
+
+
+def _message_json(user, message: Message, feedback) -> dict:
+    allowed = selectors.readable_collection_ids_cached(user)
+    sources = [s for s in message.sources if s.get("collection_id") in allowed]
+    citations = [
+        {"number": c.number, "chunk_id": c.chunk_id, "source_id": c.source_id, "title": c.document_title,
+         "source_name": c.source_name, "url": c.source_url, "heading": c.heading, "page": c.page,
+         "text": c.quote}
+        for c in message.citations.all() if c.collection_id in allowed
+    ]
+    return {
+        "id": str(message.pk), "role": message.role, "content": message.content,
+        "status": message.status, "error": message.error, "sources": sources, "citations": citations,
+        "feedback": feedback, "created_at": message.created_at.isoformat(),
+        "reply_to": str(message.reply_to_id) if message.reply_to_id else None,
+        "timings": {"retrieval_ms": message.retrieval_ms, "first_token_ms": message.first_token_ms,
+                    "total_ms": message.total_ms, "model": message.model,
+                    "prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens},
+    }
+
+
+def _payload(request) -> dict:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    return request.POST
+
+
+@require_POST
+def conversation_rename(request, conversation_id):
+    conversation = _conversation_or_404(request, conversation_id)
+    title = _payload(request).get("title")
+    if not isinstance(title, str):
+        return JsonResponse({"ok": False, "error": "A title is needed."}, status=400)
+    try:
+        services.conversation_rename(user=request.user, conversation=conversation, title=title)
+    except services.ChatError as exc:
+        return JsonResponse({"ok": False, "error": str(exc)}, status=400)
+    return JsonResponse({"ok": True, "conversation": _conversation_json(conversation)})
+
+
+@require_POST
+def conversation_delete(request, conversation_id):
+    conversation = _conversation_or_404(request, conversation_id)
+    services.conversation_delete(user=request.user, conversation=conversation)
+    return JsonResponse({"ok": True})

@@ -1,0 +1,150 @@
+"""Runs answers independently of the socket that asked for them.
+
+An answer is an asyncio task in the web process that received the question. It forwards the
+pipeline's events to the asking tab while that tab is connected (deltas batched), and keeps
+going when the tab goes away: the pipeline saves the answer whatever happens. Stop works from
+any tab and any process: locally by cancelling the task, elsewhere through a short-lived Redis
+flag that the generating process watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from assistant.answering.pipeline import answer_stream
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict], Awaitable[None]]
+
+FLUSH_SECONDS = 0.03  # deltas are sent at most this often (and at every other event)
+FLUSH_CHARS = 400
+STOP_POLL_SECONDS = 0.25
+STOP_TTL_SECONDS = 120
+
+_running: dict[str, asyncio.Task] = {}  # message id -> the task generating it, in this process
+_redis: aioredis.Redis | None = None
+
+
+def _client() -> aioredis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return _redis
+
+
+def _stop_key(message_id: str) -> str:
+    return f"assistant:stop:{message_id}"
+
+
+class DeltaBatcher:
+    """Joins deltas into one frame per ~30 ms so the socket is not flooded token by token."""
+
+    def __init__(self, send: Send, message_id: str) -> None:
+        self.send = send
+        self.message_id = message_id
+        self.parts: list[str] = []
+        self.size = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, text: str) -> Awaitable[None] | None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= FLUSH_CHARS:
+            return self.flush()
+        if self.timer is None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(FLUSH_SECONDS, lambda: asyncio.ensure_future(self.flush()))
+        return None
+
+    async def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.parts:
+            return
+        text, self.parts, self.size = "".join(self.parts), [], 0
+        await self.send({"type": "delta", "message_id": self.message_id, "text": text})
+
+
+async def _run(*, user, question, send: Send, collection_ids, started: asyncio.Event, box: dict) -> None:
+    batcher: DeltaBatcher | None = None
+    watcher: asyncio.Task | None = None
+    try:
+        async for event in answer_stream(user=user, question=question, collection_ids=collection_ids):
+            if event.type == "retrieval":
+                box["message_id"] = event.message_id
+                _running[event.message_id] = asyncio.current_task()
+                watcher = asyncio.create_task(_watch_stop(event.message_id, asyncio.current_task()))
+                batcher = DeltaBatcher(send, event.message_id)
+                started.set()
+            if event.type == "delta" and batcher is not None:
+                pending = batcher.add(event.text)
+                if pending is not None:
+                    await pending
+                continue
+            if batcher is not None:
+                await batcher.flush()
+            await send(event.as_dict())
+    except asyncio.CancelledError:
+        if batcher is not None:
+            await batcher.flush()
+        await send({"type": "done", "message": {"id": box.get("message_id"), "status": "stopped"},
+                    "usage": {}, "timings": {}})
+    except Exception:
+        logger.exception("answer generation crashed", extra={"question_id": str(question.pk)})
+        await send({"type": "error", "code": "internal", "message": "Something went wrong while answering.",
+                    "message_id": box.get("message_id")})
+    finally:
+        started.set()
+        if watcher is not None:
+            watcher.cancel()
+        if box.get("message_id"):
+            _running.pop(box["message_id"], None)
+
+
+async def _watch_stop(message_id: str, task: asyncio.Task) -> None:
+    key = _stop_key(message_id)
+    while not task.done():
+        await asyncio.sleep(STOP_POLL_SECONDS)
+        try:
+            if await _client().exists(key):
+                task.cancel()
+                return
+        except Exception:  # Redis hiccup: keep generating, try again
+            logger.warning("stop flag check failed", exc_info=True)
+
+
+async def start_answer(*, user, question, send: Send, collection_ids=None) -> str | None:
+    """Starts generating; returns the answer's message id once the answer row exists."""
+    started, box = asyncio.Event(), {}
+    task = asyncio.create_task(
+        _run(user=user, question=question, send=send, collection_ids=collection_ids, started=started, box=box)
+    )
+    _keep.add(task)
+    task.add_done_callback(_keep.discard)
+    await started.wait()
+    return box.get("message_id")
+
+
+_keep: set[asyncio.Task] = set()  # strong references: a task nobody holds may be collected
+
+
+async def request_stop(message_id: str) -> None:
+    task = _running.get(message_id)
+    if task is not None:
+        task.cancel()
+        return
+    await _client().set(_stop_key(message_id), "1", ex=STOP_TTL_SECONDS)
+
+
+def is_running_here(message_id: str) -> bool:
+    return message_id in _running
+
+
