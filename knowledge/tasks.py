@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from knowledge import embeddings, services
 
