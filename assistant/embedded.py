@@ -175,7 +175,9 @@ def start_llm(var_dir: Path, env: dict, children: Children) -> None:
     if _port_in_use(port):
         raise SystemExit(f"Port {port} (EMBEDDED_LLM_PORT) is already in use.")
     argv = localmodel.server_argv(host="127.0.0.1", port=port)
-    proc = children.start("llm", argv, env=env, log_file=var_dir / "llm.log")
+    # llama-cpp's server also reads HOST/PORT from the environment, over its flags: drop ours.
+    llm_env = {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
+    proc = children.start("llm", argv, env=llm_env, log_file=var_dir / "llm.log")
     _wait_for_port(port, timeout=60, proc=proc)
     env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
     env.setdefault("OPENAI_API_KEY", "local")

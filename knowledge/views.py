@@ -1,0 +1,228 @@
+"""The browser door to knowledge: list collections, add and manage sources, inspect chunks.
+
+Thin by design: parse the input, fetch with permission through ``knowledge.selectors`` (missing
+and forbidden are the same 404), call one ``knowledge.services`` function, render. Endpoints the
+page calls with ``fetch()`` answer JSON; a plain form post (no JavaScript) gets a redirect and a
+message instead.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from knowledge import parsing, selectors, services
+from knowledge.forms import CollectionForm, SourceUrlForm
+from knowledge.models import Collection, Source
+
+# Multipart framing and the CSRF field around the file itself.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+CHUNKS_PER_PAGE = 50
+MAX_STATUS_IDS = 200
+
+
+def _wants_html(request) -> bool:
+    # Browsers navigating (a form post without JavaScript) ask for text/html; our fetch() asks JSON.
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def _refusal(request, message: str, status: int = 400):
+    if _wants_html(request):
+        messages.error(request, message)
+        return redirect("knowledge:index")
+    return JsonResponse({"ok": False, "error": message}, status=status)
+
+
+def _done(request, result: services.UploadResult):
+    if _wants_html(request):
+        messages.success(request, result.message)
+        return redirect("knowledge:index")
+    return JsonResponse(
+        {
+            "ok": True,
+            "message": result.message,
+            "source": services.source_as_event(result.source),
+            "created": result.created,
+        }
+    )
+
+
+def _manageable_collection(request, collection_id: int) -> Collection:
+    try:
+        return selectors.collection_get_manageable(user=request.user, collection_id=collection_id)
+    except Collection.DoesNotExist:
+        raise Http404("No such collection.") from None
+
+
+def _manageable_source(request, source_id: int) -> Source:
+    try:
+        return selectors.source_get_manageable(user=request.user, source_id=source_id)
+    except Source.DoesNotExist:
+        raise Http404("No such source.") from None
+
+
+def _readable_source(request, source_id: int) -> Source:
+    try:
+        return selectors.source_get_readable(user=request.user, source_id=source_id)
+    except Source.DoesNotExist:
+        raise Http404("No such source.") from None
+
+
+def _content_length(request) -> int:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
+@require_GET
+def index(request):
+    return _render_index(request)
+
+
+def _render_index(request, collection_form: CollectionForm | None = None, status: int = 200):
+    user = request.user
+    collections = list(selectors.collections_readable_by(user).prefetch_related("sources"))
+    manageable_ids = set(selectors.collections_manageable_by(user).values_list("id", flat=True))
+    for collection in collections:
+        collection.can_manage = collection.pk in manageable_ids
+    context = {
+        "collections": collections,
+        "collection_form": collection_form or (CollectionForm() if user.is_staff else None),
+        "max_upload_bytes": settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
+        "status_labels": dict(Source.Status.choices),
+        "kind_labels": dict(Source.Kind.choices),
+        "supported_types": ", ".join(
+            f"{parser.label} ({', '.join(parser.extensions)})"
+            for parser in parsing.PARSERS.values()
+        ),
+        "accept": ",".join(sorted(parsing.SUPPORTED_EXTENSIONS)),
+    }
+    return render(request, "knowledge/index.html", context, status=status)
+
+
+@require_POST
+def collection_create(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff create collections.")
+    form = CollectionForm(request.POST)
+    if not form.is_valid():
+        return _render_index(request, collection_form=form, status=400)
+    try:
+        collection = services.collection_create(user=request.user, **form.service_kwargs())
+    except services.KnowledgeError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Collection {collection.name} created.")
+    return redirect("knowledge:index")
+
+
+@csrf_exempt  # checked in _source_upload, after the size check, so an oversize body is never parsed
+@require_POST
+def source_upload(request, collection_id: int):
+    limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+    if _content_length(request) > limit + UPLOAD_OVERHEAD_BYTES:
+        return _refusal(
+            request, f"This file is larger than the {filesizeformat(limit)} limit.", 413
+        )
+    return _source_upload(request, collection_id)
+
+
+@csrf_protect
+def _source_upload(request, collection_id: int):
+    collection = _manageable_collection(request, collection_id)
+    files = request.FILES.getlist("file")
+    if len(files) != 1:
+        return _refusal(request, "Send exactly one file per upload.")
+    upload = files[0]
+    try:
+        result = services.source_create_from_upload(
+            user=request.user,
+            collection=collection,
+            filename=upload.name,
+            data=upload.read(),
+            content_type=upload.content_type,
+        )
+    except services.PermissionDenied:
+        raise Http404("No such collection.") from None
+    except services.KnowledgeError as exc:
+        return _refusal(request, str(exc))
+    return _done(request, result)
+
+
+@require_POST
+def source_add_url(request, collection_id: int):
+    collection = _manageable_collection(request, collection_id)
+    form = SourceUrlForm(request.POST)
+    if not form.is_valid():
+        return _refusal(request, " ".join(form.errors["url"]))
+    try:
+        result = services.source_create_from_url(
+            user=request.user, collection=collection, url=form.cleaned_data["url"]
+        )
+    except services.PermissionDenied:
+        raise Http404("No such collection.") from None
+    except services.KnowledgeError as exc:
+        return _refusal(request, str(exc))
+    return _done(request, result)
+
+
+@require_POST
+def source_reindex(request, source_id: int):
+    source = _manageable_source(request, source_id)
+    services.source_reindex(user=request.user, source=source)
+    message = f"{source.name} queued for re-indexing."
+    if _wants_html(request):
+        messages.success(request, message)
+        return redirect("knowledge:index")
+    return JsonResponse(
+        {"ok": True, "message": message, "source": services.source_as_event(source)}
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def source_delete(request, source_id: int):
+    source = _manageable_source(request, source_id)
+    if request.method == "GET":  # the confirmation step for browsers without JavaScript
+        return render(request, "knowledge/source_confirm_delete.html", {"source": source})
+    name = source.name
+    services.source_delete(user=request.user, source=source)
+    message = f"{name} deleted."
+    if _wants_html(request):
+        messages.success(request, message)
+        return redirect("knowledge:index")
+    return JsonResponse({"ok": True, "message": message})
+
+
+@require_GET
+def source_detail(request, source_id: int):
+    source = _readable_source(request, source_id)
+    chunks = selectors.chunks_of_source(user=request.user, source_id=source.pk)
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "knowledge/source_detail.html", {"source": source, "page": page})
+
+
+@require_GET
+def source_status(request, source_id: int):
+    return JsonResponse(services.source_as_event(_readable_source(request, source_id)))
+
+
+@require_GET
+def sources_status(request):
+    """Several sources at once (``?ids=1,2,3``), for a page catching up after a reconnect.
+
+    Ids the user may not read are left out, exactly like deleted ones.
+    """
+    try:
+        ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip()]
+    except ValueError:
+        return JsonResponse({"ok": False, "error": "ids must be numbers."}, status=400)
+    sources = selectors.sources_readable_by(request.user).filter(pk__in=ids[:MAX_STATUS_IDS])
+    return JsonResponse({"sources": [services.source_as_event(source) for source in sources]})
