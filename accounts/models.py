@@ -53,3 +53,25 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.full_name.split(" ")[0] if self.full_name else self.email.split("@")[0]
+
+
+class SlackIdentity(models.Model):
+    """The link between a Slack user and an account (found by email on first contact)."""
+
+    team_id = models.CharField(max_length=32)
+    slack_user_id = models.CharField(max_length=32)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="slack_identities"
+    )
+    email = models.EmailField(blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team_id", "slack_user_id"], name="slack_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slack_user_id}@{self.team_id} -> {self.user_id}"

@@ -49,9 +49,7 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _port_or_free(preferred: int) -> int:
-    if not _port_in_use(preferred):
-        return preferred
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -269,10 +267,10 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
     env = base_env(var_dir)
     if for_tests:
         # Several test runs may share the machine (and the PostgreSQL server): each gets its
-        # own test database and, when the usual ports are taken, free ones.
+        # own test database and free ports.
         env.setdefault("TEST_DATABASE_NAME", f"test_assistant_{os.getpid()}")
-        env.setdefault("EMBEDDED_REDIS_PORT", str(_port_or_free(6391)))
-        env.setdefault("EMBEDDED_LLM_PORT", str(_port_or_free(8091)))
+        env.setdefault("EMBEDDED_REDIS_PORT", str(_free_port()))
+        env.setdefault("EMBEDDED_LLM_PORT", str(_free_port()))
     children = Children()
     command = args.command or (["pytest"] if for_tests else [])
     if not command:

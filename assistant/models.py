@@ -21,12 +21,23 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.WEB)
+    # For conversations held in a Slack thread: where to answer.
+    slack_team = models.CharField(max_length=32, blank=True)
+    slack_channel = models.CharField(max_length=32, blank=True)
+    slack_thread_ts = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slack_team", "slack_channel", "slack_thread_ts"],
+                condition=~models.Q(slack_thread_ts=""),
+                name="conversation_unique_slack_thread",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title or "New conversation"
@@ -124,3 +135,29 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rating_display()} on {self.message_id}"
+
+
+class SlackEventReceipt(models.Model):
+    """One delivery from Slack, recorded before any work so retries and duplicates are dropped."""
+
+    class Kind(models.TextChoices):
+        EVENT = "event", "Event"
+        COMMAND = "command", "Slash command"
+        INTERACTION = "interaction", "Interaction"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        ANSWERED = "answered", "Answered"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(max_length=200, unique=True, help_text="Slack's event id (or trigger id).")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"

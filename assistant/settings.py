@@ -270,3 +270,11 @@ RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
 RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)
 CHAT_MAX_QUESTION_CHARS = env.int("CHAT_MAX_QUESTION_CHARS", 4000, min_value=10)
 CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", 20, min_value=0)
+
+# --- Slack (the webhook is live only when both are set) --------------------------------
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", "")
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", "")
+SLACK_API_BASE_URL = env.url("SLACK_API_BASE_URL", "https://slack.com/api/", schemes=("http", "https"))
+SLACK_TIMEOUT = env.int("SLACK_TIMEOUT", 10, min_value=1)
+SLACK_UNLINKED_USERS = env.choice("SLACK_UNLINKED_USERS", ["refuse", "public"], "refuse")
+APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from assistant import api, views
+from assistant.slack import views as slack_views
 
 admin.site.site_header = "Assistant administration"
 admin.site.site_title = "Assistant admin"
@@ -16,6 +17,9 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("slack/events", slack_views.events, name="slack-events"),
+    path("slack/commands", slack_views.commands, name="slack-commands"),
+    path("slack/interactions", slack_views.interactions, name="slack-interactions"),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),
 ]

@@ -1,0 +1,263 @@
+"""The Slack door: signatures, retries and duplicates, answers in threads through a real worker."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from urllib.parse import urlencode
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client, override_settings
+
+from assistant.models import Conversation, Feedback, Message, SlackEventReceipt
+from tests.support import processes
+from tests.support.knowledge import index_text, make_collection
+from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.slack_server import SlackReply, SlackServer
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TOKEN = "xoxb-test-token"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def signed(body: str, *, secret=SECRET, timestamp=None) -> dict:
+    timestamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": f"v0={digest}"}
+
+
+def post_event(client, payload: dict, **extra):
+    body = json.dumps(payload)
+    headers = {**signed(body), **extra}
+    return client.post("/slack/events", data=body, content_type="application/json", **headers)
+
+
+def mention(text="<@UBOT> how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001", thread_ts=None):
+    event = {"type": "app_mention", "user": user, "text": text, "channel": "C1", "ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
+
+
+@pytest.fixture(scope="module")
+def slack():
+    with SlackServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def llm():
+    with ScriptedOpenAI(default=Reply(tokens=["Book through the travel desk [1]."])) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slack_worker(django_db_setup, django_db_blocker, slack, llm):
+    with django_db_blocker.unblock():
+        worker = processes.start_worker(
+            name="slack-worker", SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN,
+            SLACK_API_BASE_URL=slack.base_url, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test",
+            LLM_MODEL="scripted-model", APP_BASE_URL="https://assistant.example.com",
+        )
+    yield worker
+    worker.stop()
+    with django_db_blocker.unblock():
+        processes.wait_for_other_db_sessions_to_end()
+
+
+@pytest.fixture
+def configured(slack):
+    slack.reset()
+    with override_settings(SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN, SLACK_API_BASE_URL=slack.base_url):
+        yield Client()
+
+
+@pytest.fixture
+def travel(make_user, slack):
+    admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
+    travellers = Group.objects.create(name="travellers")
+    collection = make_collection("Travel", readers=[travellers])
+    index_text(collection, "travel.md", "# Travel\n\nBook flights through the travel desk two weeks ahead.", user=admin)
+    ada = make_user(email="ada@example.com")
+    ada.groups.add(travellers)
+    slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
+    slack.users["U2"] = {"email": "bob@example.com", "name": "Bob"}
+    make_user(email="bob@example.com")  # no group: cannot read Travel
+    return ada
+
+
+# --- verification, without a worker ------------------------------------------------------------
+
+
+def test_it_is_404_when_slack_is_not_configured(client):
+    assert client.post("/slack/events", data="{}", content_type="application/json").status_code == 404
+
+
+def test_url_verification_answers_the_challenge(configured):
+    response = post_event(configured, {"type": "url_verification", "challenge": "abc123"})
+    assert response.status_code == 200 and response.json() == {"challenge": "abc123"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        lambda body: {},
+        lambda body: signed(body, secret="wrong-secret"),
+        lambda body: signed(body, timestamp=int(time.time()) - 6 * 60),  # stale
+        lambda body: {**signed(body), "HTTP_X_SLACK_SIGNATURE": "v0=" + "0" * 64},
+    ],
+)
+def test_a_badly_signed_request_is_401_and_causes_no_work(configured, headers):
+    body = json.dumps(mention())
+    response = configured.post("/slack/events", data=body, content_type="application/json", **headers(body))
+    assert response.status_code == 401
+    assert not SlackEventReceipt.objects.exists()
+
+
+def test_a_replayed_request_with_a_tampered_body_is_refused(configured):
+    original = json.dumps(mention())
+    headers = signed(original)
+    tampered = original.replace("book a flight", "read the CEO's mail")
+    assert configured.post("/slack/events", data=tampered, content_type="application/json", **headers).status_code == 401
+
+
+def test_a_malformed_body_is_400(configured):
+    body = "{not json"
+    response = configured.post("/slack/events", data=body, content_type="application/json", **signed(body))
+    assert response.status_code == 400
+    assert not SlackEventReceipt.objects.exists()
+
+
+def test_unknown_events_and_bot_messages_are_acknowledged_without_work(configured):
+    for payload in (
+        {"type": "event_callback", "event_id": "E1", "event": {"type": "reaction_added", "user": "U1"}},
+        {"type": "event_callback", "event_id": "E2", "event": {"type": "app_mention", "bot_id": "B1", "user": "U1", "text": "hi", "channel": "C1", "ts": "1.1"}},
+        {"type": "event_callback", "event_id": "E3", "event": {"type": "message", "channel_type": "channel", "user": "U1", "text": "hi", "channel": "C1", "ts": "1.2"}},
+        {"type": "something_else"},
+    ):
+        assert post_event(configured, payload).status_code == 200
+    assert not SlackEventReceipt.objects.exists()
+
+
+def test_retries_and_concurrent_duplicates_are_recorded_once(configured):
+    assert post_event(configured, mention(event_id="EvDup")).status_code == 200
+    assert post_event(configured, mention(event_id="EvDup"), HTTP_X_SLACK_RETRY_NUM="1").status_code == 200
+    statuses = []
+
+    def deliver():
+        statuses.append(post_event(Client(), mention(event_id="EvRace")).status_code)
+
+    with override_settings(SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN):
+        threads = [threading.Thread(target=deliver) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert statuses == [200] * 5
+    assert SlackEventReceipt.objects.filter(key="event:EvDup").count() == 1
+    assert SlackEventReceipt.objects.filter(key="event:EvRace").count() == 1
+
+
+# --- answering through the worker ----------------------------------------------------------
+
+
+def wait_receipt(key, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        receipt = SlackEventReceipt.objects.filter(key=key).first()
+        if receipt and receipt.status != SlackEventReceipt.Status.RECEIVED and receipt.handled_at:
+            return receipt
+        time.sleep(0.1)
+    raise AssertionError(f"receipt {key} not handled")
+
+
+def test_a_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_worker, configured, travel, slack, llm):
+    assert post_event(configured, mention(event_id="EvA")).status_code == 200
+    update = slack.wait_for("chat.update")[0]
+    placeholder = slack.calls_to("chat.postMessage")[0]
+    assert placeholder.params["thread_ts"] == "1700000000.000001" and placeholder.params["channel"] == "C1"
+    assert update.params["ts"] == placeholder.response["ts"]  # the placeholder is replaced, not a new post
+    assert "travel desk [1]" in update.params["text"]
+    blocks_text = json.dumps(update.params["blocks"])
+    assert "travel.md" in blocks_text or "Travel" in blocks_text
+    assert "feedback_up" in blocks_text and "feedback_down" in blocks_text
+    conversation = Conversation.objects.get(origin="slack")
+    assert conversation.owner == travel and conversation.slack_thread_ts == "1700000000.000001"
+    assert conversation.messages.filter(role="assistant", status="complete").count() == 1
+
+
+def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twice(slack_worker, configured, travel, slack):
+    post_event(configured, mention(event_id="EvB"))
+    post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="1")
+    post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="2")
+    slack.wait_for("chat.update")
+    time.sleep(1.5)
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert len(slack.calls_to("chat.update")) == 1
+
+
+def test_a_slack_user_without_access_never_gets_the_restricted_passages(slack_worker, configured, travel, slack, llm):
+    requests_before = len(llm.requests)
+    post_event(configured, mention(event_id="EvC", user="U2"))
+    update = slack.wait_for("chat.update")[0]
+    assert "travel desk" not in json.dumps(update.params)
+    assert "couldn't find" in update.params["text"]
+    assert len(llm.requests) == requests_before  # the model never saw the passage either
+
+
+def test_an_unlinked_slack_user_is_told_how_to_link(slack_worker, configured, travel, slack):
+    slack.users["U9"] = {"email": "stranger@elsewhere.example", "name": "Stranger"}
+    post_event(configured, mention(event_id="EvD", user="U9"))
+    message = slack.wait_for("chat.postMessage")[0]
+    assert "Sign in once at" in message.params["text"]
+    assert not Conversation.objects.exists()
+
+
+def test_rate_limits_from_slack_are_retried(slack_worker, configured, travel, slack):
+    slack.script("chat.postMessage", SlackReply(status=429, headers={"Retry-After": "1"}, body={"ok": False, "error": "ratelimited"}))
+    post_event(configured, mention(event_id="EvE"))
+    slack.wait_for("chat.update", timeout=40)
+    posts = slack.calls_to("chat.postMessage")
+    assert len(posts) == 2 and posts[1].at - posts[0].at >= 0.9
+
+
+def test_a_slack_error_is_recorded_and_the_worker_carries_on(slack_worker, configured, travel, slack):
+    slack.script("chat.postMessage", SlackReply(body={"ok": False, "error": "channel_not_found"}))
+    post_event(configured, mention(event_id="EvF"))
+    receipt = wait_receipt("event:EvF")
+    assert receipt.status == SlackEventReceipt.Status.FAILED and "channel_not_found" in receipt.error
+    assert slack_worker.alive()
+
+
+def test_a_slash_command_answers_through_its_response_url(slack_worker, configured, travel, slack):
+    body = urlencode({"command": "/ask", "text": "how do I book a flight?", "user_id": "U1", "team_id": "T1",
+                      "response_url": slack.response_url("c1"), "trigger_id": "trig-1", "channel_id": "C1"})
+    response = configured.post("/slack/commands", data=body, content_type="application/x-www-form-urlencoded", **signed(body))
+    assert response.status_code == 200 and response.json()["response_type"] == "ephemeral"
+    answer = slack.wait_for("respond")[0]
+    assert "travel desk" in answer.params["text"]
+
+
+def test_feedback_buttons_rate_only_your_own_answers(configured, travel, slack):
+    from accounts.models import SlackIdentity
+
+    conversation = Conversation.objects.create(owner=travel, origin="slack")
+    answer = Message.objects.create(conversation=conversation, role="assistant", content="x")
+    SlackIdentity.objects.create(team_id="T1", slack_user_id="U1", user=travel)
+    bob = type(travel).objects.get(email="bob@example.com")
+    SlackIdentity.objects.create(team_id="T1", slack_user_id="U2", user=bob)
+
+    def click(user, value):
+        payload = {"type": "block_actions", "user": {"id": user}, "team": {"id": "T1"},
+                   "actions": [{"action_id": "feedback_down", "value": value}]}
+        body = urlencode({"payload": json.dumps(payload)})
+        return configured.post("/slack/interactions", data=body, content_type="application/x-www-form-urlencoded", **signed(body))
+
+    assert click("U2", f"{answer.pk}:-1").status_code == 200
+    assert not Feedback.objects.exists()
+    assert click("U1", f"{answer.pk}:-1").status_code == 200
+    assert Feedback.objects.get().rating == -1
+    assert click("U1", "not-a-uuid:1").status_code == 200
