@@ -23,7 +23,7 @@ def _conversation_or_404(request, conversation_id):
 
 
 def _conversation_json(c) -> dict:
-    return services.conversation_event(c)
+    return {**services.conversation_event(c), "remember": c.remember}
 
 
 @require_GET
@@ -66,6 +66,7 @@ def _message_json(user, message: Message, feedback) -> dict:
         "id": str(message.pk), "role": message.role, "content": message.content,
         "status": message.status, "error": message.error, "sources": sources, "citations": citations,
         "feedback": feedback, "created_at": message.created_at.isoformat(),
+        "memory_used": message.memory_used,
         "reply_to": str(message.reply_to_id) if message.reply_to_id else None,
         "timings": {"retrieval_ms": message.retrieval_ms, "first_token_ms": message.first_token_ms,
                     "total_ms": message.total_ms, "model": message.model,
@@ -101,3 +102,15 @@ def conversation_delete(request, conversation_id):
     conversation = _conversation_or_404(request, conversation_id)
     services.conversation_delete(user=request.user, conversation=conversation)
     return JsonResponse({"ok": True})
+
+
+@require_POST
+def conversation_remember(request, conversation_id):
+    """The per-conversation memory switch: {"remember": false} keeps this chat out of memory."""
+    conversation = _conversation_or_404(request, conversation_id)
+    remember = _payload(request).get("remember")
+    if remember not in (True, False, "1", "0", "true", "false"):
+        return JsonResponse({"ok": False, "error": "remember must be true or false."}, status=400)
+    value = remember in (True, "1", "true")
+    services.conversation_set_remember(user=request.user, conversation=conversation, remember=value)
+    return JsonResponse({"ok": True, "remember": value})

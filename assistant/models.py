@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from pgvector.django import VectorField
 
 
 class Conversation(models.Model):
@@ -25,6 +26,13 @@ class Conversation(models.Model):
     slack_team = models.CharField(max_length=32, blank=True)
     slack_channel = models.CharField(max_length=32, blank=True)
     slack_thread_ts = models.CharField(max_length=32, blank=True)
+    remember = models.BooleanField(
+        default=True, help_text="Off: nothing from this conversation goes into the user's memory."
+    )
+    summary = models.TextField(blank=True, help_text="Older turns, summarised for long conversations.")
+    summary_until = models.DateTimeField(
+        null=True, blank=True, help_text="Messages up to this time are covered by the summary."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -67,6 +75,9 @@ class Message(models.Model):
     )
     sources = models.JSONField(
         default=list, blank=True, help_text="The passages retrieved for this answer, numbered."
+    )
+    memory_used = models.JSONField(
+        default=list, blank=True, help_text="The memory items given to the model: [{id, text}]."
     )
     model = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -161,3 +172,33 @@ class SlackEventReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}"
+
+
+class MemoryItem(models.Model):
+    """Something the assistant remembers about one person, used only in that person's answers."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_items")
+    text = models.CharField(max_length=500)
+    source_message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The message it was learned from.",
+    )
+    embedding = VectorField(dimensions=384)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="memory_owner_recent")]
+        permissions = [("read_user_memory", "Can read other users' memory in the admin")]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class MemorySettings(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_settings")
+    paused = models.BooleanField(default=False, help_text="Paused: nothing new is remembered; nothing is used.")
+
+    def __str__(self) -> str:
+        return f"memory {'paused' if self.paused else 'on'} for {self.user_id}"

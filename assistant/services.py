@@ -82,10 +82,10 @@ def question_create(*, user, conversation: Conversation | None, text: str, origi
 
 
 @transaction.atomic
-def answer_start(*, question: Message, sources: list[dict]) -> Message:
+def answer_start(*, question: Message, sources: list[dict], memory_used: list[dict] = ()) -> Message:
     return Message.objects.create(
         conversation_id=question.conversation_id, role=Message.Role.ASSISTANT, reply_to=question,
-        status=Message.Status.STREAMING, sources=sources,
+        status=Message.Status.STREAMING, sources=sources, memory_used=list(memory_used),
     )
 
 
@@ -124,6 +124,10 @@ def answer_finish(
         ]
     )
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+    if status == Message.Status.COMPLETE:
+        from assistant.tasks import after_turn
+
+        transaction.on_commit(lambda: after_turn.delay(str(message.pk)))
     user_event_send(
         user_ids=message.conversation.owner_id,
         event={
@@ -193,6 +197,13 @@ def conversation_rename(*, user, conversation: Conversation, title: str) -> Conv
         conversation.save(update_fields=["title", "updated_at"])
         _notify_conversation(conversation, "renamed")
     return conversation
+
+
+def conversation_set_remember(*, user, conversation: Conversation, remember: bool) -> None:
+    if conversation.owner_id != user.pk:
+        raise ChatError("This conversation is not yours.")
+    Conversation.objects.filter(pk=conversation.pk).update(remember=remember)
+    conversation.remember = remember
 
 
 def conversation_delete(*, user, conversation: Conversation) -> None:

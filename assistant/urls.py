@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from assistant import api, views
+from assistant import api, memory_views, views
 from assistant.slack import views as slack_views
 
 admin.site.site_header = "Assistant administration"
@@ -16,6 +16,13 @@ urlpatterns = [
     path("api/conversations/<uuid:conversation_id>/delete", api.conversation_delete, name="api-conversation-delete"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("memory/", memory_views.memory_page, name="memory"),
+    path("memory/add", memory_views.memory_add, name="memory-add"),
+    path("memory/<int:item_id>/edit", memory_views.memory_edit, name="memory-edit"),
+    path("memory/<int:item_id>/delete", memory_views.memory_delete, name="memory-delete"),
+    path("memory/delete-all", memory_views.memory_delete_all, name="memory-delete-all"),
+    path("memory/pause", memory_views.memory_pause, name="memory-pause"),
+    path("api/conversations/<uuid:conversation_id>/remember", api.conversation_remember, name="api-conversation-remember"),
     path("admin/", admin.site.urls),
     path("slack/events", slack_views.events, name="slack-events"),
     path("slack/commands", slack_views.commands, name="slack-commands"),

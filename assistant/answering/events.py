@@ -22,6 +22,7 @@ class RetrievalEvent(Event):
     question_id: str
     message_id: str
     sources: list[dict] = field(default_factory=list)
+    memory: list[dict] = field(default_factory=list)  # the user's memory items given to the model
 
 
 @dataclass(frozen=True)

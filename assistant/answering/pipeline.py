@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from assistant import llm, services
+from assistant import llm, memory, services
 from assistant.answering import prompts
 from assistant.answering.events import (
     CitationEvent,
@@ -33,15 +33,21 @@ CHECKPOINT_SECONDS = 1.0  # how often a streaming answer's text is saved
 
 
 def _history(question: Message) -> list[llm.ChatMessage]:
+    """Recent turns; in a long conversation, its summary stands in for the older ones."""
+    conversation = question.conversation
     turns = (
         Message.objects.filter(conversation_id=question.conversation_id, superseded=False)
         .exclude(pk=question.pk)
         .filter(created_at__lt=question.created_at)
         .exclude(role=Message.Role.ASSISTANT, status=Message.Status.FAILED)
-        .order_by("-created_at")
-        .values_list("role", "content")[:40]
     )
-    return [llm.ChatMessage(role, content) for role, content in reversed(turns) if content]
+    if conversation.summary_until:
+        turns = turns.filter(created_at__gt=conversation.summary_until)
+    recent = turns.order_by("-created_at").values_list("role", "content")[:40]
+    history = [llm.ChatMessage(role, content) for role, content in reversed(recent) if content]
+    if conversation.summary:
+        history.insert(0, llm.ChatMessage("system", f"Summary of the earlier conversation: {conversation.summary}"))
+    return history
 
 
 def search_query(question: str, history: list[llm.ChatMessage]) -> str:
@@ -62,7 +68,30 @@ def _retrieve(user, question: Message, collection_ids):
         user=user, query=search_query(question.content, history),
         k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids,
     )
-    return history, relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY), result.timings_ms
+    remembered = [
+        {"id": item.pk, "text": item.text}
+        for item in memory.relevant_items(user=user, query=question.content, limit=settings.MEMORY_TOP_K)
+    ]
+    return history, relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY), result.timings_ms, remembered
+
+
+def _memory_command(user, question: Message) -> str | None:
+    """Handles "remember that ..." / "forget ..." and returns the reply, or None if not one."""
+    command = memory.parse_command(question.content)
+    if command is None:
+        return None
+    if not memory.is_enabled(user):
+        return "Memory is paused, so I won't remember or use anything. You can turn it back on under Memory."
+    if command.action == "forget":
+        forgotten = memory.forget(user=user, text=command.text)
+        if not forgotten:
+            return "I didn't find anything like that in what I remember about you."
+        return "Done — I forgot:\n" + "\n".join(f"- {text}" for text in forgotten)
+    try:
+        item = memory.remember(user=user, text=command.text, source_message=question)
+    except memory.MemoryError as exc:
+        return str(exc)
+    return f"Got it — I'll remember: {item.text}"
 
 
 async def answer_stream(
@@ -72,19 +101,24 @@ async def answer_stream(
     started = time.perf_counter()
     config = config or llm.LLMConfig.from_settings()
     budget = prompts.Budget(settings.LLM_CONTEXT_TOKENS, config.max_tokens)
+    reply = await sync_to_async(_memory_command)(user, question)
+    if reply is not None:
+        async for event in _fixed_answer(question, reply, started):
+            yield event
+        return
     try:
-        history, hits, search_timings = await sync_to_async(_retrieve)(user, question, collection_ids)
+        history, hits, search_timings, remembered = await sync_to_async(_retrieve)(user, question, collection_ids)
     except embeddings.EmbeddingError as exc:
         yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
         return
     retrieval_ms = (time.perf_counter() - started) * 1000
     sources = prompts.number_sources(hits, budget.sources_tokens)
     shown = prompts.public_sources(sources)
-    answer = await sync_to_async(services.answer_start)(question=question, sources=shown)
+    answer = await sync_to_async(services.answer_start)(question=question, sources=shown, memory_used=remembered)
     message_id = str(answer.pk)
     yield RetrievalEvent(
         conversation_id=str(question.conversation_id), question_id=str(question.pk),
-        message_id=message_id, sources=shown,
+        message_id=message_id, sources=shown, memory=remembered,
     )
     timings = {"retrieval_ms": retrieval_ms, "search": search_timings}
 
@@ -101,7 +135,7 @@ async def answer_stream(
     messages = prompts.build_messages(
         question=question.content, sources=sources,
         history=prompts.trim_history(history, budget.history_tokens),
-        user_name=user.get_short_name(),
+        user_name=user.get_short_name(), memory=[m["text"] for m in remembered],
     )
     parser = CitationStreamParser({s["n"] for s in sources})
     by_number = {s["n"]: s for s in shown}
@@ -147,6 +181,22 @@ async def answer_stream(
         "model": completion.model if completion else config.model,
     }
     yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
+
+
+async def _fixed_answer(question: Message, text: str, started: float) -> AsyncIterator[Event]:
+    """An answer that needs no model (a memory command): stored and streamed like any other."""
+    answer = await sync_to_async(services.answer_start)(question=question, sources=[])
+    message_id = str(answer.pk)
+    yield RetrievalEvent(
+        conversation_id=str(question.conversation_id), question_id=str(question.pk),
+        message_id=message_id, sources=[],
+    )
+    yield DeltaEvent(message_id=message_id, text=text)
+    timings = {"total_ms": (time.perf_counter() - started) * 1000}
+    final = await sync_to_async(services.answer_finish)(
+        message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
+    )
+    yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
 
 
 class _AnswerState:

@@ -64,10 +64,13 @@ def public_sources(sources: list[dict]) -> list[dict]:
 
 
 def build_messages(
-    *, question: str, sources: list[dict], history: list[ChatMessage], user_name: str = ""
+    *, question: str, sources: list[dict], history: list[ChatMessage], user_name: str = "",
+    memory: list[str] = (),
 ) -> list[ChatMessage]:
     prompt_sources = [{**s, "text": s.get("context", s["text"])} for s in sources]
-    system = render_to_string("prompts/system.txt", {"sources": prompt_sources, "user_name": user_name})
+    system = render_to_string(
+        "prompts/system.txt", {"sources": prompt_sources, "user_name": user_name, "memory": memory}
+    )
     return [ChatMessage("system", system.strip()), *history, ChatMessage("user", question)]
 
 
@@ -76,12 +79,14 @@ def nothing_found_text() -> str:
 
 
 def trim_history(turns: list[ChatMessage], budget_tokens: int) -> list[ChatMessage]:
-    """Keeps the most recent turns that fit, in order."""
-    kept, used = [], 0
-    for turn in reversed(turns):
+    """Keeps the conversation's summary (a leading system turn) and the most recent turns that fit."""
+    pinned = [t for t in turns[:1] if t.role == "system"]
+    used = sum(count_tokens(t.content) + 4 for t in pinned)
+    kept: list[ChatMessage] = []
+    for turn in reversed(turns[len(pinned):]):
         cost = count_tokens(turn.content) + 4
         if used + cost > budget_tokens:
             break
         kept.append(turn)
         used += cost
-    return list(reversed(kept))
+    return pinned + list(reversed(kept))

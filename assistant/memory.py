@@ -1,0 +1,263 @@
+"""Per-user long-term memory: what a person told the assistant, used only in their answers.
+
+Items come from explicit requests ("remember that ...") and from a background extraction
+after each turn; near-duplicates and contradictions update the existing item instead of piling
+up. Every read here is filtered by owner: one person's memory never reaches another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from pgvector.django import CosineDistance
+
+from assistant import llm
+from assistant.models import Conversation, MemoryItem, MemorySettings, Message
+from knowledge.embeddings import get_embedder
+
+logger = logging.getLogger(__name__)
+
+MAX_ITEM_CHARS = 300
+MAX_ITEMS_PER_USER = 200
+MAX_FACTS_PER_TURN = 5
+SAME_TOPIC_SIMILARITY = 0.72  # this close is the same subject: the newer statement replaces the older
+
+_REMEMBER = re.compile(r"^\s*(?:please\s+)?remember(?:\s+that)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL)
+_FORGET = re.compile(r"^\s*(?:please\s+)?forget(?:\s+that|\s+about)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL)
+# Extraction output that reads like instructions to the model is not a fact about the user.
+_INJECTION = re.compile(
+    r"(ignore|disregard|override)\b.{0,40}\b(instruction|prompt|rule)|system prompt|you (must|should) (always|never)|"
+    r"\bassistant\s*:|<\s*/?\s*(system|script)|jailbreak|reveal\b.{0,30}\b(prompt|secret|password)",
+    re.IGNORECASE,
+)
+
+
+class MemoryError(Exception):
+    """A refusal the user can act on."""
+
+
+@dataclass(frozen=True)
+class Command:
+    action: str  # "remember" or "forget"
+    text: str
+
+
+def parse_command(text: str) -> Command | None:
+    for action, pattern in (("remember", _REMEMBER), ("forget", _FORGET)):
+        match = pattern.match(text)
+        if match:
+            body = match.group("body").strip().rstrip(".!")
+            if body:
+                return Command(action, body)
+    return None
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def is_enabled(user) -> bool:
+    return not MemorySettings.objects.filter(user=user, paused=True).exists()
+
+
+def items_of(user):
+    return MemoryItem.objects.filter(owner=user).defer("embedding")
+
+
+def relevant_items(*, user, query: str, limit: int = 5, min_similarity: float = 0.25) -> list[MemoryItem]:
+    """This user's items closest to the query (never anyone else's)."""
+    if not is_enabled(user) or not MemoryItem.objects.filter(owner=user).exists():
+        return []
+    vector = get_embedder().embed_query(query)
+    items = (
+        MemoryItem.objects.filter(owner=user)
+        .annotate(distance=CosineDistance("embedding", vector))
+        .filter(distance__lte=1 - min_similarity)
+        .order_by("distance")[:limit]
+    )
+    return list(items)
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    text = " ".join(str(text).split())
+    if not text:
+        raise MemoryError("There is nothing to remember.")
+    if len(text) > MAX_ITEM_CHARS:
+        raise MemoryError(f"A memory can be at most {MAX_ITEM_CHARS} characters.")
+    return text
+
+
+@transaction.atomic
+def remember(*, user, text: str, source_message: Message | None = None) -> MemoryItem:
+    """Stores a fact, refreshing or replacing an item about the same thing instead of repeating it."""
+    text = _clean(text)
+    vector = get_embedder().embed_documents([text])[0]
+    closest = (
+        MemoryItem.objects.select_for_update().filter(owner=user)
+        .annotate(distance=CosineDistance("embedding", vector)).order_by("distance").first()
+    )
+    if closest is not None and 1 - closest.distance >= SAME_TOPIC_SIMILARITY:
+        closest.text, closest.embedding, closest.source_message = text, vector, source_message
+        closest.save(update_fields=["text", "embedding", "source_message", "updated_at"])
+        return closest
+    if MemoryItem.objects.filter(owner=user).count() >= MAX_ITEMS_PER_USER:
+        oldest = MemoryItem.objects.filter(owner=user).order_by("updated_at").first()
+        oldest.delete()
+    return MemoryItem.objects.create(owner=user, text=text, embedding=vector, source_message=source_message)
+
+
+def forget(*, user, text: str) -> list[str]:
+    """Deletes the user's items that the words refer to; returns what was forgotten."""
+    vector = get_embedder().embed_query(text)
+    candidates = (
+        MemoryItem.objects.filter(owner=user)
+        .annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:5]
+    )
+    needle = text.lower()
+    doomed = [i for i in candidates if 1 - i.distance >= 0.55 or needle in i.text.lower()]
+    forgotten = [i.text for i in doomed]
+    MemoryItem.objects.filter(owner=user, pk__in=[i.pk for i in doomed]).delete()
+    return forgotten
+
+
+def item_update(*, user, item_id: int, text: str) -> MemoryItem:
+    item = MemoryItem.objects.get(owner=user, pk=item_id)
+    item.text = _clean(text)
+    item.embedding = get_embedder().embed_documents([item.text])[0]
+    item.save(update_fields=["text", "embedding", "updated_at"])
+    return item
+
+
+def item_delete(*, user, item_id: int) -> None:
+    MemoryItem.objects.get(owner=user, pk=item_id).delete()
+
+
+def delete_all(*, user) -> int:
+    return MemoryItem.objects.filter(owner=user).delete()[0]
+
+
+def set_paused(*, user, paused: bool) -> None:
+    MemorySettings.objects.update_or_create(user=user, defaults={"paused": paused})
+
+
+# --- learning from a turn -------------------------------------------------------------------
+
+EXTRACTION_SCHEMA = {
+    "title": "memory_facts",
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "maxItems": MAX_FACTS_PER_TURN,
+            "items": {"type": "string", "maxLength": MAX_ITEM_CHARS},
+        }
+    },
+    "required": ["facts"],
+}
+
+
+def validate_extraction(raw: str) -> list[str]:
+    """The model's JSON, checked: a list of short plain statements, nothing that reads as instructions.
+
+    Invalid, truncated or oversized output yields nothing (and is logged), never an exception.
+    """
+    if not isinstance(raw, str) or len(raw) > 20_000:
+        return []
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        logger.info("memory extraction returned invalid JSON")
+        return []
+    facts = data.get("facts") if isinstance(data, dict) else None
+    if not isinstance(facts, list):
+        return []
+    kept = []
+    for fact in facts[:MAX_FACTS_PER_TURN]:
+        if not isinstance(fact, str):
+            continue
+        fact = " ".join(fact.split())
+        if not fact or len(fact) > MAX_ITEM_CHARS or _INJECTION.search(fact):
+            continue
+        kept.append(fact)
+    return kept
+
+
+def _extraction_messages(question: str, answer: str) -> list[llm.ChatMessage]:
+    from django.template.loader import render_to_string
+
+    system = render_to_string("prompts/memory_extraction.txt").strip()
+    turn = f"User: {question}\n\nAssistant: {answer[:2000]}"
+    return [llm.ChatMessage("system", system), llm.ChatMessage("user", turn)]
+
+
+async def _complete_json(messages, schema):
+    return await llm.complete_json(messages, schema=schema)
+
+
+def learn_from_turn(*, answer_id) -> list[str]:
+    """Runs in a worker after an answer: asks the model for durable facts about the user and merges them."""
+    import asyncio
+
+    answer = Message.objects.select_related("conversation", "reply_to").filter(pk=answer_id).first()
+    if answer is None or answer.reply_to is None or answer.status != Message.Status.COMPLETE:
+        return []
+    conversation: Conversation = answer.conversation
+    user = conversation.owner
+    if not conversation.remember or not is_enabled(user) or parse_command(answer.reply_to.content):
+        return []
+    try:
+        raw = asyncio.run(_complete_json(_extraction_messages(answer.reply_to.content, answer.content), EXTRACTION_SCHEMA))
+    except llm.LLMError:
+        logger.info("memory extraction skipped: the model is unavailable")
+        return []
+    facts = validate_extraction(raw)
+    for fact in facts:
+        remember(user=user, text=fact, source_message=answer.reply_to)
+    return facts
+
+
+# --- long conversations ---------------------------------------------------------------------
+
+
+def summarise_if_long(*, conversation_id, keep_recent: int = 6) -> bool:
+    """Folds older turns into the conversation's summary once history outgrows its budget."""
+    import asyncio
+
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        return False
+    turns = Message.objects.filter(conversation=conversation, superseded=False).exclude(content="")
+    if conversation.summary_until:
+        turns = turns.filter(created_at__gt=conversation.summary_until)
+    turns = list(turns.order_by("created_at"))
+    budget = int(settings.LLM_CONTEXT_TOKENS * 0.25)
+    if len(turns) <= keep_recent or sum(llm.count_tokens(m.content) for m in turns) <= budget:
+        return False
+    older = turns[:-keep_recent]
+    transcript = "\n".join(f"{m.role}: {m.content[:1500]}" for m in older)
+    from django.template.loader import render_to_string
+
+    messages = [
+        llm.ChatMessage("system", render_to_string("prompts/summarise.txt").strip()),
+        llm.ChatMessage("user", (f"Summary so far: {conversation.summary}\n\n" if conversation.summary else "") + transcript),
+    ]
+    schema = {"title": "summary", "type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}
+    try:
+        raw = asyncio.run(_complete_json(messages, schema))
+        summary = json.loads(raw).get("summary", "")
+    except (llm.LLMError, ValueError, AttributeError):
+        logger.info("conversation summary skipped")
+        return False
+    if not isinstance(summary, str) or not summary.strip():
+        return False
+    Conversation.objects.filter(pk=conversation.pk).update(
+        summary=summary.strip()[:4000], summary_until=older[-1].created_at
+    )
+    return True
