@@ -9,19 +9,22 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
+# A real OpenID Connect provider (npm oidc-provider) for the SSO tests.
+OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
+
 .PHONY: run test test-fast test-slow install system-deps lint format eval bench clean
 
 run: install
 	$(BIN)/python -m assistant.embedded run
 
-test: install system-deps
+test: install system-deps $(OIDC_TEST_DEPS)
 	$(BIN)/python -m assistant.embedded test -- pytest $(PYTEST_ARGS)
 
 # Everything except the slow (browser, load, real-model) tests.
 test-fast: install
 	$(BIN)/python -m assistant.embedded test -- pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: install system-deps
+test-slow: install system-deps $(OIDC_TEST_DEPS)
 	$(BIN)/python -m assistant.embedded test -- pytest -m slow $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -38,6 +41,9 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Browser tests need Chromium: sudo apt-get install -y chromium"; fi; }
+
+$(OIDC_TEST_DEPS): tests/support/oidc/package-lock.json
+	cd tests/support/oidc && npm ci --no-audit --no-fund --loglevel=error
 
 lint: install
 	$(BIN)/ruff check .

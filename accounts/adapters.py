@@ -1,9 +1,241 @@
-"""allauth's documented extension point: who may sign up and how accounts are filled."""
+"""allauth's documented extension points: who may sign in or up, and what a sign-in changes.
 
+The rules themselves are in ``accounts/sso.py`` (pure) and ``accounts/services.py`` (writes);
+these classes only connect them to allauth's flow:
+
+1. ``SocialAccountAdapter.populate_user`` (before allauth looks the account up),
+2. ``SocialAccountAdapter.pre_social_login`` (refuse: e-mail, domain, tenant, hosted domain),
+3. allauth signs the user in (creating them on first sign-in),
+4. ``AccountAdapter.post_login`` (sync name, groups and staff flags; remember how to log out
+   at the identity provider).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from urllib.parse import urlencode
+
+import requests
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.adapter import get_adapter as get_social_adapter
+from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.shortcuts import render
+
+from accounts import services, sso
+
+logger = logging.getLogger(__name__)
+
+# Set on the current request by the token-response hook; read in post_login.
+_RAW_ID_TOKEN_ATTR = "_assistant_sso_raw_id_token"  # noqa: S105 - an attribute name
 
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
-        return settings.ACCOUNT_ALLOW_SIGNUPS
+        return settings.ACCOUNT_ALLOW_SIGNUPS and settings.ACCOUNT_LOCAL_LOGIN
+
+    def clean_email(self, email: str) -> str:
+        """New local addresses (sign-up, adding an address) follow SSO_ALLOWED_DOMAINS too."""
+        allowed = settings.SSO_ALLOWED_DOMAINS
+        if allowed and email and sso.email_domain(email) not in allowed:
+            raise ValidationError(
+                f"Only addresses at {', '.join(allowed)} may be used here.", code="domain"
+            )
+        return email
+
+    def post_login(self, request, user, **kwargs):
+        response = super().post_login(request, user, **kwargs)
+        sociallogin = (kwargs.get("signal_kwargs") or {}).get("sociallogin")
+        if sociallogin is not None:
+            _apply_sso_sign_in(request, user, sociallogin)
+        else:
+            request.session.pop(sso.SSO_LOGOUT_SESSION_KEY, None)
+        return response
+
+    def get_logout_redirect_url(self, request) -> str:
+        """After logging out here, end the identity provider's session too, where it can.
+
+        allauth asks for this URL *before* it clears the session, which is what lets us read
+        the ID token kept at sign-in (RP-initiated logout, with ``id_token_hint``).
+        """
+        local_url = super().get_logout_redirect_url(request)
+        info = request.session.get(sso.SSO_LOGOUT_SESSION_KEY)
+        if not request.user.is_authenticated or not isinstance(info, dict):
+            return local_url
+        return (
+            end_session_url(
+                request,
+                provider_id=info.get("provider_id", ""),
+                id_token=info.get("id_token", ""),
+                post_logout_redirect_uri=request.build_absolute_uri(local_url),
+            )
+            or local_url
+        )
+
+
+class SocialAccountAdapter(DefaultSocialAccountAdapter):
+    def is_open_for_signup(self, request, sociallogin) -> bool:
+        # Who may use the app is decided at the identity provider (app assignment) and by
+        # the rules in pre_social_login; everyone they let through gets an account.
+        return True
+
+    def populate_user(self, request, sociallogin, data):
+        user = super().populate_user(request, sociallogin, data)
+        extra_data = sociallogin.account.extra_data
+        user.full_name = sso.display_name(extra_data)
+        # The email_verified rule is ours (refuse only an explicit false, see sso.py), so
+        # allauth's e-mail matching must see the address as verified when we accept it.
+        if sso.email_verified_accepted(extra_data):
+            for address in sociallogin.email_addresses:
+                address.verified = True
+        _carry_sso_state_forward(sociallogin)
+        return user
+
+    def pre_social_login(self, request, sociallogin) -> None:
+        app_settings = sociallogin.provider.app.settings if sociallogin.provider.app else {}
+        refusal = sso.sign_in_refusal(
+            sociallogin.account.extra_data,
+            app_settings=app_settings,
+            allowed_domains=settings.SSO_ALLOWED_DOMAINS,
+        )
+        if refusal is None:
+            return
+        email = sso.merged_claims(sociallogin.account.extra_data).get("email") or ""
+        logger.warning(
+            "SSO sign-in refused",
+            extra={
+                "provider": sociallogin.account.provider,
+                "reason": refusal.code,
+                "email_domain": sso.email_domain(email) if isinstance(email, str) else "",
+            },
+        )
+        response = render(
+            request,
+            "accounts/sso_refused.html",
+            {"refusal": refusal, "provider_name": sociallogin.provider.name},
+            status=403,
+        )
+        raise ImmediateHttpResponse(response)
+
+    def on_authentication_error(
+        self, request, provider, error=None, exception=None, extra_context=None
+    ) -> None:
+        logger.warning(
+            "SSO sign-in failed",
+            extra={
+                "provider": getattr(getattr(provider, "app", None), "provider_id", ""),
+                "error": str(error or ""),
+                "exception": type(exception).__name__ if exception else "",
+            },
+        )
+
+    def get_requests_session(self):
+        """Every call allauth makes to an identity provider goes through this session.
+
+        The hook keeps the raw ID token from the token response on the current request,
+        because allauth keeps only its decoded claims and logout at the identity provider
+        needs the token itself (``id_token_hint``).
+        """
+        session = super().get_requests_session()
+        session.hooks["response"].append(_remember_raw_id_token)
+        return session
+
+
+def _remember_raw_id_token(response, *args, **kwargs):
+    request = context.request
+    if request is None or response.request.method != "POST" or not response.ok:
+        return response
+    if "json" not in response.headers.get("content-type", ""):
+        return response
+    try:
+        token = response.json().get("id_token")
+    except (ValueError, AttributeError):
+        return response
+    if isinstance(token, str):
+        setattr(request, _RAW_ID_TOKEN_ATTR, token)
+    return response
+
+
+def _carry_sso_state_forward(sociallogin) -> None:
+    """Keeps what the previous sign-in granted across allauth's refresh of extra_data.
+
+    allauth overwrites ``extra_data`` with the new claims as soon as it finds the account,
+    before any later hook runs; this runs earlier, so the groups previously granted by SSO
+    survive until ``services.user_sync_from_sso`` compares them with the new claims.
+    """
+    account = sociallogin.account
+    previous = (
+        SocialAccount.objects.filter(provider=account.provider, uid=account.uid)
+        .values_list("extra_data", flat=True)
+        .first()
+    )
+    if isinstance(previous, dict) and sso.SSO_STATE_KEY in previous:
+        account.extra_data[sso.SSO_STATE_KEY] = previous[sso.SSO_STATE_KEY]
+    else:
+        account.extra_data.pop(sso.SSO_STATE_KEY, None)
+
+
+def _apply_sso_sign_in(request, user, sociallogin) -> None:
+    account = sociallogin.account
+    app_settings = sociallogin.provider.app.settings if sociallogin.provider.app else {}
+    extra_data = account.extra_data or {}
+    services.user_sync_from_sso(
+        user=user,
+        social_account=account,
+        name=sso.display_name(extra_data),
+        groups=sso.groups_from_claims(extra_data, app_settings.get("groups_claim", "")),
+    )
+    raw = getattr(request, _RAW_ID_TOKEN_ATTR, "")
+    if raw and _payload(raw) != extra_data.get("id_token"):
+        raw = ""  # not the token allauth verified: do not hand it to anyone
+    request.session[sso.SSO_LOGOUT_SESSION_KEY] = {
+        "provider_id": account.provider,
+        "id_token": raw,
+    }
+
+
+def _payload(jwt: str) -> dict | None:
+    try:
+        part = jwt.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return None
+
+
+def end_session_url(
+    request, *, provider_id: str, id_token: str, post_logout_redirect_uri: str
+) -> str | None:
+    """The identity provider's logout URL (RP-initiated logout 1.0), or ``None``.
+
+    ``None`` when the provider is gone from the settings, has ``idp_logout`` off, or
+    publishes no ``end_session_endpoint`` (Google, for one); the caller then only logs out
+    locally. ``post_logout_redirect_uri`` must be registered at the provider.
+    """
+    adapter = get_social_adapter(request)
+    try:
+        provider = adapter.get_provider(request, provider_id)
+    except SocialApp.DoesNotExist:
+        return None
+    if not provider.app.settings.get("idp_logout", True):
+        return None
+    try:
+        endpoint = provider.get_oauth2_adapter(request).openid_config.get("end_session_endpoint")
+    except (requests.RequestException, ValueError):
+        logger.warning("SSO discovery failed at logout", extra={"provider": provider_id})
+        return None
+    if not endpoint:
+        return None
+    params = {
+        "client_id": provider.app.client_id,
+        "post_logout_redirect_uri": post_logout_redirect_uri,
+    }
+    if id_token:
+        params["id_token_hint"] = id_token
+    separator = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{separator}{urlencode(params)}"

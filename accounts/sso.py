@@ -1,8 +1,512 @@
-"""Single sign-on configuration read from the environment (filled in by the SSO work)."""
+"""Single sign-on: settings read from the environment, and the rules every SSO sign-in obeys.
+
+Two halves, both free of requests and of the database so they can be tested alone:
+
+- :func:`sso_settings` turns ``OIDC_*`` / ``SSO_*`` / ``ACCOUNT_LOCAL_LOGIN`` variables into
+  Django settings for allauth's OpenID Connect provider (one app per identity provider);
+- :func:`sign_in_refusal`, :func:`groups_from_claims` and friends read the claims of one
+  sign-in (allauth keeps them in ``SocialAccount.extra_data`` as ``{"id_token": {...},
+  "userinfo": {...}}``) and decide whether it may proceed.
+
+The adapters in ``accounts/adapters.py`` call these; ``accounts/services.py`` applies the
+result (profile, groups, staff flags).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_PROVIDER_ID = "sso"
+DEFAULT_PROVIDER_NAME = "Single sign-on"
+DEFAULT_SCOPES = ("openid", "profile", "email")
+DEFAULT_GROUPS_CLAIM = "groups"
+ENTRA_SERVER_URL = "https://login.microsoftonline.com/{tenant_id}/v2.0"
+GOOGLE_SERVER_URL = "https://accounts.google.com"
+
+# Keys of one object in OIDC_PROVIDERS (JSON); the single-provider variables are the same
+# names in upper case with an ``OIDC_`` prefix (tenant_id / hosted_domain: see _SINGLE_ENV).
+_PROVIDER_KEYS = {
+    "id",
+    "name",
+    "server_url",
+    "client_id",
+    "client_secret",
+    "scopes",
+    "groups_claim",
+    "tenant_id",
+    "hosted_domain",
+    "allowed_domains",
+    "idp_logout",
+    "pkce",
+    "token_auth_method",
+}
+_SINGLE_ENV = {
+    "id": "OIDC_PROVIDER_ID",
+    "name": "OIDC_PROVIDER_NAME",
+    "server_url": "OIDC_SERVER_URL",
+    "client_id": "OIDC_CLIENT_ID",
+    "client_secret": "OIDC_CLIENT_SECRET",
+    "scopes": "OIDC_SCOPES",
+    "groups_claim": "OIDC_GROUPS_CLAIM",
+    "tenant_id": "OIDC_ENTRA_TENANT_ID",
+    "hosted_domain": "OIDC_GOOGLE_HOSTED_DOMAIN",
+    "idp_logout": "OIDC_IDP_LOGOUT",
+    "pkce": "OIDC_PKCE",
+    "token_auth_method": "OIDC_TOKEN_AUTH_METHOD",
+}
+# The JSON form also takes the single-provider variable names, lower-cased, without OIDC_.
+_KEY_ALIASES = {
+    "provider_id": "id",
+    "provider_name": "name",
+    "entra_tenant_id": "tenant_id",
+    "google_hosted_domain": "hosted_domain",
+}
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+_FALSE_STRINGS = {"false", "0", "no"}
+
+# Where the adapters keep, per social account, what the last SSO sign-in granted (so the
+# next one removes only groups that came from SSO). allauth replaces the rest of
+# extra_data with the provider's fresh claims at every sign-in; see adapters.populate_user.
+SSO_STATE_KEY = "assistant_sso"
+# The session entry used for RP-initiated logout at the identity provider.
+SSO_LOGOUT_SESSION_KEY = "assistant_sso_logout"
+
+
+@dataclass(frozen=True)
+class OIDCProvider:
+    """One identity provider, validated. ``as_allauth_app`` is what allauth reads."""
+
+    id: str
+    name: str
+    server_url: str
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    groups_claim: str = DEFAULT_GROUPS_CLAIM
+    tenant_id: str = ""
+    hosted_domain: str = ""
+    allowed_domains: tuple[str, ...] = ()
+    idp_logout: bool = True
+    pkce: bool = True
+    token_auth_method: str = ""
+
+    def as_allauth_app(self) -> dict:
+        app_settings: dict = {
+            "server_url": self.server_url,
+            "scope": list(self.scopes),
+            "oauth_pkce_enabled": self.pkce,
+            # Ours (allauth ignores them; the adapters read them from app.settings):
+            "groups_claim": self.groups_claim,
+            "tenant_id": self.tenant_id,
+            "hosted_domain": self.hosted_domain,
+            "allowed_domains": list(self.allowed_domains),
+            "idp_logout": self.idp_logout,
+        }
+        if self.hosted_domain:
+            # Google shows only accounts of this Workspace domain; the returned ``hd``
+            # claim is still checked, as a user can edit this parameter in the URL.
+            app_settings["auth_params"] = {"hd": self.hosted_domain}
+        if self.token_auth_method:
+            app_settings["token_auth_method"] = self.token_auth_method
+        return {
+            "provider_id": self.id,
+            "name": self.name,
+            "client_id": self.client_id,
+            "secret": self.client_secret,
+            "settings": app_settings,
+        }
+
+
+# --- settings ---------------------------------------------------------------------------
+
 
 def sso_settings(env, *, debug: bool) -> dict:
-    """Returns the Django settings for SSO (allauth providers, domain and group rules)."""
-    return {}
+    """Returns the Django settings for SSO (allauth providers, domain and group rules).
+
+    Reads the single-provider ``OIDC_*`` variables or ``OIDC_PROVIDERS`` (JSON), never both;
+    raises ImproperlyConfigured naming the variable on anything that cannot work.
+    """
+    providers = parse_providers(env, debug=debug)
+    local_login = env.bool("ACCOUNT_LOCAL_LOGIN", not providers or debug)
+    if not providers and not local_login:
+        raise ImproperlyConfigured(
+            "ACCOUNT_LOCAL_LOGIN=0 but no SSO provider is configured (OIDC_SERVER_URL or "
+            "OIDC_PROVIDERS): nobody could sign in."
+        )
+    staff_groups = env.list("SSO_STAFF_GROUPS")
+    admin_groups = env.list("SSO_ADMIN_GROUPS")
+    return {
+        "SOCIALACCOUNT_ADAPTER": "accounts.adapters.SocialAccountAdapter",
+        "SOCIALACCOUNT_PROVIDERS": {
+            "openid_connect": {"APPS": [p.as_allauth_app() for p in providers]}
+        }
+        if providers
+        else {},
+        # Local accounts off: allauth hides the password form, refuses POSTs to the login
+        # view (403) and drops sign-up, password reset and e-mail management URLs.
+        "SOCIALACCOUNT_ONLY": not local_login,
+        "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
+        "SOCIALACCOUNT_AUTO_SIGNUP": True,
+        # An SSO sign-in whose (verified) e-mail matches an existing account signs into it
+        # and links it, instead of showing a sign-up form (see README, "Single sign-on").
+        "SOCIALACCOUNT_EMAIL_AUTHENTICATION": env.bool("OIDC_EMAIL_AUTHENTICATION", True),
+        "SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT": True,
+        # The sign-in buttons POST (with a CSRF token); a GET only shows a confirmation.
+        "SOCIALACCOUNT_LOGIN_ON_GET": False,
+        "SOCIALACCOUNT_STORE_TOKENS": False,
+        "SOCIALACCOUNT_REQUESTS_TIMEOUT": env.int("OIDC_TIMEOUT", 10, min_value=1),
+        "SSO_PROVIDER_IDS": [p.id for p in providers],
+        "SSO_ALLOWED_DOMAINS": _domains(env.list("SSO_ALLOWED_DOMAINS"), "SSO_ALLOWED_DOMAINS"),
+        "SSO_STAFF_GROUPS": staff_groups,
+        "SSO_ADMIN_GROUPS": admin_groups,
+        "ACCOUNT_LOCAL_LOGIN": local_login,
+        "ADMIN_LOCAL_LOGIN": env.bool("ADMIN_LOCAL_LOGIN", local_login),
+    }
+
+
+def parse_providers(env, *, debug: bool) -> list[OIDCProvider]:
+    single_set = [name for name in _SINGLE_ENV.values() if env.is_set(name)]
+    if env.is_set("OIDC_PROVIDERS"):
+        if single_set:
+            raise ImproperlyConfigured(
+                f"OIDC_PROVIDERS is set together with {', '.join(single_set)}: use either the "
+                "single-provider OIDC_* variables or OIDC_PROVIDERS (JSON), not both."
+            )
+        return _parse_json_providers(env.str("OIDC_PROVIDERS"), debug=debug)
+    core = ("OIDC_SERVER_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET")
+    if not any(
+        env.is_set(name) for name in (*core, "OIDC_ENTRA_TENANT_ID", "OIDC_GOOGLE_HOSTED_DOMAIN")
+    ):
+        return []
+    raw = {key: env.str(name) for key, name in _SINGLE_ENV.items() if env.is_set(name)}
+    if "idp_logout" in raw:
+        raw["idp_logout"] = env.bool("OIDC_IDP_LOGOUT", True)
+    if "pkce" in raw:
+        raw["pkce"] = env.bool("OIDC_PKCE", True)
+    if "groups_claim" not in raw and "OIDC_GROUPS_CLAIM" in env.environ:
+        raw["groups_claim"] = ""  # set but empty: group sync off
+    return [
+        _provider_from_mapping(
+            raw, where=lambda key: _SINGLE_ENV.get(key, "SSO_ALLOWED_DOMAINS"), debug=debug
+        )
+    ]
+
+
+def _parse_json_providers(text: str, *, debug: bool) -> list[OIDCProvider]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImproperlyConfigured(f"OIDC_PROVIDERS is not valid JSON: {error}.") from None
+    if not isinstance(data, list) or not data:
+        raise ImproperlyConfigured(
+            'OIDC_PROVIDERS must be a non-empty JSON list of objects, e.g. [{"id": "okta", '
+            '"name": "Okta", "server_url": "https://...", "client_id": "...", "client_secret": "..."}].'
+        )
+    providers = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ImproperlyConfigured(f"OIDC_PROVIDERS[{index}] must be a JSON object.")
+        item = _canonical_keys(item, index)
+        if len(data) > 1 and "id" not in item:
+            raise ImproperlyConfigured(
+                f'OIDC_PROVIDERS[{index}] needs an "id" when several providers are configured.'
+            )
+        providers.append(
+            _provider_from_mapping(
+                item, where=lambda key, i=index: f"OIDC_PROVIDERS[{i}].{key}", debug=debug
+            )
+        )
+    ids = [p.id for p in providers]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ImproperlyConfigured(f"OIDC_PROVIDERS has duplicate ids: {duplicates}.")
+    return providers
+
+
+def _canonical_keys(item: dict, index: int) -> dict:
+    canonical: dict = {}
+    for key, value in item.items():
+        name = _KEY_ALIASES.get(key, key)
+        if name not in _PROVIDER_KEYS:
+            raise ImproperlyConfigured(
+                f"OIDC_PROVIDERS[{index}] has an unknown key {key!r}; "
+                f"allowed: {', '.join(sorted(_PROVIDER_KEYS))}."
+            )
+        if name in canonical:
+            raise ImproperlyConfigured(f"OIDC_PROVIDERS[{index}] sets {name!r} twice.")
+        canonical[name] = value
+    return canonical
+
+
+def _provider_from_mapping(raw: Mapping, *, where, debug: bool) -> OIDCProvider:
+    def text(key: str, default: str = "") -> str:
+        value = raw.get(key, default)
+        if not isinstance(value, str):
+            raise ImproperlyConfigured(f"{where(key)} must be a string.")
+        return value.strip()
+
+    def flag(key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(f"{where(key)} must be true or false.")
+        return value
+
+    provider_id = text("id", DEFAULT_PROVIDER_ID).lower()
+    if not _ID_RE.match(provider_id):
+        raise ImproperlyConfigured(
+            f"{where('id')}={provider_id!r} must be lower-case letters, digits, '-' or '_' "
+            "(it becomes part of the callback URL)."
+        )
+    tenant_id = text("tenant_id").lower()
+    if tenant_id and not _GUID_RE.match(tenant_id):
+        raise ImproperlyConfigured(
+            f"{where('tenant_id')}={tenant_id!r} must be the tenant's Directory (tenant) ID, a "
+            "GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47 (the `tid` claim is always one)."
+        )
+    hosted_domain = text("hosted_domain").lower()
+    if hosted_domain and not _DOMAIN_RE.match(hosted_domain):
+        raise ImproperlyConfigured(
+            f"{where('hosted_domain')}={hosted_domain!r} is not a domain name."
+        )
+    server_url = text("server_url")
+    if not server_url and tenant_id:
+        server_url = ENTRA_SERVER_URL.format(tenant_id=tenant_id)
+    elif not server_url and hosted_domain:
+        server_url = GOOGLE_SERVER_URL
+    if not server_url:
+        raise ImproperlyConfigured(
+            f"{where('server_url')} is required: the identity provider's issuer URL "
+            "(its /.well-known/openid-configuration is read from there)."
+        )
+    _check_server_url(server_url, where("server_url"), debug=debug)
+    client_id = text("client_id")
+    if not client_id:
+        raise ImproperlyConfigured(
+            f"{where('client_id')} is required (from the app registration at the identity provider)."
+        )
+    client_secret = text("client_secret")
+    if not client_secret:
+        raise ImproperlyConfigured(
+            f"{where('client_secret')} is required (from the app registration at the identity provider)."
+        )
+    scopes = _scopes(raw.get("scopes", DEFAULT_SCOPES), where("scopes"))
+    groups_claim = text("groups_claim", DEFAULT_GROUPS_CLAIM)
+    allowed = raw.get("allowed_domains", [])
+    if isinstance(allowed, str):
+        allowed = [d for d in allowed.split(",") if d.strip()]
+    if not isinstance(allowed, list) or not all(isinstance(d, str) for d in allowed):
+        raise ImproperlyConfigured(f"{where('allowed_domains')} must be a list of domain names.")
+    token_auth_method = text("token_auth_method")
+    if token_auth_method and token_auth_method not in _TOKEN_AUTH_METHODS:
+        raise ImproperlyConfigured(
+            f"{where('token_auth_method')}={token_auth_method!r} must be one of {', '.join(_TOKEN_AUTH_METHODS)}."
+        )
+    return OIDCProvider(
+        id=provider_id,
+        name=text("name") or DEFAULT_PROVIDER_NAME,
+        server_url=server_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=scopes,
+        groups_claim=groups_claim,
+        tenant_id=tenant_id,
+        hosted_domain=hosted_domain,
+        allowed_domains=tuple(_domains(allowed, where("allowed_domains"))),
+        idp_logout=flag("idp_logout", True),
+        pkce=flag("pkce", True),
+        token_auth_method=token_auth_method,
+    )
+
+
+def _check_server_url(url: str, where: str, *, debug: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ImproperlyConfigured(f"{where}={url!r} is not an http(s) URL.")
+    if parts.scheme == "http" and not debug and parts.hostname not in _LOOPBACK_HOSTS:
+        raise ImproperlyConfigured(
+            f"{where}={url!r} must use https (plain http is only accepted for 127.0.0.1 / "
+            "localhost, or with DEBUG=1)."
+        )
+
+
+def _scopes(value, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = value.replace(",", " ").split()
+    elif isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
+        items = [s.strip() for s in value if s.strip()]
+    else:
+        raise ImproperlyConfigured(f"{where} must be a space-separated string or a list of scopes.")
+    if "openid" not in items:
+        raise ImproperlyConfigured(f"{where}={' '.join(items)!r} must include 'openid'.")
+    return tuple(dict.fromkeys(items))
+
+
+def _domains(values, where: str) -> list[str]:
+    domains = []
+    for value in values:
+        domain = value.strip().lower().removeprefix("@")
+        if not _DOMAIN_RE.match(domain):
+            raise ImproperlyConfigured(
+                f"{where}: {value!r} is not a domain name (e.g. example.com)."
+            )
+        domains.append(domain)
+    return domains
+
+
+# --- the rules of one sign-in -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a sign-in is refused: a stable ``code`` (logged) and a message for the person."""
+
+    code: str
+    message: str
+
+
+def claim_sources(extra_data: Mapping) -> list[Mapping]:
+    """The claim sets of one sign-in: the ID token's, then userinfo's (either may be missing)."""
+    sources = [extra_data.get("id_token"), extra_data.get("userinfo")]
+    return [s for s in sources if isinstance(s, Mapping)]
+
+
+def merged_claims(extra_data: Mapping) -> dict:
+    """ID token claims overlaid with userinfo's, as allauth fills the user (userinfo wins)."""
+    claims: dict = {}
+    for source in claim_sources(extra_data):
+        claims.update(source)
+    return claims
+
+
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2].strip().lower()
+
+
+def _explicitly_false(value) -> bool:
+    return value is False or (isinstance(value, str) and value.strip().lower() in _FALSE_STRINGS)
+
+
+def email_verified_accepted(extra_data: Mapping) -> bool:
+    """Our rule: only an explicit ``email_verified: false`` counts as unverified.
+
+    Several enterprise providers (Entra ID among them) send no ``email_verified`` at all for
+    addresses the organisation itself manages.
+    """
+    return not _explicitly_false(merged_claims(extra_data).get("email_verified"))
+
+
+def _claim_is(extra_data: Mapping, name: str, expected: str) -> bool:
+    """True when the claim is present and every source that carries it says ``expected``."""
+    values = [str(s[name]).strip().lower() for s in claim_sources(extra_data) if name in s]
+    return bool(values) and all(v == expected for v in values)
+
+
+def sign_in_refusal(
+    extra_data: Mapping, *, app_settings: Mapping, allowed_domains: list[str]
+) -> Refusal | None:
+    """Checks one SSO sign-in against the configured rules; ``None`` means it may proceed.
+
+    ``app_settings`` is the provider's allauth app settings (see OIDCProvider.as_allauth_app);
+    ``allowed_domains`` is SSO_ALLOWED_DOMAINS.
+    """
+    claims = merged_claims(extra_data)
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        return Refusal(
+            "email_missing",
+            "Your identity provider did not send an email address for your account, so you "
+            "cannot be signed in. Ask your administrator to release the email claim to this app.",
+        )
+    if not email_verified_accepted(extra_data):
+        return Refusal(
+            "email_unverified",
+            f"Your identity provider says the address {email} is not verified. Verify it there, "
+            "then sign in again.",
+        )
+    tenant_id = app_settings.get("tenant_id")
+    if tenant_id and not _claim_is(extra_data, "tid", tenant_id):
+        return Refusal(
+            "tenant",
+            "This Microsoft account belongs to a different organisation (Entra ID tenant) than "
+            "the one allowed to use this assistant. Sign in with your work account.",
+        )
+    hosted_domain = app_settings.get("hosted_domain")
+    if hosted_domain and not _claim_is(extra_data, "hd", hosted_domain):
+        return Refusal(
+            "hosted_domain",
+            f"This Google account is not part of the {hosted_domain} Google Workspace. Sign in "
+            "with your work account.",
+        )
+    domain = email_domain(email)
+    for rule in (allowed_domains, list(app_settings.get("allowed_domains") or [])):
+        if rule and domain not in rule:
+            return Refusal(
+                "domain",
+                f"Sign-in with {email} is not allowed: only addresses at "
+                f"{', '.join(rule)} may use this assistant.",
+            )
+    claim = app_settings.get("groups_claim")
+    if claim and claim not in claims and _groups_overage(claims, claim):
+        return Refusal(
+            "groups_overage",
+            "Your account is in more groups than your identity provider can list in a sign-in, "
+            "so your access cannot be determined. Ask your administrator to send only the groups "
+            "assigned to this app.",
+        )
+    return None
+
+
+def _groups_overage(claims: Mapping, claim: str) -> bool:
+    # Entra ID replaces a too-long groups claim by a pointer to Microsoft Graph.
+    names = claims.get("_claim_names")
+    return isinstance(names, Mapping) and claim in names
+
+
+def groups_from_claims(extra_data: Mapping, claim: str) -> list[str] | None:
+    """The group names of one sign-in, or ``None`` when group sync is off (empty ``claim``).
+
+    A missing claim means "no groups": several providers omit an empty claim, and a person
+    removed from their last group must lose it. A single string counts as one group.
+    """
+    if not claim:
+        return None
+    value = merged_claims(extra_data).get(claim)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return []
+    names = []
+    for item in value:
+        if isinstance(item, str) and item.strip():
+            names.append(item.strip())
+    return sorted(set(names))
+
+
+def display_name(extra_data: Mapping) -> str:
+    claims = merged_claims(extra_data)
+    name = claims.get("name")
+    if not isinstance(name, str) or not name.strip():
+        parts = [claims.get("given_name"), claims.get("family_name")]
+        name = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    return (name or "").strip()[:200]
+
+
+def sso_granted_groups(extra_data: Mapping) -> list[str]:
+    """The groups the last SSO sign-in through this account granted (see SSO_STATE_KEY)."""
+    state = extra_data.get(SSO_STATE_KEY)
+    groups = state.get("groups") if isinstance(state, Mapping) else None
+    return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []

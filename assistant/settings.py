@@ -184,7 +184,11 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Security ---------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14, min_value=60)
+# With SSO, a shorter session makes changes at the identity provider (removed from a group,
+# left the company) apply within a working day.
+SESSION_COOKIE_AGE = env.int(
+    "SESSION_COOKIE_AGE", 60 * 60 * 10 if globals().get("SSO_PROVIDER_IDS") else 60 * 60 * 24 * 14, min_value=60
+)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from assistant import api, memory_views, views
 from assistant.slack import views as slack_views
 
@@ -23,10 +24,13 @@ urlpatterns = [
     path("memory/delete-all", memory_views.memory_delete_all, name="memory-delete-all"),
     path("memory/pause", memory_views.memory_pause, name="memory-pause"),
     path("api/conversations/<uuid:conversation_id>/remember", api.conversation_remember, name="api-conversation-remember"),
+    path("admin/login/", account_views.admin_login, name="admin-login"),  # honours ADMIN_LOCAL_LOGIN
     path("admin/", admin.site.urls),
     path("slack/events", slack_views.events, name="slack-events"),
     path("slack/commands", slack_views.commands, name="slack-commands"),
     path("slack/interactions", slack_views.interactions, name="slack-interactions"),
+    path("accounts/me/", views.account, name="account"),
+    path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),
 ]

@@ -8,7 +8,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from accounts import views as account_views
 from assistant import health
+from knowledge.selectors import collections_readable_by
 
 
 @login_not_required
@@ -42,4 +44,12 @@ def home(request, conversation_id=None):
             "conversation_id": str(conversation_id) if conversation_id else "",
             "max_question_chars": settings.CHAT_MAX_QUESTION_CHARS,
         },
+    )
+
+
+def account(request):
+    """The account page (accounts' view) with the knowledge this person can read."""
+    return account_views.account(
+        request,
+        extra_context={"readable_collections": collections_readable_by(request.user).order_by("name")},
     )
