@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis

@@ -17,10 +17,10 @@ from tests.support.openai_server import Reply, ScriptedOpenAI
 
 @pytest.fixture
 def llm_server():
-    with ScriptedOpenAI(default=Reply(tokens=["Noted [1]."])) as server:
-        with override_settings(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="t", LLM_MODEL="scripted-model",
-                               LLM_MAX_RETRIES=0):
-            yield server
+    with ScriptedOpenAI(default=Reply(tokens=["Noted [1]."])) as server, override_settings(
+        OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="t", LLM_MODEL="scripted-model", LLM_MAX_RETRIES=0
+    ):
+        yield server
 
 
 def config_for(server):
@@ -203,7 +203,8 @@ async def test_a_long_conversation_is_summarised_and_the_summary_is_used(make_us
 
 @pipeline_db
 def test_the_cli_door_never_uses_another_users_memory(make_user, llm_server, handbook, capsys):
-    alice, bob = make_user(email="alice@example.com"), make_user(email="bob@example.com")
+    alice = make_user(email="alice@example.com")
+    make_user(email="bob@example.com")
     memory.remember(user=alice, text="I work in the Berlin office")
     call_command("ask", "When is my office open?", "--user", "bob@example.com")
     assert "I work in the Berlin office" not in llm_server.requests[-1].body["messages"][0]["content"]
