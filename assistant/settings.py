@@ -89,7 +89,9 @@ TEMPLATES = [
 EMBEDDED_PGDATA = VAR_DIR / "pgdata"
 DATABASE_URL = env.str("DATABASE_URL", f"postgresql://postgres@/assistant?host={EMBEDDED_PGDATA}")
 DATABASES = {"default": env.database("DATABASE_URL", DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 0, min_value=0)
+# Reusing connections matters: the answering pipeline makes several short ORM calls per
+# question, and a new PostgreSQL connection per call costs more than the query.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 60, min_value=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if env.is_set("TEST_DATABASE_NAME"):  # parallel test runs on one server each get their own
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assistant import llm, memory, services
@@ -30,6 +30,17 @@ from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 
 CHECKPOINT_SECONDS = 1.0  # how often a streaming answer's text is saved
+
+
+def db(fn):
+    """Runs a self-contained ORM call in the thread pool.
+
+    Not thread-sensitive: with the default, every answer in the process would queue on one
+    thread, and time to first token would grow with the number of people asking at once.
+    Each call here opens and commits its own transaction, so no thread affinity is needed;
+    stale connections are closed before and after as in a request.
+    """
+    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 def _history(question: Message) -> list[llm.ChatMessage]:
@@ -101,20 +112,20 @@ async def answer_stream(
     started = time.perf_counter()
     config = config or llm.LLMConfig.from_settings()
     budget = prompts.Budget(settings.LLM_CONTEXT_TOKENS, config.max_tokens)
-    reply = await sync_to_async(_memory_command)(user, question)
+    reply = await db(_memory_command)(user, question)
     if reply is not None:
         async for event in _fixed_answer(question, reply, started):
             yield event
         return
     try:
-        history, hits, search_timings, remembered = await sync_to_async(_retrieve)(user, question, collection_ids)
+        history, hits, search_timings, remembered = await db(_retrieve)(user, question, collection_ids)
     except embeddings.EmbeddingError as exc:
         yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
         return
     retrieval_ms = (time.perf_counter() - started) * 1000
     sources = prompts.number_sources(hits, budget.sources_tokens)
     shown = prompts.public_sources(sources)
-    answer = await sync_to_async(services.answer_start)(question=question, sources=shown, memory_used=remembered)
+    answer = await db(services.answer_start)(question=question, sources=shown, memory_used=remembered)
     message_id = str(answer.pk)
     yield RetrievalEvent(
         conversation_id=str(question.conversation_id), question_id=str(question.pk),
@@ -126,7 +137,7 @@ async def answer_stream(
         text = prompts.nothing_found_text()
         yield DeltaEvent(message_id=message_id, text=text)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
-        final = await sync_to_async(services.answer_finish)(
+        final = await db(services.answer_finish)(
             message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
         )
         yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
@@ -152,7 +163,7 @@ async def answer_stream(
                 yield event
             if time.monotonic() - state.saved_at > CHECKPOINT_SECONDS:
                 state.saved_at = time.monotonic()
-                await sync_to_async(services.answer_checkpoint)(message_id=answer.pk, content=state.text)
+                await db(services.answer_checkpoint)(message_id=answer.pk, content=state.text)
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
     except llm.LLMError as exc:
@@ -185,7 +196,7 @@ async def answer_stream(
 
 async def _fixed_answer(question: Message, text: str, started: float) -> AsyncIterator[Event]:
     """An answer that needs no model (a memory command): stored and streamed like any other."""
-    answer = await sync_to_async(services.answer_start)(question=question, sources=[])
+    answer = await db(services.answer_start)(question=question, sources=[])
     message_id = str(answer.pk)
     yield RetrievalEvent(
         conversation_id=str(question.conversation_id), question_id=str(question.pk),
@@ -193,7 +204,7 @@ async def _fixed_answer(question: Message, text: str, started: float) -> AsyncIt
     )
     yield DeltaEvent(message_id=message_id, text=text)
     timings = {"total_ms": (time.perf_counter() - started) * 1000}
-    final = await sync_to_async(services.answer_finish)(
+    final = await db(services.answer_finish)(
         message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
     )
     yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
@@ -229,7 +240,7 @@ class _AnswerState:
 
 async def _finish(answer, state: _AnswerState, status, timings, config, error: str = "") -> Message:
     completion = state.completion
-    return await sync_to_async(services.answer_finish)(
+    return await db(services.answer_finish)(
         message_id=answer.pk, content=state.text, status=status, error=error,
         model=completion.model if completion else config.model,
         prompt_tokens=completion.prompt_tokens if completion else None,
