@@ -108,6 +108,10 @@ class _ClientGone(Exception):
     """The client closed the connection while we were answering."""
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # load tests open many connections at once (the default is 5)
+
+
 class ScriptedOpenAI:
     """The server; use it as a context manager (or call ``start`` / ``stop``)."""
 
@@ -125,7 +129,7 @@ class ScriptedOpenAI:
 
     def start(self) -> ScriptedOpenAI:
         handler = type("Handler", (_Handler,), {"scripted": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -207,6 +211,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     scripted: ScriptedOpenAI  # set on the per-server subclass
     timeout = 10  # idle keep-alive connections must not outlive a test run by much
+
+    def setup(self) -> None:
+        super().setup()
+        # Each token is a small write; without this, Nagle's algorithm holds it
+        # back until the client's delayed ACK (~40 ms), which skews timings.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # keep test output clean
