@@ -260,6 +260,13 @@ EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", "")
 EMBEDDINGS_MODEL = env.str("EMBEDDINGS_MODEL", "text-embedding-3-small")
 EMBEDDINGS_DIMENSIONS = env.int("EMBEDDINGS_DIMENSIONS", 384, min_value=1)
 EMBEDDINGS_TIMEOUT = env.float("EMBEDDINGS_TIMEOUT", 30.0, min_value=1)
+EMBEDDINGS_CONNECT_TIMEOUT = env.float("EMBEDDINGS_CONNECT_TIMEOUT", 5.0, min_value=0.1)
+EMBEDDINGS_MAX_RETRIES = env.int("EMBEDDINGS_MAX_RETRIES", 4, min_value=0)
+EMBEDDINGS_REQUEST_DIMENSIONS = env.bool("EMBEDDINGS_REQUEST_DIMENSIONS", False) if env.is_set(
+    "EMBEDDINGS_REQUEST_DIMENSIONS"
+) else None
+EMBEDDINGS_LOCAL_THREADS = env.int("EMBEDDINGS_LOCAL_THREADS", 0, min_value=0) or None
+EMBEDDINGS_LOCAL_MODEL_PATH = env.str("EMBEDDINGS_LOCAL_MODEL_PATH", "") or None
 
 # --- Answers ----------------------------------------------------------------------------
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", "")
