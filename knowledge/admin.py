@@ -122,7 +122,7 @@ class DocumentAdmin(ReadOnlyAdmin):
 
 @admin.register(Chunk)
 class ChunkAdmin(ReadOnlyAdmin):
-    list_display = ["source", "ordinal", "page", "heading", "token_count"]
+    list_display = ["source", "ordinal", "page", "heading", "token_count", "preview"]
     list_filter = ["collection"]
     search_fields = ["text", "source__name"]
     exclude = ["embedding"]
