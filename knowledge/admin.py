@@ -136,6 +136,10 @@ class ChunkAdmin(ReadOnlyAdmin):
             .defer("embedding")
         )
 
+    @admin.display(description="text")
+    def preview(self, obj):
+        return obj.text[:120] + ("…" if len(obj.text) > 120 else "")
+
 
 @admin.register(EmbeddingSpace)
 class EmbeddingSpaceAdmin(ReadOnlyAdmin):
