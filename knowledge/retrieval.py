@@ -8,6 +8,7 @@ reciprocal rank; neighbouring chunks of each hit are added for context.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -201,7 +202,7 @@ def _load_hits(cursor, fused, rankings, allowed, vector) -> list[SearchHit]:
                 collection_id=row[2],
                 ordinal=row[3],
                 text=row[4],
-                heading_path=list(row[5] or []),
+                heading_path=_json_list(row[5]),
                 page=row[6],
                 document_title=row[7],
                 source_name=row[8],
@@ -229,6 +230,13 @@ def _attach_neighbours(cursor, hits: list[SearchHit], allowed) -> None:
     for hit in hits:
         hit.before = texts.get((hit.source_id, hit.ordinal - 1), "")
         hit.after = texts.get((hit.source_id, hit.ordinal + 1), "")
+
+
+def _json_list(value) -> list[str]:
+    # Django has psycopg hand jsonb back as text (it decodes in the ORM); raw SQL gets the text.
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [str(item) for item in value or []]
 
 
 def _ms(started: float) -> float:

@@ -41,6 +41,7 @@ def test_each_mode_finds_the_passage_that_answers(mode, make_user):
     assert "Parental leave" in result.hits[0].text
     assert result.hits[0].source_name == "policy-2.md"
     assert result.hits[0].document_title == "Policy 2"
+    assert result.hits[0].heading_path == ["Policy 2"] and result.hits[0].heading == "Policy 2"
 
 
 @pytest.mark.django_db
