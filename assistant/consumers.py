@@ -142,7 +142,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
              "conversation_id": str(question.conversation_id), "question_id": str(question.pk)}
         )
         await generation.start_answer(
-            user=self.user, question=question, send=self.safe_send, collection_ids=collection_ids
+            user=self.user, question=question, send=self.safe_send, collection_ids=collection_ids,
+            request_id=str(content.get("request_id", ""))[:100],
         )
 
     async def on_stop(self, content):

@@ -10,6 +10,7 @@ flag that the generating process watches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -72,25 +73,33 @@ class DeltaBatcher:
         await self.send({"type": "delta", "message_id": self.message_id, "text": text})
 
 
-async def _run(*, user, question, send: Send, collection_ids, started: asyncio.Event, box: dict) -> None:
+async def _run(
+    *, user, question, send: Send, collection_ids, started: asyncio.Event, box: dict, request_id: str
+) -> None:
     batcher: DeltaBatcher | None = None
     watcher: asyncio.Task | None = None
+    stream = answer_stream(user=user, question=question, collection_ids=collection_ids)
     try:
-        async for event in answer_stream(user=user, question=question, collection_ids=collection_ids):
-            if event.type == "retrieval":
-                box["message_id"] = event.message_id
-                _running[event.message_id] = asyncio.current_task()
-                watcher = asyncio.create_task(_watch_stop(event.message_id, asyncio.current_task()))
-                batcher = DeltaBatcher(send, event.message_id)
-                started.set()
-            if event.type == "delta" and batcher is not None:
-                pending = batcher.add(event.text)
-                if pending is not None:
-                    await pending
-                continue
-            if batcher is not None:
-                await batcher.flush()
-            await send(event.as_dict())
+        # aclosing: a stop while a frame is being sent closes the model request at once.
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                if event.type == "retrieval":
+                    box["message_id"] = event.message_id
+                    _running[event.message_id] = asyncio.current_task()
+                    watcher = asyncio.create_task(_watch_stop(event.message_id, asyncio.current_task()))
+                    batcher = DeltaBatcher(send, event.message_id)
+                    started.set()
+                if event.type == "delta" and batcher is not None:
+                    pending = batcher.add(event.text)
+                    if pending is not None:
+                        await pending
+                    continue
+                if batcher is not None:
+                    await batcher.flush()
+                frame = event.as_dict()
+                if event.type == "error":
+                    frame["request_id"] = request_id
+                await send(frame)
     except asyncio.CancelledError:
         if batcher is not None:
             await batcher.flush()
@@ -99,7 +108,7 @@ async def _run(*, user, question, send: Send, collection_ids, started: asyncio.E
     except Exception:
         logger.exception("answer generation crashed", extra={"question_id": str(question.pk)})
         await send({"type": "error", "code": "internal", "message": "Something went wrong while answering.",
-                    "message_id": box.get("message_id")})
+                    "message_id": box.get("message_id"), "request_id": request_id})
     finally:
         started.set()
         if watcher is not None:
@@ -120,11 +129,12 @@ async def _watch_stop(message_id: str, task: asyncio.Task) -> None:
             logger.warning("stop flag check failed", exc_info=True)
 
 
-async def start_answer(*, user, question, send: Send, collection_ids=None) -> str | None:
+async def start_answer(*, user, question, send: Send, collection_ids=None, request_id: str = "") -> str | None:
     """Starts generating; returns the answer's message id once the answer row exists."""
     started, box = asyncio.Event(), {}
     task = asyncio.create_task(
-        _run(user=user, question=question, send=send, collection_ids=collection_ids, started=started, box=box)
+        _run(user=user, question=question, send=send, collection_ids=collection_ids, started=started,
+             box=box, request_id=request_id)
     )
     _keep.add(task)
     task.add_done_callback(_keep.discard)

@@ -1,0 +1,236 @@
+"""Browser tests: a real Chromium (through Playwright) against a real Daphne, a real Celery
+worker, Redis, PostgreSQL and a scripted OpenAI-compatible server on 127.0.0.1.
+
+Playwright's sync API keeps an event loop running in the main thread, which makes Django
+refuse ORM calls ("you cannot call this from an async context"). These tests call the ORM
+only between browser steps, never concurrently with it, so the module allows it for its own
+duration (and restores the environment afterwards, so other modules are unaffected).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+
+from tests.support import processes
+from tests.support.knowledge import index_text, make_collection
+from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAI
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PASSWORD = "correct horse battery"
+SCREENSHOTS = (
+    Path(os.environ.get("VAR_DIR", processes.BASE_DIR / "var" / "test"))
+    / "artifacts"
+    / "screenshots"
+)
+
+HANDBOOK = """# Travel policy
+
+## Booking flights
+Employees book flights through the travel desk at least fourteen days before departure.
+Economy class is the default for flights shorter than six hours.
+
+## Expenses
+Meals abroad are reimbursed up to 60 euros per day with receipts.
+"""
+
+
+class Answers:
+    """The scripted model's replies, chosen by the question the model was asked.
+
+    Tests register replies per question, so a reply left over by one test can never answer
+    another test's question. Replies for a question are used in order; the last one repeats.
+    """
+
+    def __init__(self) -> None:
+        self.by_question: dict[str, deque[Reply]] = defaultdict(deque)
+
+    def set(self, question: str, *replies: Reply) -> None:
+        self.by_question[question] = deque(replies)
+
+    def clear(self) -> None:
+        self.by_question.clear()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        messages = request.body.get("messages", []) if isinstance(request.body, dict) else []
+        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        replies = self.by_question.get(question)
+        if not replies:
+            return Reply.error(500, f"no scripted reply for {question!r}")
+        return replies.popleft() if len(replies) > 1 else replies[0]
+
+
+@pytest.fixture(scope="module")
+def _allow_orm_next_to_playwright():
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if before is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture(scope="module")
+def answers() -> Answers:
+    return Answers()
+
+
+@pytest.fixture(scope="module")
+def llm_server(answers):
+    # A callable default picks the reply for each request (see Answers).
+    with ScriptedOpenAI(default=answers) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_answers(answers):
+    answers.clear()
+    yield
+    answers.clear()
+
+
+@pytest.fixture(scope="module")
+def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_to_playwright):
+    """A Daphne serving the app, its LLM being the scripted server: yields the base URL."""
+    with django_db_blocker.unblock():
+        proc, port = processes.start_daphne(
+            OPENAI_BASE_URL=llm_server.base_url,
+            OPENAI_API_KEY="test",
+            LLM_MODEL="scripted-model",
+            LLM_MAX_RETRIES="0",
+        )
+    yield f"http://127.0.0.1:{port}"
+    proc.stop(timeout=3)  # daphne lingers on open sockets; a hard stop is fine here
+    with django_db_blocker.unblock():
+        processes.wait_for_other_db_sessions_to_end()
+
+
+@pytest.fixture(scope="module")
+def browser(_allow_orm_next_to_playwright):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    watch_for_problems(page)
+    return page
+
+
+def watch_for_problems(page) -> None:
+    """Collects uncaught errors, console errors and failed requests in ``page.problems``."""
+    page.problems = []
+
+    def on_console(message):
+        # A failed request also logs "Failed to load resource"; on_response names the URL.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            page.problems.append(f"console: {message.text}")
+
+    def on_response(response):
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            page.problems.append(f"HTTP {response.status}: {response.url}")
+
+    page.on("pageerror", lambda error: page.problems.append(f"pageerror: {error}"))
+    page.on("console", on_console)
+    page.on("response", on_response)
+
+
+@pytest.fixture
+def screenshot() -> Callable:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str, **kwargs) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), **kwargs)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def reader(make_user):
+    """A staff member with no special rights (knowledge open to everyone is readable)."""
+    return make_user(email="reader@example.com", password=PASSWORD, full_name="Rita Reader")
+
+
+@pytest.fixture
+def handbook(make_user):
+    """The travel handbook, indexed in this process (as a worker would), open to everyone."""
+    admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
+    collection = make_collection("Handbook", everyone=True)
+    source = index_text(collection, "travel.md", HANDBOOK, user=admin)
+    return collection, source
+
+
+@pytest.fixture
+def indexing_worker(django_db_blocker):
+    """A real Celery worker for one test only: the other tests index in-process, and a worker
+    left running would race them for the same sources."""
+    with django_db_blocker.unblock():
+        worker = processes.start_worker(name="chat-worker")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def editors():
+    return Group.objects.create(name="editors")
+
+
+def log_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
+    """Signs in through the real login form and waits for the chat to be connected."""
+    page.goto(base_url + "/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", password)
+    page.locator("form button[type=submit]").first.click()
+    page.wait_for_url(base_url + "/")
+    wait_until_connected(page)
+
+
+def wait_until_connected(page) -> None:
+    page.wait_for_function("document.getElementById('chat')?.dataset.ready === '1'")
+    page.wait_for_function("window.AppEvents && window.AppEvents.connected")
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10, message: str = "condition"
+) -> object:
+    """Polls ``predicate`` (typically a database read) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
