@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -59,3 +61,32 @@ def session_cookie_for(user) -> str:
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+# --- browser tests ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def _allow_orm_next_to_playwright():
+    """Playwright's sync API keeps an event loop in this thread, so Django refuses ORM calls.
+    Browser tests call the ORM only between browser steps, never concurrently with them, so
+    a browser module allows it for its own duration and restores the environment after."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if before is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture(scope="module")
+def browser(_allow_orm_next_to_playwright):
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

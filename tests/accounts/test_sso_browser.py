@@ -8,7 +8,6 @@ so every sign-in starts from nothing at both ends.
 
 from __future__ import annotations
 
-import os
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -26,16 +25,6 @@ from tests.support.oidc_provider import OIDCTestProvider
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 CALLBACK_PATH = "/accounts/oidc/sso/login/callback/"
 
 
@@ -48,19 +37,6 @@ def person(email: str, *, name: str = "", groups: list[str] | None = None, **cla
         **({"groups": groups} if groups is not None else {}),
         **claims,
     }
-
-
-@pytest.fixture(scope="module")
-def _allow_orm_next_to_playwright():
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls here run
-    # between browser steps, never concurrently with them.
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture(scope="module")
@@ -93,18 +69,6 @@ def app_url(django_db_setup, django_db_blocker, idp, _allow_orm_next_to_playwrig
     proc.stop()
     with django_db_blocker.unblock():
         processes.wait_for_other_db_sessions_to_end()
-
-
-@pytest.fixture(scope="module")
-def browser(_allow_orm_next_to_playwright):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -22,16 +22,6 @@ from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAI
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PASSWORD = "correct horse battery"
 SCREENSHOTS = (
     Path(os.environ.get("VAR_DIR", processes.BASE_DIR / "var" / "test"))
@@ -76,17 +66,6 @@ class Answers:
 
 
 @pytest.fixture(scope="module")
-def _allow_orm_next_to_playwright():
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
-
-
-@pytest.fixture(scope="module")
 def answers() -> Answers:
     return Answers()
 
@@ -119,18 +98,6 @@ def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_
     proc.stop(timeout=3)  # daphne lingers on open sockets; a hard stop is fine here
     with django_db_blocker.unblock():
         processes.wait_for_other_db_sessions_to_end()
-
-
-@pytest.fixture(scope="module")
-def browser(_allow_orm_next_to_playwright):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
