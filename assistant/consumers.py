@@ -19,6 +19,13 @@ from assistant import generation, selectors, services
 from assistant.models import Message
 
 CLOSE_UNAUTHENTICATED = 4401
+
+
+def db(fn):
+    # Each call is self-contained; the default (one shared thread) would queue every
+    # question in the process behind each other.
+    return database_sync_to_async(fn, thread_sensitive=False)
+
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -123,7 +130,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         text = _text(content)
         collection_ids = _collection_ids(content)
         conversation_id = content.get("conversation_id")
-        question = await database_sync_to_async(self._store_question)(text, conversation_id)
+        question = await db(self._store_question)(text, conversation_id)
         await self._answer(question, content, collection_ids)
 
     def _store_question(self, text, conversation_id):
@@ -148,12 +155,12 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_stop(self, content):
         message_id = _uuid(content.get("message_id"), "message")
-        await database_sync_to_async(selectors.message_get_for_user)(user=self.user, message_id=message_id)
+        await db(selectors.message_get_for_user)(user=self.user, message_id=message_id)
         await generation.request_stop(message_id)
 
     async def on_regenerate(self, content):
         message_id = _uuid(content.get("message_id"), "message")
-        question = await database_sync_to_async(self._regenerate)(message_id)
+        question = await db(self._regenerate)(message_id)
         await self._answer(question, content)
 
     def _regenerate(self, message_id):
@@ -165,7 +172,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def on_edit(self, content):
         message_id = _uuid(content.get("message_id"), "message")
         text = _text(content)
-        question = await database_sync_to_async(self._edit)(message_id, text)
+        question = await db(self._edit)(message_id, text)
         await self._answer(question, content)
 
     def _edit(self, message_id, text):
@@ -179,7 +186,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         comment = content.get("comment") or ""
         if rating not in (1, -1) or not isinstance(comment, str):
             raise Invalid("invalid", "Feedback needs a rating of 1 or -1.")
-        await database_sync_to_async(self._feedback)(message_id, rating, comment)
+        await db(self._feedback)(message_id, rating, comment)
         await self.send_json({"type": "feedback.saved", "message_id": message_id, "rating": rating})
 
     def _feedback(self, message_id, rating, comment):
