@@ -261,3 +261,20 @@ def test_feedback_buttons_rate_only_your_own_answers(configured, travel, slack):
     assert click("U1", f"{answer.pk}:-1").status_code == 200
     assert Feedback.objects.get().rating == -1
     assert click("U1", "not-a-uuid:1").status_code == 200
+
+
+def test_the_slack_door_never_uses_another_users_memory(slack_worker, configured, travel, slack, llm, make_user):
+    from assistant import memory
+
+    admin = type(travel).objects.get(email="admin@example.com")
+    public = make_collection("Open", everyone=True)
+    index_text(public, "canteen.md", "# Canteen\n\nThe canteen serves lunch from noon to two.", user=admin)
+    memory.remember(user=travel, text="I am vegetarian and eat in the canteen every day")
+    bob = type(travel).objects.get(email="bob@example.com")
+    memory.remember(user=bob, text="I eat lunch in the canteen at noon")
+    before = len(llm.requests)
+    post_event(configured, mention("<@UBOT> when does the canteen serve lunch?", event_id="EvMem", user="U2"))
+    slack.wait_for("chat.update")
+    prompt = llm.requests[before].body["messages"][0]["content"]
+    assert "I eat lunch in the canteen at noon" in prompt  # Bob's own memory is used
+    assert "vegetarian" not in prompt  # Alice's never is
