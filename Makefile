@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 # A real OpenID Connect provider (npm oidc-provider) for the SSO tests.
 OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
 
-.PHONY: run test test-fast test-slow install system-deps lint format eval bench clean
+.PHONY: run test test-fast test-slow install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat clean
 
 run: install
 	$(BIN)/python -m assistant.embedded run
@@ -52,6 +52,33 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Benchmarks and the retrieval evaluation (not tests: nothing fails on a time). They use their
+# own data folder and Redis port, so they can run next to `make run`.
+BENCH := env VAR_DIR=var/bench EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6397 $(BIN)/python -m assistant.embedded services --
+
+bench-ingest: install
+	$(BIN)/python bench/corpus.py
+	$(BENCH) python bench/ingest.py
+
+bench-retrieval: install
+	$(BIN)/python bench/corpus.py
+	$(BENCH) python bench/retrieval.py
+
+bench-experiments: install
+	$(BENCH) python bench/retrieval_experiments.py
+
+bench-chat: install
+	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py
+
+bench: bench-ingest bench-retrieval bench-chat
+
+# Ingests Django's documentation (from Debian's python-django-doc) and evaluates retrieval on the
+# shipped question set: recall@1/5/10 and MRR for vector, lexical and hybrid search.
+eval: install
+	$(BIN)/python bench/corpus.py
+	$(BENCH) python manage.py ingest var/corpus/django-docs --collection "Django docs" --inline
+	$(BENCH) python manage.py evaluate --qa bench/eval/django_docs.jsonl --mode all --json var/bench/eval.json
 
 clean:
 	rm -rf var/test
