@@ -64,20 +64,38 @@ WITH nearest AS MATERIALIZED (
 SELECT id, distance FROM nearest ORDER BY distance
 """
 
-# websearch_to_tsquery ANDs every term, which misses most natural-language questions; OR-ing
-# the stemmed lexemes and ranking by cover density keeps recall while rewarding documents
-# that contain more of the terms, closer together.
+# websearch_to_tsquery ANDs every term, which misses most natural-language questions, and OR-ing
+# the lexemes lets common words decide the ranking. So a chunk scores by coverage: the sum of
+# the idf of the query's lexemes it contains (idf = ln(N / (1 + chunks holding the lexeme)),
+# counted with the GIN index over the collections this user may read, so no statistics table
+# has to be kept up to date and no count reveals other collections), with cover density as the
+# tie-breaker. Measured on the Django-docs evaluation set (docs/BENCHMARKS.md), this took hybrid
+# MRR from 0.746 (plain OR + ts_rank_cd, below vector alone at 0.772) to 0.823.
 _LEXICAL_SQL = """
-WITH q AS (
-    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query
-    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
+WITH lex AS (
+    SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
+), total AS (
+    SELECT count(*)::float AS n FROM knowledge_chunk WHERE collection_id = ANY(%(collections)s)
+), w AS (
+    SELECT lex.lexeme,
+           greatest(ln(total.n / (1 + (
+               SELECT count(*) FROM knowledge_chunk d
+               WHERE d.search_vector @@ quote_literal(lex.lexeme)::tsquery
+                 AND d.collection_id = ANY(%(collections)s)
+           ))), 0) AS idf
+    FROM lex, total
+), q AS (
+    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query FROM w
 )
-SELECT c.id, ts_rank_cd(c.search_vector, q.query, 1) AS rank
+SELECT c.id,
+       (SELECT coalesce(sum(w.idf * (c.search_vector @@ quote_literal(w.lexeme)::tsquery)::int), 0)
+          FROM w) AS cover,
+       ts_rank_cd(c.search_vector, q.query, 1) AS rank
 FROM knowledge_chunk c, q
 WHERE q.query IS NOT NULL
   AND c.collection_id = ANY(%(collections)s)
   AND c.search_vector @@ q.query
-ORDER BY rank DESC, c.id
+ORDER BY cover DESC, rank DESC, c.id
 LIMIT %(limit)s
 """
 
