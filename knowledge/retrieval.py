@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
 from knowledge import embeddings
 from knowledge.selectors import readable_collection_ids
@@ -128,9 +129,25 @@ def _vector_ranking(cursor, query_vector, collections, limit, ef_search) -> list
     return [row[0] for row in cursor.fetchall()]
 
 
-def _lexical_ranking(cursor, text, collections, limit) -> list[int]:
-    cursor.execute(_LEXICAL_SQL, {"text": text, "collections": collections, "limit": limit})
-    return [row[0] for row in cursor.fetchall()]
+def _lexical_ranking(cursor, text, collections, limit, timeout_ms: int) -> list[int] | None:
+    """The lexical ranking, or None when it took longer than ``timeout_ms``.
+
+    Coverage scoring reads every chunk that shares a word with the question; on a large corpus
+    a question full of common words can take seconds. Hybrid search then answers from the
+    vector side alone instead of making the user wait.
+    """
+    try:
+        with transaction.atomic():  # a savepoint: a cancelled statement must not end the search
+            if timeout_ms:
+                cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
+            cursor.execute(_LEXICAL_SQL, {"text": text, "collections": collections, "limit": limit})
+            rows = cursor.fetchall()
+            cursor.execute("SET LOCAL statement_timeout = 0")
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "57014":  # query_canceled
+            raise
+        return None
+    return [row[0] for row in rows]
 
 
 def _vector_literal(vector: Sequence[float]) -> str:
@@ -188,8 +205,13 @@ def search_chunks_for_user(
             timings["vector_ms"] = _ms(t)
         if mode in ("lexical", "hybrid"):
             t = time.perf_counter()
-            rankings["lexical"] = _lexical_ranking(cursor, query, allowed, pool)
+            timeout = settings.RETRIEVAL_LEXICAL_TIMEOUT_MS if mode == "hybrid" else 0
+            lexical = _lexical_ranking(cursor, query, allowed, pool, timeout)
             timings["lexical_ms"] = _ms(t)
+            if lexical is None:
+                timings["lexical_timed_out"] = True
+            else:
+                rankings["lexical"] = lexical
         fused = fuse(rankings)[:k]
         hits = _load_hits(cursor, fused, rankings, allowed, vector)
         if neighbours and hits:

@@ -144,3 +144,24 @@ def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(
             if readable and world["mode"] != "lexical":
                 assert result.hits, "a readable collection holds matching text"
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_a_slow_lexical_search_falls_back_to_vector_results_in_hybrid_mode(make_user, settings):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Docs", everyone=True)
+    index_text(collection, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    settings.RETRIEVAL_LEXICAL_TIMEOUT_MS = 50
+    import knowledge.retrieval as retrieval
+
+    # The real statement is slow only on a large corpus; stand in a statement that is slow here.
+    original = retrieval._LEXICAL_SQL
+    retrieval._LEXICAL_SQL = "SELECT 1 FROM pg_sleep(0.2), knowledge_chunk WHERE %(text)s IS NOT NULL AND collection_id = ANY(%(collections)s) LIMIT %(limit)s"
+    try:
+        result = search_chunks_for_user(user=admin, query="parental leave", mode="hybrid")
+    finally:
+        retrieval._LEXICAL_SQL = original
+    assert result.timings_ms.get("lexical_timed_out") is True
+    assert result.hits and "Parental leave" in result.hits[0].text
+    # The transaction is still usable afterwards.
+    assert search_chunks_for_user(user=admin, query="parental leave", mode="lexical").hits
