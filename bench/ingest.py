@@ -75,10 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"{GOAL}, else none)",
     )
     parser.add_argument(
-        "--profile-only",
+        "--no-pipeline",
         action="store_true",
-        help="skip the pipeline run: profile N pages (--profile-docs, default 12) of the "
-        "collection a previous run left",
+        help="skip the pipeline run and the ratio; only --profile-docs N (on the collection a "
+        "previous run left) and/or --sort-experiment",
     )
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", type=Path, help="default: $VAR_DIR/results/ingest.json")
@@ -101,8 +101,8 @@ def main(argv=None) -> int:
     user = common.bench_superuser()
     batch = settings.EMBEDDING_BATCH_SIZE
     embedder = get_embedder()
-    if args.profile_only:
-        return profile_only(args, files, embedder, batch)
+    if args.no_pipeline:
+        return without_pipeline(args, files, embedder, batch)
     collection = fresh_collection(user)
     print(common.machine_line(machine))
     print(
@@ -185,15 +185,20 @@ def main(argv=None) -> int:
     return 0
 
 
-def profile_only(args, files, embedder, batch) -> int:
+def without_pipeline(args, files, embedder, batch) -> int:
     from knowledge.models import Collection
 
-    collection = Collection.objects.filter(name__startswith=COLLECTION_PREFIX).first()
-    if collection is None:
-        raise SystemExit("no bench-ingest collection yet: run bench/ingest.py once first")
     prepared, _ = prepare_chunks(files, embedder)
-    result = profile_inline(collection, args.profile_docs or 12, prepared, batch)
-    common.write_json(common.results_dir() / "ingest-profile.json", result)
+    results = {}
+    if args.profile_docs:
+        collection = Collection.objects.filter(name__startswith=COLLECTION_PREFIX).first()
+        if collection is None:
+            raise SystemExit("no bench-ingest collection yet: run bench/ingest.py once first")
+        results["profile"] = profile_inline(collection, args.profile_docs, prepared, batch)
+    if args.sort_experiment:
+        sample = pick_documents(prepared, args.baseline_chunks)
+        results["sort_experiment"] = sort_experiment(embedder, [prepared[n] for n in sample])
+    common.write_json(common.results_dir() / "ingest-extra.json", results)
     return 0
 
 
@@ -398,25 +403,57 @@ def check_same_texts(collection, prepared, sample, embedder) -> dict:
 
 
 def sort_experiment(embedder, documents: list[list[str]]) -> dict:
-    """The same texts, per document: as now (batches of 32 in page order) vs sorted by length
-    first (what sorting in ``_embed_with_progress`` would give) with batches of 32 and 16."""
-    out = {}
+    """The same texts: as now (batches of 32 in page order) vs sorted by length first (what
+    sorting in ``_embed_with_progress`` would give), batches of 32 and 16. The variants take
+    turns page by page, so a change in other load hits them alike."""
     variants = {
         "as now, batch 32": (False, 32),
         "sorted by length, batch 32": (True, 32),
         "sorted by length, batch 16": (True, 16),
     }
-    for label, (ordered, size) in variants.items():
-        docs = [sorted(d, key=len) if ordered else d for d in documents]
-        out[label] = embed_sample(embedder, docs, size)
-    base = out["as now, batch 32"]["wall_s"]
+    names = list(variants)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    embedder.embed_documents(documents[0][:8])
+    for i, texts in enumerate(documents):
+        for name in names[i % 3 :] + names[: i % 3]:
+            ordered, size = variants[name]
+            batch_texts = sorted(texts, key=len) if ordered else texts
+            with common.CpuClock() as clock:
+                for start in range(0, len(batch_texts), size):
+                    embedder.embed_documents(batch_texts[start : start + size])
+            wall[name] += clock.wall
+            cpu[name] += clock.cpu
+    n = sum(len(d) for d in documents)
+    out = {
+        name: {
+            "chunks": n,
+            "wall_s": round(wall[name], 2),
+            "cpu_s": round(cpu[name], 2),
+            "chunks_per_s": round(n / wall[name], 2),
+        }
+        for name in names
+    }
+    base_wall, base_cpu = wall[names[0]], cpu[names[0]]
     print(
         "\n"
         + common.markdown_table(
-            ["same texts, raw model", "chunks/s", "CPU s", "speed-up vs as now"],
             [
-                [k, v["chunks_per_s"], v["cpu_s"], round(base / v["wall_s"], 3)]
-                for k, v in out.items()
+                "same texts, raw model (interleaved per page)",
+                "chunks/s",
+                "CPU s",
+                "speed-up (wall)",
+                "CPU saved",
+            ],
+            [
+                [
+                    name,
+                    v["chunks_per_s"],
+                    v["cpu_s"],
+                    round(base_wall / wall[name], 3),
+                    f"{100 * (1 - cpu[name] / base_cpu):.0f}%",
+                ]
+                for name, v in out.items()
             ],
         )
     )

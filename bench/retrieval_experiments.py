@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
 
 POOL = 100  # fetched once; variants slice their own pool from it
+ORIGINAL = "or_cd1 (original)"  # OR of the lexemes, ts_rank_cd: the code before 8a02586
+PRODUCT = "product (knowledge.retrieval)"  # whatever _LEXICAL_SQL is now, read at run time
 DEPTH = 10  # ranks scored (recall@10)
 
 # -- lexical SQL variants -------------------------------------------------------------------
@@ -126,8 +128,46 @@ LIMIT %(limit)s
 """
 
 
+# Term at a time with document frequencies counted in the same statement (no statistics table,
+# and only over the collections this user may read, so nothing leaks): one GIN lookup per
+# query lexeme gives the ids holding it, which are both its df and its postings.
+def idf_taat_live_sql(max_df: float = 0.05) -> str:
+    return f"""
+WITH lex AS (
+    SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
+), total AS (
+    SELECT count(*)::float AS n FROM knowledge_chunk WHERE collection_id = ANY(%(collections)s)
+), m AS MATERIALIZED (
+    SELECT lex.lexeme, c.id
+    FROM lex CROSS JOIN LATERAL (
+        SELECT c.id FROM knowledge_chunk c
+        WHERE c.search_vector @@ quote_literal(lex.lexeme)::tsquery
+          AND c.collection_id = ANY(%(collections)s)
+    ) c
+), idf AS (
+    SELECT m.lexeme, count(*) AS df, greatest(ln(total.n / (1 + count(*))), 0) AS idf
+    FROM m, total GROUP BY m.lexeme, total.n
+), w AS (
+    SELECT idf.* FROM idf, total WHERE idf.df <= {max_df} * total.n
+       OR NOT EXISTS (SELECT 1 FROM idf, total WHERE idf.df <= {max_df} * total.n)
+), q AS (
+    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query FROM w
+), scored AS (
+    SELECT m.id, sum(w.idf) AS cover
+    FROM m JOIN w USING (lexeme)
+    GROUP BY m.id
+    ORDER BY cover DESC, m.id
+    LIMIT 200
+)
+SELECT s.id, s.cover, ts_rank_cd(c.search_vector, q.query, 1) AS rank
+FROM scored s JOIN knowledge_chunk c ON c.id = s.id, q
+ORDER BY s.cover DESC, rank DESC, s.id
+LIMIT %(limit)s
+"""
+
+
 LEXICAL = {
-    "or_cd1 (current)": lexical_sql(_OR_QUERY, "ts_rank_cd(c.search_vector, q.query, 1)"),
+    ORIGINAL: lexical_sql(_OR_QUERY, "ts_rank_cd(c.search_vector, q.query, 1)"),
     "or_cd0": lexical_sql(_OR_QUERY, "ts_rank_cd(c.search_vector, q.query, 0)"),
     "or_cd32": lexical_sql(_OR_QUERY, "ts_rank_cd(c.search_vector, q.query, 32)"),
     "or_rank1": lexical_sql(_OR_QUERY, "ts_rank(c.search_vector, q.query, 1)"),
@@ -145,6 +185,8 @@ LEXICAL = {
     "idf_taat df<5%": idf_taat_sql(max_df=0.05),
     "idf_taat df<20%": idf_taat_sql(max_df=0.2),
     "idf_taat": idf_taat_sql(max_df=1.0),
+    "idf_taat_live df<5%": idf_taat_live_sql(max_df=0.05),
+    "idf_taat_live": idf_taat_live_sql(max_df=1.0),
 }
 
 
@@ -177,6 +219,7 @@ def fetch_rankings(questions, collections, embedder) -> list[dict[str, list[int]
     from knowledge import retrieval
 
     n_chunks, _ = build_lexstats(collections)
+    LEXICAL[PRODUCT] = retrieval._LEXICAL_SQL
     out = []
     for item in questions:
         q = item["question"]
@@ -192,11 +235,11 @@ def fetch_rankings(questions, collections, embedder) -> list[dict[str, list[int]
             # AND first, then the OR results not already in it.
             seen = set(rankings["and_cd1"])
             rankings["and_then_or"] = rankings["and_cd1"] + [
-                c for c in rankings["or_cd1 (current)"] if c not in seen
+                c for c in rankings[ORIGINAL] if c not in seen
             ]
             seen = set(rankings["phrase_cd1"])
             rankings["phrase_then_or"] = rankings["phrase_cd1"] + [
-                c for c in rankings["or_cd1 (current)"] if c not in seen
+                c for c in rankings[ORIGINAL] if c not in seen
             ]
             seen = set(rankings["phrase_cd1"])
             rankings["phrase_then_idf"] = rankings["phrase_cd1"] + [
@@ -240,7 +283,6 @@ def per_source_cap(ids: list[int], source_of: dict[int, int], cap: int) -> list[
     return out
 
 
-CURRENT = "or_cd1 (current)"
 COMBINED = ["and_then_or", "phrase_then_or", "and_then_idf", "phrase_then_idf"]
 IDF_FAMILY = [
     "or_idf_cover",
@@ -254,6 +296,8 @@ IDF_FAMILY = [
     "idf_taat df<5%",
     "idf_taat df<20%",
     "idf_taat",
+    "idf_taat_live df<5%",
+    "idf_taat_live",
     "and_then_idf",
     "phrase_then_idf",
 ]
@@ -269,31 +313,31 @@ def variants() -> dict[str, tuple[Callable, str | None]]:
 
     v: dict[str, tuple[Callable, str | None]] = {
         "vector only": (lambda r, q: r["vector"][:40], None),
-        "lexical only (current)": (lambda r, q: r[CURRENT][:40], CURRENT),
-        "hybrid (current copy)": (hybrid(CURRENT), CURRENT),
+        "lexical only (product)": (lambda r, q: r[PRODUCT][:40], PRODUCT),
+        "hybrid (product copy)": (hybrid(PRODUCT), PRODUCT),
     }
     for lex in [*LEXICAL, *COMBINED]:
-        if lex != CURRENT:
+        if lex != PRODUCT:
             v[f"lexical only: {lex}"] = ((lambda r, q, lex=lex: r[lex][:40]), lex)
             v[f"hybrid: {lex}"] = (hybrid(lex), lex)
     for w in (0.3, 0.5, 0.7):
-        v[f"hybrid: lexical weight {w}"] = (hybrid(CURRENT, weight=w), CURRENT)
+        v[f"hybrid: lexical weight {w}"] = (hybrid(PRODUCT, weight=w), PRODUCT)
     for k in (5, 20):
-        v[f"hybrid: rrf k={k}"] = (hybrid(CURRENT, k=k), CURRENT)
+        v[f"hybrid: rrf k={k}"] = (hybrid(PRODUCT, k=k), PRODUCT)
     for pool in (10, 20, 100):
         v[f"hybrid: pools {pool}"] = (
-            hybrid(CURRENT, pools={"vector": pool, CURRENT: pool}),
-            CURRENT,
+            hybrid(PRODUCT, pools={"vector": pool, PRODUCT: pool}),
+            PRODUCT,
         )
     for pool in (5, 10, 20):
-        v[f"hybrid: lexical pool {pool}"] = (hybrid(CURRENT, pools={CURRENT: pool}), CURRENT)
+        v[f"hybrid: lexical pool {pool}"] = (hybrid(PRODUCT, pools={PRODUCT: pool}), PRODUCT)
     for lex in IDF_FAMILY + ["and_then_or"]:
         for w in (0.5, 0.7):
             v[f"hybrid: {lex} weight {w}"] = (hybrid(lex, weight=w), lex)
         for pool in (5, 10, 20):
             v[f"hybrid: {lex}, lexical pool {pool}"] = (hybrid(lex, pools={lex: pool}), lex)
     # Query-shaped weights: identifiers lean on the lexical side, questions on the vector side.
-    for lex in (CURRENT, "or_idf_cover", "and_then_idf", "and_then_or"):
+    for lex in (PRODUCT, "or_idf_cover", "and_then_idf", "and_then_or"):
         for wi, wn in ((1.0, 0.5), (1.5, 0.5), (2.0, 0.5), (1.5, 0.3), (2.0, 0.7)):
             v[f"adaptive: {lex} id×{wi} nat×{wn}"] = (
                 lambda r, q, lex=lex, wi=wi, wn=wn: rrf(
@@ -319,7 +363,8 @@ def score(ranks: list[int | None]) -> dict:
 
 
 LATENCY_VARIANTS = [
-    CURRENT,
+    PRODUCT,
+    ORIGINAL,
     "or_idf_cover",
     "or_idf_cover df<20%",
     "or_idf_cover df<5%",
@@ -330,6 +375,8 @@ LATENCY_VARIANTS = [
     "idf_taat df<5%",
     "idf_taat df<20%",
     "idf_taat",
+    "idf_taat_live df<5%",
+    "idf_taat_live",
     "and_cd1",
     "phrase_cd1",
 ]
@@ -356,7 +403,13 @@ def latency(database: str, repeats: int) -> int:
         f"{database}: {total:,} chunks, {n_chunks:,} readable; lexeme statistics "
         f"(ts_stat, {words:,} lexemes) built in {built:.1f} s\n"
     )
-    sql = {**LEXICAL, "or_idf_cover df<5% title+0.5": idf_sql(max_df=0.05, title_boost=0.5)}
+    from knowledge import retrieval
+
+    sql = {
+        **LEXICAL,
+        PRODUCT: retrieval._LEXICAL_SQL,
+        "or_idf_cover df<5% title+0.5": idf_sql(max_df=0.05, title_boost=0.5),
+    }
     questions = [q["question"] for q in common.load_questions()]
     samples = {name: [] for name in LATENCY_VARIANTS}
     rows = {name: [] for name in LATENCY_VARIANTS}
@@ -377,7 +430,7 @@ def latency(database: str, repeats: int) -> int:
                     if rep:
                         samples[name].append(time.perf_counter() - t)
                         rows[name].append(len(got))
-    base = common.summary_ms(samples[CURRENT])
+    base = common.summary_ms(samples[PRODUCT])
     table = []
     for name in LATENCY_VARIANTS:
         s = common.summary_ms(samples[name])
@@ -391,7 +444,7 @@ def latency(database: str, repeats: int) -> int:
             ]
         )
     print(
-        common.markdown_table(["lexical SQL", "p50 ÷ current", "p50 ms", "p99 ms", "rows"], table)
+        common.markdown_table(["lexical SQL", "p50 ÷ product", "p50 ms", "p99 ms", "rows"], table)
     )
     common.write_json(
         common.results_dir() / "retrieval_experiments_latency.json",
@@ -510,7 +563,7 @@ def main(argv=None) -> int:
         lex = lexical_of.get(name)
         if lex is None or name.startswith("lexical only"):
             return None
-        return "lexical only (current)" if lex == CURRENT else f"lexical only: {lex}"
+        return "lexical only (product)" if lex == PRODUCT else f"lexical only: {lex}"
 
     def row(name):
         e = table[name]
@@ -518,7 +571,7 @@ def main(argv=None) -> int:
         if (lexical := own_lexical(name)) is not None:
             single.append(table[lexical])
         elif name == "search_chunks_for_user(hybrid)":
-            single.append(table["lexical only (current)"])
+            single.append(table["lexical only (product)"])
         beats = len(single) == 2 and all(
             e["all"][m] > b["all"][m] for b in single for m in ("mrr", "r@5")
         )
@@ -535,7 +588,14 @@ def main(argv=None) -> int:
             + ["yes" if beats else ("no" if len(single) == 2 else "-")]
         )
 
-    fixed = [*real, "vector only", "lexical only (current)", "hybrid (current copy)"]
+    fixed = [
+        *real,
+        "vector only",
+        "lexical only (product)",
+        "hybrid (product copy)",
+        f"lexical only: {ORIGINAL}",
+        f"hybrid: {ORIGINAL}",
+    ]
     counts = ", ".join(
         f"{sum(1 for q in questions if q.get('kind', 'natural') == k)} {k}" for k in kinds
     )
