@@ -182,6 +182,11 @@ def start_llm(var_dir: Path, env: dict, children: Children) -> None:
     env.setdefault("LLM_MODEL", localmodel.DEFAULT_MODEL_ALIAS)
 
 
+def _interrupt(signum, frame):
+    # SIGTERM (CI, a supervisor) stops the stack the same way Ctrl-C does.
+    raise KeyboardInterrupt
+
+
 def manage(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
 
@@ -279,7 +284,7 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
         command[0] = str(Path(sys.executable).parent / command[0])
     with ExitStack() as stack:
         stack.callback(children.stop_all)
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        signal.signal(signal.SIGTERM, _interrupt)
         start_postgres(var_dir, env, stack, for_tests=for_tests)
         start_redis(var_dir, env, children)
         start_llm(var_dir, env, children)
