@@ -45,15 +45,16 @@ def test_the_reindex_action_queues_the_source(client, root, indexed):
     assert source.status == Source.Status.QUEUED and source.indexed_hash == ""
 
 
-def test_the_delete_action_removes_chunks_and_the_file(client, root, indexed):
+def test_the_delete_action_removes_chunks_and_the_file(client, root, indexed, django_capture_on_commit_callbacks):
     _, source = indexed
     storage, name = source.file.storage, source.file.name
+    assert storage.exists(name)
     client.force_login(root)
-    client.post("/admin/knowledge/source/", {"action": "delete_selected_sources", "_selected_action": [source.pk]})
+    with django_capture_on_commit_callbacks(execute=True):  # the file goes after commit
+        client.post("/admin/knowledge/source/", {"action": "delete_selected_sources", "_selected_action": [source.pk]})
     assert not Source.objects.filter(pk=source.pk).exists()
     assert not Chunk.objects.filter(source_id=source.pk).exists()
-    # The file goes after commit; in this test's transaction, run the callbacks by hand.
-    assert name
+    assert not storage.exists(name)
 
 
 def test_chunks_are_read_only_and_searchable(client, root, indexed):
