@@ -80,6 +80,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="skip the pipeline run and the ratio; only --profile-docs N (on the collection a "
         "previous run left) and/or --sort-experiment",
     )
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when a previous run's collection holds every page, all ready (what "
+        "`make eval` uses: the evaluation needs the corpus once, not a fresh measurement)",
+    )
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--json", type=Path, help="default: $VAR_DIR/results/ingest.json")
     return parser.parse_args(argv)
@@ -103,6 +109,9 @@ def main(argv=None) -> int:
     embedder = get_embedder()
     if args.no_pipeline:
         return without_pipeline(args, files, embedder, batch)
+    if args.if_missing and already_ingested(files):
+        print(f"{len(files)} pages already ingested in {COLLECTION_PREFIX!r}: nothing to do")
+        return 0
     collection = fresh_collection(user)
     print(common.machine_line(machine))
     print(
@@ -200,6 +209,18 @@ def without_pipeline(args, files, embedder, batch) -> int:
         results["sort_experiment"] = sort_experiment(embedder, [prepared[n] for n in sample])
     common.write_json(common.results_dir() / "ingest-extra.json", results)
     return 0
+
+
+def already_ingested(files) -> bool:
+    from knowledge.models import Source
+
+    names = {f.name for f in files}
+    ready = set(
+        Source.objects.filter(
+            collection__name__startswith=COLLECTION_PREFIX, status="ready"
+        ).values_list("name", flat=True)
+    )
+    return names <= ready
 
 
 def fresh_collection(user):
