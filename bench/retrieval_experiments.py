@@ -250,7 +250,15 @@ def fetch_rankings(questions, collections, embedder) -> list[dict[str, list[int]
                 c for c in rankings["or_idf_cover"] if c not in seen
             ]
         out.append(rankings)
+    drop_lexstats()
     return out
+
+
+def drop_lexstats() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_lexstats")
 
 
 # -- fusion ---------------------------------------------------------------------------------
@@ -430,6 +438,7 @@ def latency(database: str, repeats: int) -> int:
                     if rep:
                         samples[name].append(time.perf_counter() - t)
                         rows[name].append(len(got))
+    drop_lexstats()
     base = common.summary_ms(samples[PRODUCT])
     table = []
     for name in LATENCY_VARIANTS:
