@@ -29,9 +29,8 @@ def celery_worker(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         worker = processes.start_worker()
     yield worker
-    worker.stop()
     with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+        processes.stop_and_discard_late_writes(worker)
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +39,8 @@ def daphne_server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         proc, port = processes.start_daphne()
     yield f"http://127.0.0.1:{port}"
-    proc.stop()
     with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+        processes.stop_and_discard_late_writes(proc)
 
 
 @pytest.fixture

@@ -66,9 +66,8 @@ def app_url(django_db_setup, django_db_blocker, idp, _allow_orm_next_to_playwrig
         redirect_uris=[base + CALLBACK_PATH], post_logout_redirect_uris=[base + "/accounts/login/"]
     )
     yield base
-    proc.stop()
     with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+        processes.stop_and_discard_late_writes(proc)
 
 
 @pytest.fixture

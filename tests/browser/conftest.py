@@ -95,9 +95,8 @@ def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_
             LLM_MAX_RETRIES="0",
         )
     yield f"http://127.0.0.1:{port}"
-    proc.stop(timeout=3)  # daphne lingers on open sockets; a hard stop is fine here
-    with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+    with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
+        processes.stop_and_discard_late_writes(proc, timeout=3)
 
 
 @pytest.fixture

@@ -52,9 +52,8 @@ def _start_daphne(django_db_blocker, llm_server, **extra):
 
 
 def _stop_daphne(proc, django_db_blocker):
-    proc.stop(timeout=3)  # daphne lingers on open sockets; a hard stop is fine here
-    with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+    with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
+        processes.stop_and_discard_late_writes(proc, timeout=3)
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,8 @@ def flaky_worker(django_db_setup, django_db_blocker, embeddings_server):
             INDEXING_RETRY_BASE_SECONDS="0.2",
         )
     yield worker
-    worker.stop()
     with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+        processes.stop_and_discard_late_writes(worker)
 
 
 @pytest.fixture

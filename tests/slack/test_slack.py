@@ -63,9 +63,8 @@ def slack_worker(django_db_setup, django_db_blocker, slack, llm):
             LLM_MODEL="scripted-model", APP_BASE_URL="https://assistant.example.com",
         )
     yield worker
-    worker.stop()
     with django_db_blocker.unblock():
-        processes.wait_for_other_db_sessions_to_end()
+        processes.stop_and_discard_late_writes(worker)
 
 
 @pytest.fixture

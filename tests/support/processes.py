@@ -109,6 +109,19 @@ def wait_for_other_db_sessions_to_end(timeout: float = 5) -> None:
             time.sleep(0.05)
 
 
+def stop_and_discard_late_writes(proc: "ManagedProcess", **stop_kwargs) -> None:
+    """Stop a worker or server process started for a group of tests, then empty the database.
+
+    Transactional tests flush the database after each test, but a process that outlives the
+    test can still commit afterwards (a task finishing late, an answer being stored). Those rows
+    would leak into the next module, e.g. an EmbeddingSpace written with another model."""
+    from django.core.management import call_command
+
+    proc.stop(**stop_kwargs)
+    wait_for_other_db_sessions_to_end()
+    call_command("flush", interactive=False, verbosity=0)
+
+
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", BASE_DIR / "var" / "test")) / "logs"
     path.mkdir(parents=True, exist_ok=True)
