@@ -68,37 +68,50 @@ SELECT id, distance FROM nearest ORDER BY distance
 # websearch_to_tsquery ANDs every term, which misses most natural-language questions, and OR-ing
 # the lexemes lets common words decide the ranking. So a chunk scores by coverage: the sum of
 # the idf of the query's lexemes it contains (idf = ln(N / (1 + chunks holding the lexeme)),
-# counted with the GIN index over the collections this user may read, so no statistics table
-# has to be kept up to date and no count reveals other collections), with cover density as the
-# tie-breaker. Measured on the Django-docs evaluation set (docs/BENCHMARKS.md), this took hybrid
-# MRR from 0.746 (plain OR + ts_rank_cd, below vector alone at 0.772) to 0.823.
+# counted over the collections this user may read, so no statistics table has to be kept up to
+# date and no count reveals other collections), with cover density as the tie-breaker. Measured
+# on the Django-docs evaluation set (docs/BENCHMARKS.md), this took hybrid MRR from 0.746
+# (plain OR + ts_rank_cd, below vector alone at 0.772) to 0.834.
+#
+# Term at a time: one GIN lookup per query lexeme returns the chunks holding it (its postings
+# and, counted, its document frequency), idfs are summed per chunk, and only the best 200 have
+# their tsvector read for the tie-breaker. Lexemes found in more than ``max_df`` of the readable
+# chunks weigh almost nothing and cost the most, so they are dropped (unless that would leave
+# none): 4.5x faster than scoring every chunk sharing a word with the question, at 100k chunks.
 _LEXICAL_SQL = """
 WITH lex AS (
     SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
 ), total AS (
     SELECT count(*)::float AS n FROM knowledge_chunk WHERE collection_id = ANY(%(collections)s)
+), m AS MATERIALIZED (
+    SELECT lex.lexeme, c.id
+    FROM lex CROSS JOIN LATERAL (
+        SELECT c.id FROM knowledge_chunk c
+        WHERE c.search_vector @@ quote_literal(lex.lexeme)::tsquery
+          AND c.collection_id = ANY(%(collections)s)
+    ) c
+), idf AS (
+    SELECT m.lexeme, count(*) AS df, greatest(ln(total.n / (1 + count(*))), 0) AS idf
+    FROM m, total GROUP BY m.lexeme, total.n
 ), w AS (
-    SELECT lex.lexeme,
-           greatest(ln(total.n / (1 + (
-               SELECT count(*) FROM knowledge_chunk d
-               WHERE d.search_vector @@ quote_literal(lex.lexeme)::tsquery
-                 AND d.collection_id = ANY(%(collections)s)
-           ))), 0) AS idf
-    FROM lex, total
+    SELECT idf.* FROM idf, total
+    WHERE idf.df <= %(max_df)s * total.n
+       OR NOT EXISTS (SELECT 1 FROM idf, total WHERE idf.df <= %(max_df)s * total.n)
 ), q AS (
     SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query FROM w
+), scored AS (
+    SELECT m.id, sum(w.idf) AS cover FROM m JOIN w USING (lexeme)
+    GROUP BY m.id ORDER BY cover DESC, m.id LIMIT 200
 )
-SELECT c.id,
-       (SELECT coalesce(sum(w.idf * (c.search_vector @@ quote_literal(w.lexeme)::tsquery)::int), 0)
-          FROM w) AS cover,
-       ts_rank_cd(c.search_vector, q.query, 1) AS rank
-FROM knowledge_chunk c, q
-WHERE q.query IS NOT NULL
-  AND c.collection_id = ANY(%(collections)s)
-  AND c.search_vector @@ q.query
-ORDER BY cover DESC, rank DESC, c.id
+SELECT s.id, s.cover, ts_rank_cd(c.search_vector, q.query, 1) AS rank
+FROM scored s JOIN knowledge_chunk c ON c.id = s.id, q
+ORDER BY s.cover DESC, rank DESC, s.id
 LIMIT %(limit)s
 """
+
+# Dropping common words helps the fusion (the vector side covers them) but not a lexical-only
+# list, which keeps every word.
+LEXICAL_MAX_DF = {"hybrid": 0.05, "lexical": 1.0}
 
 _DETAILS_SQL = """
 SELECT c.id, c.source_id, c.collection_id, c.ordinal, c.text, c.heading_path, c.page,
@@ -129,18 +142,23 @@ def _vector_ranking(cursor, query_vector, collections, limit, ef_search) -> list
     return [row[0] for row in cursor.fetchall()]
 
 
-def _lexical_ranking(cursor, text, collections, limit, timeout_ms: int) -> list[int] | None:
+def _lexical_ranking(
+    cursor, text, collections, limit, timeout_ms: int, max_df: float = 1.0
+) -> list[int] | None:
     """The lexical ranking, or None when it took longer than ``timeout_ms``.
 
-    Coverage scoring reads every chunk that shares a word with the question; on a large corpus
-    a question full of common words can take seconds. Hybrid search then answers from the
-    vector side alone instead of making the user wait.
+    Coverage scoring reads the postings of every word of the question; on a large corpus a
+    long question can still take a while. Hybrid search then answers from the vector side alone
+    instead of making the user wait.
     """
     try:
         with transaction.atomic():  # a savepoint: a cancelled statement must not end the search
             if timeout_ms:
                 cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
-            cursor.execute(_LEXICAL_SQL, {"text": text, "collections": collections, "limit": limit})
+            cursor.execute(
+                _LEXICAL_SQL,
+                {"text": text, "collections": collections, "limit": limit, "max_df": max_df},
+            )
             rows = cursor.fetchall()
             cursor.execute("SET LOCAL statement_timeout = 0")
     except OperationalError as exc:
@@ -206,7 +224,9 @@ def search_chunks_for_user(
         if mode in ("lexical", "hybrid"):
             t = time.perf_counter()
             timeout = settings.RETRIEVAL_LEXICAL_TIMEOUT_MS if mode == "hybrid" else 0
-            lexical = _lexical_ranking(cursor, query, allowed, pool, timeout)
+            lexical = _lexical_ranking(
+                cursor, query, allowed, pool, timeout, max_df=LEXICAL_MAX_DF[mode]
+            )
             timings["lexical_ms"] = _ms(t)
             if lexical is None:
                 timings["lexical_timed_out"] = True

@@ -165,3 +165,53 @@ def test_a_slow_lexical_search_falls_back_to_vector_results_in_hybrid_mode(make_
     assert result.hits and "Parental leave" in result.hits[0].text
     # The transaction is still usable afterwards.
     assert search_chunks_for_user(user=admin, query="parental leave", mode="lexical").hits
+
+
+def _index_many(collection, admin, count, text):
+    for i in range(count):
+        index_text(collection, f"{collection.name}-{i}.md", f"# Note {i}\n\n{text} Entry number {i}.", user=admin)
+
+
+@pytest.mark.django_db
+def test_hybrid_lexical_side_ignores_words_found_in_most_chunks_but_lexical_mode_keeps_them(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Handbook", everyone=True)
+    _index_many(collection, admin, 20, "The handbook explains the holiday rules.")
+    index_text(collection, "bikes.md", "# Bikes\n\nThe handbook says bicycles are parked in the yard.", user=admin)
+
+    hybrid = search_chunks_for_user(user=admin, query="handbook bicycles", k=10, mode="hybrid")
+    ranked = [hit for hit in hybrid.hits if hit.lexical_rank is not None]
+    # "handbook" is in every chunk: only the rare word ranks, so one chunk on the lexical side.
+    assert [hit.source_name for hit in ranked] == ["bikes.md"]
+
+    lexical = search_chunks_for_user(user=admin, query="handbook bicycles", k=10, mode="lexical")
+    assert lexical.hits[0].source_name == "bikes.md"
+    assert len(lexical.hits) == 10  # the common word still matches in a lexical-only search
+
+
+@pytest.mark.django_db
+def test_a_question_made_only_of_common_words_still_ranks_lexically_in_hybrid_mode(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Handbook", everyone=True)
+    _index_many(collection, admin, 20, "The handbook explains the holiday rules.")
+    hybrid = search_chunks_for_user(user=admin, query="handbook", k=5, mode="hybrid")
+    assert any(hit.lexical_rank is not None for hit in hybrid.hits)
+
+
+@pytest.mark.django_db
+def test_word_frequencies_are_counted_only_over_readable_collections(make_user):
+    """A word common only in a collection the user cannot read stays rare (and decisive) for them."""
+    admin = make_user(is_superuser=True, is_staff=True)
+    secret = make_collection("Secret", everyone=False)
+    _index_many(secret, admin, 30, "Bicycles everywhere: bicycles in the secret garage.")
+    public = make_collection("Public", everyone=True)
+    _index_many(public, admin, 20, "The handbook explains the holiday rules.")
+    index_text(public, "bikes.md", "# Bikes\n\nBicycles are parked in the yard.", user=admin)
+    reader = make_user()
+
+    # Over the reader's 21 chunks "holiday" is common (dropped) and "bicycles" rare (kept), so
+    # one chunk ranks lexically. Counted over all 51 chunks both words would be common, nothing
+    # would be dropped, and the holiday notes would rank too.
+    hybrid = search_chunks_for_user(user=reader, query="holiday bicycles", k=10, mode="hybrid")
+    assert {hit.collection_id for hit in hybrid.hits} == {public.pk}
+    assert [hit.source_name for hit in hybrid.hits if hit.lexical_rank is not None] == ["bikes.md"]
