@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class AssistantConfig(AppConfig):
     name = "assistant"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from assistant import memory
+        from knowledge.signals import embedding_model_changed
+
+        embedding_model_changed.connect(memory.reembed_all, dispatch_uid="memory-reembed")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
 from assistant import llm
@@ -125,6 +125,36 @@ def forget(*, user, text: str) -> list[str]:
     forgotten = [i.text for i in doomed]
     MemoryItem.objects.filter(owner=user, pk__in=[i.pk for i in doomed]).delete()
     return forgotten
+
+
+def reembed_all(*, embedder, old_dimensions: int, **kwargs) -> int:
+    """After an embedding model change (``manage.py reindex``): every user's items get vectors
+    from the new model, the column resized first when the dimension changed. Returns the count."""
+    items = list(MemoryItem.objects.order_by("pk").only("pk", "text"))
+    if embedder.dimensions != old_dimensions:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE assistant_memoryitem ALTER COLUMN embedding DROP NOT NULL")
+            cursor.execute(
+                f"ALTER TABLE assistant_memoryitem ALTER COLUMN embedding "
+                f"TYPE vector({int(embedder.dimensions)}) USING NULL"
+            )
+    for start in range(0, len(items), 64):
+        batch = items[start : start + 64]
+        vectors = embedder.embed_documents([item.text for item in batch])
+        # Raw SQL: bulk_update would cast to the model's declared vector(384).
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE assistant_memoryitem SET embedding = %s::vector WHERE id = %s",
+                [(_vector_text(v), item.pk) for item, v in zip(batch, vectors, strict=True)],
+            )
+    if embedder.dimensions != old_dimensions:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE assistant_memoryitem ALTER COLUMN embedding SET NOT NULL")
+    return len(items)
+
+
+def _vector_text(vector) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 def item_update(*, user, item_id: int, text: str) -> MemoryItem:

@@ -113,3 +113,51 @@ def test_evaluate_reports_a_malformed_question_file(tmp_path, admin):
     qa.write_text('{"question": "no sources"}\n')
     result = manage("evaluate", "--qa", str(qa))
     assert result.returncode != 0 and "qa.jsonl:1" in result.stderr
+
+
+def test_reindex_moves_chunks_and_memory_to_a_new_embedding_model_and_back(admin):
+    """A model change with another dimension: chunks and every user's memory are re-embedded,
+    the vector columns resized, and the way back works the same (it also restores the schema
+    for the tests that follow)."""
+    from assistant import memory
+    from knowledge.models import EmbeddingSpace
+    from tests.support.fake_embeddings_server import FakeEmbeddingsServer, fake_vector
+
+    collection = make_collection("Docs", everyone=True)
+    source = index_text(collection, "doc.md", "# Doc\n\nSome words about printers.", user=admin)
+    item = memory.remember(user=admin, text="I work in the Berlin office")
+    original = list(item.embedding)
+
+    elsewhere = child_env(
+        EMBEDDINGS_BACKEND="openai", EMBEDDINGS_BASE_URL="http://127.0.0.1:9/v1",
+        EMBEDDINGS_API_KEY="x", EMBEDDINGS_MODEL="elsewhere", EMBEDDINGS_DIMENSIONS="64",
+    )
+    refused = manage("reindex", "--collection", "Docs", env=elsewhere)
+    assert refused.returncode != 0 and "every collection must be re-indexed" in refused.stderr
+
+    with FakeEmbeddingsServer(dimensions=64) as server:
+        env = child_env(
+            EMBEDDINGS_BACKEND="openai", EMBEDDINGS_BASE_URL=server.base_url,
+            EMBEDDINGS_API_KEY="test", EMBEDDINGS_MODEL="fake-embed", EMBEDDINGS_DIMENSIONS="64",
+        )
+        try:
+            result = manage("reindex", "--inline", env=env)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "1 other vector(s) re-embedded" in result.stdout
+            space = EmbeddingSpace.objects.get()
+            assert (space.name, space.dimensions) == ("openai:fake-embed", 64)
+            source.refresh_from_db()
+            assert source.status == Source.Status.READY, source.error
+            chunks = list(Chunk.objects.filter(source=source))
+            assert chunks and all(len(chunk.embedding) == 64 for chunk in chunks)
+            item.refresh_from_db()
+            assert list(item.embedding) == pytest.approx(fake_vector(item.text, 64), abs=1e-6)
+        finally:
+            back = manage("reindex", "--inline")  # the default local model, 384 dimensions
+    assert back.returncode == 0, back.stdout + back.stderr
+    space = EmbeddingSpace.objects.get()
+    assert space.dimensions == 384 and space.name.startswith("local:")
+    item.refresh_from_db()
+    assert list(item.embedding) == pytest.approx(original, abs=1e-5)
+    assert memory.relevant_items(user=admin, query="Which office do I work in?")[0].pk == item.pk
+    assert all(len(chunk.embedding) == 384 for chunk in Chunk.objects.filter(source=source))

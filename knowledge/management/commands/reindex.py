@@ -5,6 +5,7 @@ from django.db import transaction
 
 from knowledge import embeddings
 from knowledge.models import Collection, EmbeddingSpace, Source
+from knowledge.signals import embedding_model_changed
 from knowledge.tasks import index_source
 
 
@@ -54,6 +55,9 @@ class Command(BaseCommand):
         Chunk.objects.all().delete()  # old vectors are meaningless under the new model
         if embedder.dimensions != space.dimensions:
             with connection.cursor() as cursor:
+                # The deletes above left deferred foreign-key checks queued (citations point at
+                # chunks); PostgreSQL refuses ALTER TABLE while they are pending.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
                 cursor.execute(
                     f"ALTER TABLE knowledge_chunk ALTER COLUMN embedding TYPE vector({int(embedder.dimensions)})"
@@ -62,5 +66,13 @@ class Command(BaseCommand):
                     "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk "
                     "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
                 )
+        old_name, old_dimensions = space.name, space.dimensions
         space.name, space.dimensions = embedder.name, embedder.dimensions
         space.save()
+        for receiver, count in embedding_model_changed.send(
+            sender=EmbeddingSpace,
+            embedder=embedder,
+            old_name=old_name,
+            old_dimensions=old_dimensions,
+        ):
+            self.stdout.write(f"{count} other vector(s) re-embedded ({receiver.__module__}).")
