@@ -109,7 +109,7 @@ def wait_for_other_db_sessions_to_end(timeout: float = 5) -> None:
             time.sleep(0.05)
 
 
-def stop_and_discard_late_writes(proc: "ManagedProcess", **stop_kwargs) -> None:
+def stop_and_discard_late_writes(proc: ManagedProcess, **stop_kwargs) -> None:
     """Stop a worker or server process started for a group of tests, then empty the database.
 
     Transactional tests flush the database after each test, but a process that outlives the
