@@ -347,17 +347,24 @@ def _read_content(source: Source) -> tuple[bytes, str, str | None]:
 
 def _embed_with_progress(source, embedder, texts: list[str]) -> list[list[float]]:
     _set_state(source, status=Source.Status.EMBEDDING, progress=10)
-    vectors: list[list[float]] = []
+    vectors: list[list[float]] = [[] for _ in texts]
     batch = settings.EMBEDDING_BATCH_SIZE
+    # Texts of similar length share a batch: less padding, ~5% more model throughput
+    # (docs/BENCHMARKS.md). The vectors go back in the texts' order.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    done = 0
     last_event = time.monotonic()
-    for start in range(0, len(texts), batch):
+    for start in range(0, len(order), batch):
+        indices = order[start : start + batch]
         try:
-            vectors.extend(embedder.embed_documents(texts[start : start + batch]))
+            batch_vectors = embedder.embed_documents([texts[i] for i in indices])
         except embeddings.TransientEmbeddingError as exc:
             raise TransientIndexingError(str(exc)) from exc
-        progress = 10 + int(85 * len(vectors) / len(texts))
-        if time.monotonic() - last_event > 0.5 or len(vectors) == len(texts):
-            _set_state(source, progress=progress)
+        for index, vector in zip(indices, batch_vectors, strict=True):
+            vectors[index] = vector
+        done += len(indices)
+        if time.monotonic() - last_event > 0.5 or done == len(texts):
+            _set_state(source, progress=10 + int(85 * done / len(texts)))
             last_event = time.monotonic()
     return vectors
 

@@ -168,3 +168,32 @@ def test_a_collection_manager_group_may_upload_but_a_reader_may_not(celery_worke
     with pytest.raises(services.PermissionDenied):
         upload(reader, collection, "other.md", b"# Other\n\ntext")
     assert Collection.objects.get(pk=collection.pk).sources.count() == 1
+
+
+def test_each_chunk_keeps_the_vector_of_its_own_text_when_batches_are_sorted_by_length(admin, collection, settings):
+    """Batches are formed by text length, not document order: every vector must still land on
+    the chunk it was computed for."""
+    import numpy as np
+
+    from knowledge import parsing
+    from knowledge.chunking import chunk_document
+    from knowledge.embeddings import get_embedder
+    from tests.support.knowledge import index_text
+
+    settings.EMBEDDING_BATCH_SIZE = 3
+    sections = [
+        f"## Part {i}\n\n" + " ".join([f"Detail about part {i}."] * (1 + (i * 7) % 23)) for i in range(12)
+    ]
+    text = "# Mixed\n\n" + "\n\n".join(sections)
+    source = index_text(collection, "mixed.md", text, user=admin)
+    stored = {c.ordinal: np.array(c.embedding) for c in Chunk.objects.filter(source=source)}
+    embedder = get_embedder()
+    drafts = chunk_document(
+        parsing.parse_document(text.encode(), filename="mixed.md", content_type="text/markdown"),
+        target_tokens=settings.CHUNK_TARGET_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        count_tokens=embedder.count_tokens,
+    )
+    assert len(stored) == len(drafts) > 6
+    expected = embedder.embed_documents([d.embed_text for d in drafts])
+    for draft, vector in zip(drafts, expected, strict=True):
+        assert float(np.dot(stored[draft.ordinal], vector)) > 0.9999, draft.ordinal
