@@ -179,6 +179,7 @@ def set_paused(*, user, paused: bool) -> None:
 
 # --- learning from a turn -------------------------------------------------------------------
 
+_FACT_TEXT = {"type": "string", "maxLength": MAX_ITEM_CHARS}
 EXTRACTION_SCHEMA = {
     "title": "memory_facts",
     "type": "object",
@@ -186,17 +187,34 @@ EXTRACTION_SCHEMA = {
         "facts": {
             "type": "array",
             "maxItems": MAX_FACTS_PER_TURN,
-            "items": {"type": "string", "maxLength": MAX_ITEM_CHARS},
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": _FACT_TEXT,
+                    # numbers of known facts this one corrects or contradicts
+                    "replaces": {"type": "array", "maxItems": 3, "items": {"type": "integer"}},
+                },
+                "required": ["text"],
+            },
         }
     },
     "required": ["facts"],
 }
+KNOWN_FACTS_IN_PROMPT = 8
 
 
-def validate_extraction(raw: str) -> list[str]:
-    """The model's JSON, checked: a list of short plain statements, nothing that reads as instructions.
+@dataclass(frozen=True)
+class LearnedFact:
+    text: str
+    replaces: tuple[int, ...] = ()  # numbers of the known facts shown to the model (1-based)
 
-    Invalid, truncated or oversized output yields nothing (and is logged), never an exception.
+
+def parse_extraction(raw: str, *, known: int = 0) -> list[LearnedFact]:
+    """The model's JSON, checked: short plain statements, nothing that reads as instructions,
+    and ``replaces`` numbers only within the ``known`` facts it was shown.
+
+    A fact may be a string or ``{"text": ..., "replaces": [n, ...]}``. Invalid, truncated or
+    oversized output yields nothing (and is logged), never an exception.
     """
     if not isinstance(raw, str) or len(raw) > 20_000:
         return []
@@ -210,20 +228,34 @@ def validate_extraction(raw: str) -> list[str]:
         return []
     kept = []
     for fact in facts[:MAX_FACTS_PER_TURN]:
-        if not isinstance(fact, str):
+        replaces: list = []
+        if isinstance(fact, dict):
+            fact, replaces = fact.get("text"), fact.get("replaces") or []
+        if not isinstance(fact, str) or not isinstance(replaces, list):
             continue
         fact = " ".join(fact.split())
         if not fact or len(fact) > MAX_ITEM_CHARS or _INJECTION.search(fact):
             continue
-        kept.append(fact)
+        numbers = tuple(
+            dict.fromkeys(
+                n for n in replaces[:3] if type(n) is int and 1 <= n <= known  # not bools
+            )
+        )
+        kept.append(LearnedFact(fact, numbers))
     return kept
 
 
-def _extraction_messages(question: str, answer: str) -> list[llm.ChatMessage]:
+def validate_extraction(raw: str) -> list[str]:
+    """The texts of :func:`parse_extraction`'s facts."""
+    return [fact.text for fact in parse_extraction(raw)]
+
+
+def _extraction_messages(question: str, answer: str, known: list[MemoryItem]) -> list[llm.ChatMessage]:
     from django.template.loader import render_to_string
 
     system = render_to_string("prompts/memory_extraction.txt").strip()
-    turn = f"User: {question}\n\nAssistant: {answer[:2000]}"
+    facts = "\n".join(f"[{n}] {item.text}" for n, item in enumerate(known, 1)) or "(none)"
+    turn = f"Known facts:\n{facts}\n\nUser: {question}\n\nAssistant: {answer[:2000]}"
     return [llm.ChatMessage("system", system), llm.ChatMessage("user", turn)]
 
 
@@ -242,15 +274,24 @@ def learn_from_turn(*, answer_id) -> list[str]:
     user = conversation.owner
     if not conversation.remember or not is_enabled(user) or parse_command(answer.reply_to.content):
         return []
+    # The user's facts nearest to this turn, numbered, so the model can say which one a new
+    # statement corrects even when the two are phrased too differently for similarity to tell.
+    known = relevant_items(
+        user=user, query=answer.reply_to.content, limit=KNOWN_FACTS_IN_PROMPT, min_similarity=0.0
+    )
+    messages = _extraction_messages(answer.reply_to.content, answer.content, known)
     try:
-        raw = asyncio.run(_complete_json(_extraction_messages(answer.reply_to.content, answer.content), EXTRACTION_SCHEMA))
+        raw = asyncio.run(_complete_json(messages, EXTRACTION_SCHEMA))
     except llm.LLMError:
         logger.info("memory extraction skipped: the model is unavailable")
         return []
-    facts = validate_extraction(raw)
+    facts = parse_extraction(raw, known=len(known))
     for fact in facts:
-        remember(user=user, text=fact, source_message=answer.reply_to)
-    return facts
+        with transaction.atomic():
+            replaced = [known[n - 1].pk for n in fact.replaces]
+            MemoryItem.objects.filter(owner=user, pk__in=replaced).delete()
+            remember(user=user, text=fact.text, source_message=answer.reply_to)
+    return [fact.text for fact in facts]
 
 
 # --- long conversations ---------------------------------------------------------------------

@@ -129,3 +129,29 @@ async def test_the_local_model_survives_a_cancelled_answer(llama_server):
 
     assert isinstance(items[-1], Completion)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+async def test_the_local_model_follows_the_memory_extraction_schema(llama_server):
+    """The schema must survive llama.cpp's JSON-schema-to-grammar conversion, and what the
+    small model returns must parse into facts (or none) without an exception."""
+    import json
+
+    from assistant import memory
+    from assistant.llm import complete_json
+    from assistant.models import MemoryItem
+
+    config = LLMConfig(base_url=llama_server, api_key="local", model=DEFAULT_MODEL_ALIAS, max_tokens=200)
+    known = [MemoryItem(text="The user works in the Berlin office.")]
+    messages = memory._extraction_messages(
+        "I moved to the Munich office last month. Where is the nearest printer?",
+        "The nearest printer is on floor 2.",
+        known,
+    )
+    raw = await complete_json(messages, schema=memory.EXTRACTION_SCHEMA, config=config)
+    await aclose_clients()
+    data = json.loads(raw)
+    assert isinstance(data["facts"], list)
+    assert all(isinstance(fact, dict) and isinstance(fact["text"], str) for fact in data["facts"])
+    facts = memory.parse_extraction(raw, known=len(known))
+    assert all(fact.replaces in ((), (1,)) for fact in facts)
