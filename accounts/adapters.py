@@ -3,7 +3,8 @@
 The rules themselves are in ``accounts/sso.py`` (pure) and ``accounts/services.py`` (writes);
 these classes only connect them to allauth's flow:
 
-1. ``SocialAccountAdapter.populate_user`` (before allauth looks the account up),
+1. ``SocialAccountAdapter.populate_user`` (before allauth looks the account up; a SAML
+   sign-in's attributes are mapped to OIDC claim names here, see ``sso.saml_claims``),
 2. ``SocialAccountAdapter.pre_social_login`` (refuse: e-mail, domain, tenant, hosted domain),
 3. allauth signs the user in (creating them on first sign-in),
 4. ``AccountAdapter.post_login`` (sync name, groups and staff flags; remember how to log out
@@ -88,6 +89,13 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def populate_user(self, request, sociallogin, data):
         user = super().populate_user(request, sociallogin, data)
         extra_data = sociallogin.account.extra_data
+        app_settings = _app_settings(sociallogin)
+        if app_settings.get("protocol") == "saml":
+            # Kept in extra_data (allauth saves it with the account) so every rule below and
+            # every later reader sees a SAML sign-in in the same claim names as an OIDC one.
+            extra_data[sso.CLAIMS_KEY] = sso.saml_claims(
+                extra_data, app_settings, email=data.get("email") or ""
+            )
         user.full_name = sso.display_name(extra_data)
         # The email_verified rule is ours (refuse only an explicit false, see sso.py), so
         # allauth's e-mail matching must see the address as verified when we accept it.
@@ -98,7 +106,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return user
 
     def pre_social_login(self, request, sociallogin) -> None:
-        app_settings = sociallogin.provider.app.settings if sociallogin.provider.app else {}
+        app_settings = _app_settings(sociallogin)
         refusal = sso.sign_in_refusal(
             sociallogin.account.extra_data,
             app_settings=app_settings,
@@ -181,9 +189,14 @@ def _carry_sso_state_forward(sociallogin) -> None:
         account.extra_data.pop(sso.SSO_STATE_KEY, None)
 
 
+def _app_settings(sociallogin) -> dict:
+    app = sociallogin.provider.app
+    return app.settings if app and isinstance(app.settings, dict) else {}
+
+
 def _apply_sso_sign_in(request, user, sociallogin) -> None:
     account = sociallogin.account
-    app_settings = sociallogin.provider.app.settings if sociallogin.provider.app else {}
+    app_settings = _app_settings(sociallogin)
     extra_data = account.extra_data or {}
     services.user_sync_from_sso(
         user=user,
@@ -191,6 +204,10 @@ def _apply_sso_sign_in(request, user, sociallogin) -> None:
         name=sso.display_name(extra_data),
         groups=sso.groups_from_claims(extra_data, app_settings.get("groups_claim", "")),
     )
+    if app_settings.get("protocol") == "saml":
+        # No single logout for SAML (yet): signing out ends the session here only.
+        request.session.pop(sso.SSO_LOGOUT_SESSION_KEY, None)
+        return
     raw = getattr(request, _RAW_ID_TOKEN_ATTR, "")
     if raw and _payload(raw) != extra_data.get("id_token"):
         raw = ""  # not the token allauth verified: do not hand it to anyone

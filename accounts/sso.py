@@ -2,11 +2,13 @@
 
 Two halves, both free of requests and of the database so they can be tested alone:
 
-- :func:`sso_settings` turns ``OIDC_*`` / ``SSO_*`` / ``ACCOUNT_LOCAL_LOGIN`` variables into
-  Django settings for allauth's OpenID Connect provider (one app per identity provider);
+- :func:`sso_settings` turns ``OIDC_*`` / ``SAML_*`` / ``SSO_*`` / ``ACCOUNT_LOCAL_LOGIN``
+  variables into Django settings for allauth's OpenID Connect provider (one app per identity
+  provider) and its SAML 2.0 provider (one identity provider);
 - :func:`sign_in_refusal`, :func:`groups_from_claims` and friends read the claims of one
   sign-in (allauth keeps them in ``SocialAccount.extra_data`` as ``{"id_token": {...},
-  "userinfo": {...}}``) and decide whether it may proceed.
+  "userinfo": {...}}``; a SAML sign-in's attributes are first mapped to the same claim names
+  by :func:`saml_claims`, kept under ``CLAIMS_KEY``) and decide whether it may proceed.
 
 The adapters in ``accounts/adapters.py`` call these; ``accounts/services.py`` applies the
 result (profile, groups, staff flags).
@@ -14,6 +16,7 @@ result (profile, groups, staff flags).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -82,6 +85,9 @@ _FALSE_STRINGS = {"false", "0", "no"}
 SSO_STATE_KEY = "assistant_sso"
 # The session entry used for RP-initiated logout at the identity provider.
 SSO_LOGOUT_SESSION_KEY = "assistant_sso_logout"
+# Where a SAML sign-in's attributes, mapped to OIDC claim names, are kept in extra_data (the
+# rest of it is allauth's ``{attribute name: [values]}``); see saml_claims.
+CLAIMS_KEY = "assistant_claims"
 
 
 @dataclass(frozen=True)
@@ -135,25 +141,38 @@ class OIDCProvider:
 def sso_settings(env, *, debug: bool) -> dict:
     """Returns the Django settings for SSO (allauth providers, domain and group rules).
 
-    Reads the single-provider ``OIDC_*`` variables or ``OIDC_PROVIDERS`` (JSON), never both;
-    raises ImproperlyConfigured naming the variable on anything that cannot work.
+    Reads the single-provider ``OIDC_*`` variables or ``OIDC_PROVIDERS`` (JSON), never both,
+    and ``SAML_*`` for one SAML 2.0 identity provider (beside or instead of OIDC); raises
+    ImproperlyConfigured naming the variable on anything that cannot work.
     """
     providers = parse_providers(env, debug=debug)
-    local_login = env.bool("ACCOUNT_LOCAL_LOGIN", not providers or debug)
-    if not providers and not local_login:
+    saml = parse_saml_provider(env, debug=debug)
+    provider_ids = [p.id for p in providers] + ([saml.id] if saml else [])
+    if saml and saml.id in provider_ids[:-1]:
         raise ImproperlyConfigured(
-            "ACCOUNT_LOCAL_LOGIN=0 but no SSO provider is configured (OIDC_SERVER_URL or "
-            "OIDC_PROVIDERS): nobody could sign in."
+            f"SAML_PROVIDER_ID={saml.id!r} is also the id of an OpenID Connect provider: "
+            "give each identity provider its own id."
         )
+    local_login = env.bool("ACCOUNT_LOCAL_LOGIN", not provider_ids or debug)
+    if not provider_ids and not local_login:
+        raise ImproperlyConfigured(
+            "ACCOUNT_LOCAL_LOGIN=0 but no SSO provider is configured (OIDC_SERVER_URL, "
+            "OIDC_PROVIDERS, SAML_IDP_METADATA_URL or SAML_IDP_SSO_URL): nobody could sign in."
+        )
+    allauth_providers: dict = {}
+    if providers:
+        allauth_providers["openid_connect"] = {"APPS": [p.as_allauth_app() for p in providers]}
+    if saml:
+        allauth_providers["saml"] = {"APPS": [saml.as_allauth_app()]}
     staff_groups = env.list("SSO_STAFF_GROUPS")
     admin_groups = env.list("SSO_ADMIN_GROUPS")
     return {
         "SOCIALACCOUNT_ADAPTER": "accounts.adapters.SocialAccountAdapter",
-        "SOCIALACCOUNT_PROVIDERS": {
-            "openid_connect": {"APPS": [p.as_allauth_app() for p in providers]}
-        }
-        if providers
-        else {},
+        "SOCIALACCOUNT_PROVIDERS": allauth_providers,
+        # Apps settings.py appends to INSTALLED_APPS. The SAML provider's URLs exist only when
+        # it is installed, and it imports xmlsec, whose libxml2 must match lxml's: installed
+        # only when SAML is configured, so a mismatch can never stop an OIDC-only site.
+        "SSO_EXTRA_APPS": [SAML_APP] if saml else [],
         # Local accounts off: allauth hides the password form, refuses POSTs to the login
         # view (403) and drops sign-up, password reset and e-mail management URLs.
         "SOCIALACCOUNT_ONLY": not local_login,
@@ -167,7 +186,7 @@ def sso_settings(env, *, debug: bool) -> dict:
         "SOCIALACCOUNT_LOGIN_ON_GET": False,
         "SOCIALACCOUNT_STORE_TOKENS": False,
         "SOCIALACCOUNT_REQUESTS_TIMEOUT": env.int("OIDC_TIMEOUT", 10, min_value=1),
-        "SSO_PROVIDER_IDS": [p.id for p in providers],
+        "SSO_PROVIDER_IDS": provider_ids,
         "SSO_ALLOWED_DOMAINS": _domains(env.list("SSO_ALLOWED_DOMAINS"), "SSO_ALLOWED_DOMAINS"),
         "SSO_STAFF_GROUPS": staff_groups,
         "SSO_ADMIN_GROUPS": admin_groups,
@@ -365,6 +384,192 @@ def _domains(values, where: str) -> list[str]:
     return domains
 
 
+# --- SAML 2.0 ----------------------------------------------------------------------------
+
+# The app that must be in INSTALLED_APPS for SAML (its URLs import python3-saml, installed
+# by the ``saml`` extra of django-allauth).
+SAML_APP = "allauth.socialaccount.providers.saml"
+DEFAULT_SAML_PROVIDER_ID = "saml"
+DEFAULT_SAML_GROUPS_ATTRIBUTE = "groups"
+# Attribute names tried in order. The URN forms are what most providers send (eduPerson /
+# X.500 OIDs, as Shibboleth, Keycloak, Okta and Google can); the schemas.xmlsoap.org forms are
+# Entra ID's and AD FS's; the short names are common custom mappings.
+SAML_EMAIL_ATTRIBUTES = (
+    "urn:oid:0.9.2342.19200300.100.1.3",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "email",
+    "mail",
+)
+SAML_NAME_ATTRIBUTES = (
+    "urn:oid:2.16.840.1.113730.3.1.241",
+    "http://schemas.microsoft.com/identity/claims/displayname",
+    "displayName",
+    "name",
+)
+SAML_GIVEN_NAME_ATTRIBUTES = (
+    "urn:oid:2.5.4.42",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    "givenName",
+    "firstName",
+)
+SAML_FAMILY_NAME_ATTRIBUTES = (
+    "urn:oid:2.5.4.4",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    "sn",
+    "surname",
+    "lastName",
+)
+# The standard stable subject identifier; without it the NameID is the account's uid.
+SAML_UID_ATTRIBUTES = ("urn:oasis:names:tc:SAML:attribute:subject-id",)
+# Entra ID sends this instead of the groups when a user is in too many of them.
+ENTRA_GROUPS_LINK_ATTRIBUTE = "http://schemas.microsoft.com/claims/groups.link"
+_SAML_ENV = (
+    "SAML_IDP_METADATA_URL",
+    "SAML_IDP_ENTITY_ID",
+    "SAML_IDP_SSO_URL",
+    "SAML_IDP_X509_CERT",
+)
+_PEM_LINE_RE = re.compile(r"-----(BEGIN|END) CERTIFICATE-----")
+
+
+@dataclass(frozen=True)
+class SAMLProvider:
+    """The SAML 2.0 identity provider, validated. ``as_allauth_app`` is what allauth reads.
+
+    Either ``idp_metadata_url`` (allauth reads the entity id, SSO URL and signing certificate
+    from it, cached for 4 hours) or ``idp_sso_url`` + ``idp_x509_cert`` + ``idp_entity_id``.
+    """
+
+    id: str
+    name: str
+    idp_metadata_url: str = ""
+    idp_entity_id: str = ""
+    idp_sso_url: str = ""
+    idp_x509_cert: str = ""
+    sp_entity_id: str = ""
+    email_attributes: tuple[str, ...] = SAML_EMAIL_ATTRIBUTES
+    name_attributes: tuple[str, ...] = SAML_NAME_ATTRIBUTES
+    groups_attribute: str = DEFAULT_SAML_GROUPS_ATTRIBUTE
+    uid_attributes: tuple[str, ...] = SAML_UID_ATTRIBUTES
+
+    def as_allauth_app(self) -> dict:
+        if self.idp_metadata_url:
+            idp: dict = {
+                "metadata_url": self.idp_metadata_url,
+                "entity_id": self.idp_entity_id or None,
+            }
+        else:
+            idp = {
+                "entity_id": self.idp_entity_id,
+                "sso_url": self.idp_sso_url,
+                "x509cert": self.idp_x509_cert,
+            }
+        app_settings: dict = {
+            "idp": idp,
+            "attribute_mapping": {
+                "uid": list(self.uid_attributes),
+                "email": list(self.email_attributes),
+                "first_name": list(SAML_GIVEN_NAME_ATTRIBUTES),
+                "last_name": list(SAML_FAMILY_NAME_ATTRIBUTES),
+            },
+            "advanced": {
+                "strict": True,
+                # Only a signed assertion is believed: an unsigned one inside a signed
+                # response, or an unsigned response, is refused (python3-saml checks both).
+                "want_assertion_signed": True,
+                "reject_idp_initiated_sso": True,
+                "reject_deprecated_algorithm": True,
+            },
+            # Ours (allauth ignores them; the adapters read them from app.settings):
+            "protocol": "saml",
+            "groups_claim": self.groups_attribute,
+            "name_attributes": list(self.name_attributes),
+            "idp_logout": False,  # no SAML single logout: signing out ends our session only
+        }
+        if self.sp_entity_id:
+            app_settings["sp"] = {"entity_id": self.sp_entity_id}
+        return {
+            # client_id is the "organization slug" in allauth's SAML URLs
+            # (/accounts/saml/<id>/acs/); provider_id is SocialAccount.provider.
+            "provider_id": self.id,
+            "client_id": self.id,
+            "name": self.name,
+            "settings": app_settings,
+        }
+
+
+def parse_saml_provider(env, *, debug: bool) -> SAMLProvider | None:
+    """The SAML identity provider from ``SAML_*`` variables, or ``None`` when none is set."""
+    if not any(env.is_set(name) for name in _SAML_ENV):
+        return None
+    provider_id = env.str("SAML_PROVIDER_ID", DEFAULT_SAML_PROVIDER_ID).lower()
+    if not _ID_RE.match(provider_id):
+        raise ImproperlyConfigured(
+            f"SAML_PROVIDER_ID={provider_id!r} must be lower-case letters, digits, '-' or '_' "
+            "(it becomes part of the SAML URLs)."
+        )
+    metadata_url = env.str("SAML_IDP_METADATA_URL")
+    entity_id = env.str("SAML_IDP_ENTITY_ID")
+    sso_url = env.str("SAML_IDP_SSO_URL")
+    cert = env.str("SAML_IDP_X509_CERT")
+    if metadata_url:
+        if sso_url or cert:
+            raise ImproperlyConfigured(
+                "SAML_IDP_METADATA_URL is set together with SAML_IDP_SSO_URL / "
+                "SAML_IDP_X509_CERT: use the metadata URL, or the three SAML_IDP_ENTITY_ID, "
+                "SAML_IDP_SSO_URL and SAML_IDP_X509_CERT, not both."
+            )
+        _check_server_url(metadata_url, "SAML_IDP_METADATA_URL", debug=debug)
+    else:
+        missing = [
+            name
+            for name, value in (
+                ("SAML_IDP_ENTITY_ID", entity_id),
+                ("SAML_IDP_SSO_URL", sso_url),
+                ("SAML_IDP_X509_CERT", cert),
+            )
+            if not value
+        ]
+        if missing:
+            raise ImproperlyConfigured(
+                f"SAML needs {', '.join(missing)} (from the identity provider's SAML app), or "
+                "SAML_IDP_METADATA_URL instead of all three."
+            )
+        _check_server_url(sso_url, "SAML_IDP_SSO_URL", debug=debug)
+        cert = _certificate_body(cert)
+    groups_attribute = env.str("SAML_GROUPS_ATTRIBUTE", DEFAULT_SAML_GROUPS_ATTRIBUTE)
+    if "SAML_GROUPS_ATTRIBUTE" in env.environ and not env.is_set("SAML_GROUPS_ATTRIBUTE"):
+        groups_attribute = ""  # set but empty: group sync off
+    return SAMLProvider(
+        id=provider_id,
+        name=env.str("SAML_PROVIDER_NAME", DEFAULT_PROVIDER_NAME),
+        idp_metadata_url=metadata_url,
+        idp_entity_id=entity_id,
+        idp_sso_url=sso_url,
+        idp_x509_cert=cert,
+        sp_entity_id=env.str("SAML_SP_ENTITY_ID"),
+        email_attributes=tuple(env.list("SAML_EMAIL_ATTRIBUTE", list(SAML_EMAIL_ATTRIBUTES))),
+        name_attributes=tuple(env.list("SAML_NAME_ATTRIBUTE", list(SAML_NAME_ATTRIBUTES))),
+        groups_attribute=groups_attribute,
+        uid_attributes=tuple(env.list("SAML_UID_ATTRIBUTE", list(SAML_UID_ATTRIBUTES))),
+    )
+
+
+def _certificate_body(text: str) -> str:
+    """The base64 body of a PEM certificate (headers, spaces and line breaks dropped)."""
+    body = "".join(_PEM_LINE_RE.sub("", text.replace("\\n", "\n")).split())
+    try:
+        der = base64.b64decode(body, validate=True)
+    except ValueError:
+        der = b""
+    if not der.startswith(b"\x30"):  # an X.509 certificate is a DER SEQUENCE
+        raise ImproperlyConfigured(
+            "SAML_IDP_X509_CERT is not a certificate: paste the identity provider's signing "
+            "certificate, PEM (-----BEGIN CERTIFICATE-----...) or its base64 body."
+        )
+    return body
+
+
 # --- the rules of one sign-in -----------------------------------------------------------
 
 
@@ -377,8 +582,9 @@ class Refusal:
 
 
 def claim_sources(extra_data: Mapping) -> list[Mapping]:
-    """The claim sets of one sign-in: the ID token's, then userinfo's (either may be missing)."""
-    sources = [extra_data.get("id_token"), extra_data.get("userinfo")]
+    """The claim sets of one sign-in: the ID token's, then userinfo's (either may be missing),
+    or for SAML the attributes mapped by :func:`saml_claims`."""
+    sources = [extra_data.get("id_token"), extra_data.get("userinfo"), extra_data.get(CLAIMS_KEY)]
     return [s for s in sources if isinstance(s, Mapping)]
 
 
@@ -472,6 +678,45 @@ def _groups_overage(claims: Mapping, claim: str) -> bool:
     # Entra ID replaces a too-long groups claim by a pointer to Microsoft Graph.
     names = claims.get("_claim_names")
     return isinstance(names, Mapping) and claim in names
+
+
+def saml_claims(attributes: Mapping, app_settings: Mapping, *, email: str = "") -> dict:
+    """A SAML sign-in's attributes as the claims the rules above read.
+
+    ``attributes`` is allauth's ``{name: [values]}``; ``email`` is the address allauth took
+    from them (or from an e-mail NameID), used when no configured attribute carries one.
+    The groups keep the attribute's name as their claim name (``groups_claim``).
+    """
+
+    def first(names) -> str:
+        for name in names:
+            values = attributes.get(name)
+            if isinstance(values, list):
+                for value in values:
+                    if isinstance(value, str) and value.strip():
+                        return value.strip()
+        return ""
+
+    mapping = app_settings.get("attribute_mapping") or {}
+    claims: dict = {}
+    address = first(mapping.get("email") or SAML_EMAIL_ATTRIBUTES) or email
+    if address:
+        claims["email"] = address
+    for claim, names in (
+        ("name", app_settings.get("name_attributes") or SAML_NAME_ATTRIBUTES),
+        ("given_name", mapping.get("first_name") or SAML_GIVEN_NAME_ATTRIBUTES),
+        ("family_name", mapping.get("last_name") or SAML_FAMILY_NAME_ATTRIBUTES),
+    ):
+        value = first(names)
+        if value:
+            claims[claim] = value
+    groups_attribute = app_settings.get("groups_claim")
+    if groups_attribute and groups_attribute in attributes:
+        claims[groups_attribute] = attributes[groups_attribute]
+    elif groups_attribute and ENTRA_GROUPS_LINK_ATTRIBUTE in attributes:
+        # The same shape as Entra's OIDC overage, so sign_in_refusal treats both alike.
+        claims["_claim_names"] = {groups_attribute: "src1"}
+    return claims
 
 
 def groups_from_claims(extra_data: Mapping, claim: str) -> list[str] | None:

@@ -171,10 +171,11 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
-# SSO (OpenID Connect through allauth), domain and group rules: see accounts/sso.py.
+# SSO (OpenID Connect and SAML 2.0 through allauth), domain and group rules: accounts/sso.py.
 from accounts.sso import sso_settings  # noqa: E402
 
 globals().update(sso_settings(env, debug=DEBUG))
+INSTALLED_APPS += SSO_EXTRA_APPS  # noqa: F821 - set just above
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
