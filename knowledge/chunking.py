@@ -28,6 +28,36 @@ def approx_token_count(text: str) -> int:
     return sum(1 + len(token) // 10 for token in TOKEN.findall(text))
 
 
+# Texts joined by whitespace count as the sum of their parts: no token spans whitespace.
+approx_token_count.tokens_additive = True  # type: ignore[attr-defined]
+
+
+class _Counter:
+    """`count_tokens` with a memory: the chunker asks about the same text several times.
+
+    A counter that declares `tokens_additive = True` (on the function, or on the object whose
+    method it is, such as an embedder) promises that texts joined by whitespace count as the
+    sum of their counts: true of WordPiece after whitespace pre-splitting and of
+    `approx_token_count`, not of byte-level BPE, where whitespace belongs to the tokens. Then
+    each paragraph is counted once, and sections and chunks by adding up their paragraphs.
+    Either way the chunks are the same; only the work of counting changes.
+    """
+
+    def __init__(self, count_tokens: TokenCounter) -> None:
+        self._count = count_tokens
+        self.additive = bool(
+            getattr(count_tokens, "tokens_additive", False)
+            or getattr(getattr(count_tokens, "__self__", None), "tokens_additive", False)
+        )
+        self._known: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        tokens = self._known.get(text)
+        if tokens is None:
+            tokens = self._known[text] = self._count(text)
+        return tokens
+
+
 @dataclass(frozen=True)
 class ChunkDraft:
     """A passage ready to be embedded and stored; `text` is what users see and cite."""
@@ -50,6 +80,10 @@ class _Unit:
     prose: bool  # whether its trailing sentences may be repeated as overlap
 
 
+# (heading path, page, text, its tokens; the latter only exact when the counter is additive)
+_Passage = tuple[tuple[str, ...], int | None, str, int]
+
+
 def chunk_document(
     doc: ParsedDocument,
     *,
@@ -67,34 +101,40 @@ def chunk_document(
         raise ValueError("target_tokens must be at least 8")
     tiny = target_tokens // 4 if merge_below_tokens is None else merge_below_tokens
     overlap = max(0, min(overlap_tokens, target_tokens // 4))
-    passages: list[tuple[tuple[str, ...], int | None, str]] = []
+    count = _Counter(count_tokens)
+    sections = [section for section in doc.sections if section.text.strip()]
+    blocks = [_blocks(section.text) for section in sections]
+    passages: list[_Passage] = []
     group: list[tuple[Section, int]] = []  # tiny sections waiting to be merged
-    for section in doc.sections:
-        tokens = count_tokens(section.text) if section.text.strip() else 0
+    for section, section_blocks in zip(sections, blocks, strict=True):
+        if count.additive:
+            tokens = sum(count(block) for block in section_blocks)
+        else:
+            tokens = count(section.text)
         if not tokens:
             continue
         if tokens < tiny and _joins_group(group, section, tokens, target_tokens):
             group.append((section, tokens))
             continue
-        passages.extend(_merge(group))
+        passages.extend(_merge(group, count))
         group = []
         if tokens < tiny:
             group = [(section, tokens)]
             continue
-        units = _section_units(section.text, target_tokens, count_tokens)
-        for text in _pack(units, target_tokens, overlap, count_tokens):
-            passages.append((section.heading_path, section.page, text))
-    passages.extend(_merge(group))
+        units = _section_units(section_blocks, target_tokens, count)
+        for text, text_tokens in _pack(units, target_tokens, overlap, count):
+            passages.append((section.heading_path, section.page, text, text_tokens))
+    passages.extend(_merge(group, count))
     return [
         ChunkDraft(
             ordinal=ordinal,
             text=text,
             heading_path=path,
             page=page,
-            token_count=count_tokens(text),
+            token_count=tokens if count.additive else count(text),
             embed_text=_embed_text(doc.title, path, text),
         )
-        for ordinal, (path, page, text) in enumerate(passages)
+        for ordinal, (path, page, text, tokens) in enumerate(passages)
     ]
 
 
@@ -114,19 +154,21 @@ def _joins_group(
     return all(len(path) - len(prefix) <= 1 for path in paths)
 
 
-def _merge(group: list[tuple[Section, int]]) -> list[tuple[tuple[str, ...], int | None, str]]:
+def _merge(group: list[tuple[Section, int]], count: _Counter) -> list[_Passage]:
     """One passage under the shared heading path; each member's own heading opens its part."""
     if not group:
         return []
     if len(group) == 1:
-        section = group[0][0]
-        return [(section.heading_path, section.page, section.text.strip())]
+        section, tokens = group[0]
+        return [(section.heading_path, section.page, section.text.strip(), tokens)]
     prefix = _common_prefix([section.heading_path for section, _ in group])
     parts = []
-    for section, _ in group:
+    total = 0
+    for section, tokens in group:
         own = section.heading_path[len(prefix) :]
         parts.append("\n".join([*own, section.text.strip()]))
-    return [(prefix, group[0][0].page, "\n\n".join(parts))]
+        total += tokens + (sum(count(heading) for heading in own) if count.additive else 0)
+    return [(prefix, group[0][0].page, "\n\n".join(parts), total)]
 
 
 def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -142,9 +184,9 @@ def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
 # --- splitting one section into units ----------------------------------------------------
 
 
-def _section_units(text: str, limit: int, count: TokenCounter) -> list[_Unit]:
+def _section_units(blocks: list[str], limit: int, count: _Counter) -> list[_Unit]:
     units: list[_Unit] = []
-    for block in _blocks(text):
+    for block in blocks:
         tokens = count(block)
         if tokens <= limit:
             units.append(_Unit(block, tokens, "\n\n", prose=_is_prose(block)))
@@ -195,7 +237,7 @@ def _is_line_oriented(block: str) -> bool:
     return len(lines) > 1 and marked * 2 >= len(lines)
 
 
-def _split_block(block: str, limit: int, count: TokenCounter) -> list[_Unit]:
+def _split_block(block: str, limit: int, count: _Counter) -> list[_Unit]:
     if _is_line_oriented(block):
         pieces, sep, prose = block.split("\n"), "\n", False
     else:
@@ -207,7 +249,7 @@ def _split_block(block: str, limit: int, count: TokenCounter) -> list[_Unit]:
     return _first_opens_block(units)
 
 
-def _code_units(block: str, limit: int, count: TokenCounter) -> list[_Unit]:
+def _code_units(block: str, limit: int, count: _Counter) -> list[_Unit]:
     """Split an oversized code block between lines; every piece is re-fenced to stay valid."""
     lines = block.split("\n")
     opening = lines[0]
@@ -221,7 +263,7 @@ def _code_units(block: str, limit: int, count: TokenCounter) -> list[_Unit]:
     return units
 
 
-def _pack_lines(lines: list[str], budget: int, count: TokenCounter) -> Iterable[str]:
+def _pack_lines(lines: list[str], budget: int, count: _Counter) -> Iterable[str]:
     current: list[str] = []
     size = 0
     for line in lines:
@@ -236,24 +278,26 @@ def _pack_lines(lines: list[str], budget: int, count: TokenCounter) -> Iterable[
         yield "\n".join(current)
 
 
-def _fit(text: str, limit: int, count: TokenCounter) -> list[str]:
+def _fit(text: str, limit: int, count: _Counter) -> list[str]:
     """Cut a piece that is still too long at spaces, and a single giant word by characters."""
     if count(text) <= limit:
         return [text]
     parts: list[str] = []
     current = ""
+    size = 0  # count(current), kept up to date when the counter is additive
     for word in text.split(" "):
         candidate = f"{current} {word}" if current else word
-        if count(candidate) <= limit:
-            current = candidate
+        tokens = size + count(word) if count.additive else count(candidate)
+        if tokens <= limit:
+            current, size = candidate, tokens
             continue
         if current:
             parts.append(current)
         if count(word) <= limit:
-            current = word
+            current, size = word, count(word)
         else:  # every counter here spends at most one token per character
             parts.extend(word[i : i + limit] for i in range(0, len(word), limit))
-            current = ""
+            current, size = "", 0
     if current:
         parts.append(current)
     return parts
@@ -269,14 +313,15 @@ def _first_opens_block(units: list[_Unit]) -> list[_Unit]:
 # --- packing units into chunks -----------------------------------------------------------
 
 
-def _pack(units: list[_Unit], target: int, overlap: int, count: TokenCounter) -> list[str]:
-    chunks: list[str] = []
+def _pack(units: list[_Unit], target: int, overlap: int, count: _Counter) -> list[tuple[str, int]]:
+    """Chunk texts, each with the sum of its units' tokens."""
+    chunks: list[tuple[str, int]] = []
     current: list[_Unit] = []
     size = 0
     fresh = 0  # tokens in `current` that are not overlap
     for unit in units:
         if fresh and size + unit.tokens > target:
-            chunks.append(_join(current))
+            chunks.append((_join(current), size))
             current = _overlap(current[-1], overlap, count)
             size = sum(item.tokens for item in current)
             fresh = 0
@@ -284,11 +329,11 @@ def _pack(units: list[_Unit], target: int, overlap: int, count: TokenCounter) ->
         size += unit.tokens
         fresh += unit.tokens
     if fresh:
-        chunks.append(_join(current))
+        chunks.append((_join(current), size))
     return chunks
 
 
-def _overlap(last: _Unit, budget: int, count: TokenCounter) -> list[_Unit]:
+def _overlap(last: _Unit, budget: int, count: _Counter) -> list[_Unit]:
     """The trailing sentences of the previous chunk's last unit, up to `budget` tokens."""
     if not budget or not last.prose:
         return []
@@ -303,7 +348,7 @@ def _overlap(last: _Unit, budget: int, count: TokenCounter) -> list[_Unit]:
     if not taken:
         return []
     text = " ".join(taken)
-    return [_Unit(text, count(text), "\n\n", prose=True)]
+    return [_Unit(text, size if count.additive else count(text), "\n\n", prose=True)]
 
 
 def _join(units: list[_Unit]) -> str:

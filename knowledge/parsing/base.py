@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import codecs
 import re
-import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import ClassVar
 
 MAX_HEADING_CHARS = 200
+# Unicode category Cc (U+0000-U+001F, U+007F-U+009F) without the whitespace controls \t\n\v\f\r.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ParseLimits:
     """
 
     max_input_bytes: int = 50 * 2**20
-    # BeautifulSoup's tree costs about ten times the markup, so HTML gets a lower cap.
+    # A parsed HTML tree costs several times the markup, so HTML gets a lower cap.
     max_html_bytes: int = 10 * 2**20
     max_pages: int = 2_000
     # Any single decompressed PDF stream (pypdf's own limit is 75 MB).
@@ -182,7 +183,5 @@ def looks_like_text(text: str) -> bool:
     if "\x00" in text:
         return False
     sample = text[:100_000]
-    controls = sum(
-        1 for ch in sample if ch not in "\t\n\r\f\v" and unicodedata.category(ch) == "Cc"
-    )
+    controls = len(CONTROL_CHARACTERS.findall(sample))
     return controls <= len(sample) / 100

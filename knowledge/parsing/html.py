@@ -3,14 +3,21 @@
 Boilerplate (navigation, page header/footer, sidebars, scripts, forms, hidden elements) is
 removed before walking the tree. Only text nodes are read, never attributes, so event
 handlers, inline styles and URLs cannot leak into passages.
+
+The tree is libxml2's (lxml's HTML parser, recovering from broken markup). The rules below
+were first written against BeautifulSoup's tree over the same parser and keep its results:
+text on either side of a removed element or a comment stays two strings (a heading's words
+do not run together), text inside <rt>/<rp> is left out of headings, titles, table cells and
+code blocks, and the encoding is chosen in the same order (HTTP charset, byte-order mark,
+declaration in the document, then UTF-8 if the bytes are valid UTF-8, else a detected one).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
-from bs4 import BeautifulSoup, NavigableString, Tag
-from bs4.element import PreformattedString
+from lxml import etree
 
 from .base import ParsedDocument, ParseError, ParseLimits, Parser, SectionBuilder, fenced
 from .base import filename_stem as _filename_stem
@@ -42,7 +49,24 @@ BLOCK_TAGS = frozenset(
      "section", "summary", "ul", "caption", "center"}
 )  # fmt: skip
 CONTENT_TAGS = frozenset({"article", "main", "section"})
+# Text inside these is not prose of the element around it (ruby annotations, code, styles):
+# it is left out of headings, titles, table cells and code blocks.
+NON_CONTENT_TEXT = frozenset({"rt", "rp", "style", "script", "template"})
 MAX_DEPTH = 400
+CLASS_NAMES = re.compile(r"\S+")
+# Encoding declarations, searched like browsers' pre-scan: an XML declaration at the very
+# start, else a <meta ... charset=...> near the start of the page.
+XML_ENCODING = re.compile(rb"^\s*<\?.*encoding=['\"](.*?)['\"].*\?>", re.IGNORECASE)
+META_CHARSET = re.compile(rb"<\s*meta[^>]+charset\s*=\s*[\"']?([^>]*?)[ /;'\">]", re.IGNORECASE)
+# windows-1252 as browsers decode it: the five bytes it leaves undefined become U+0081...
+WINDOWS_1252 = {
+    byte: bytes([byte]).decode("cp1252", errors="ignore") or chr(byte) for byte in range(0x80, 0xA0)
+}
+# Whether any element sits 2,000 levels deep (cheap: the node set empties at the real depth).
+TOO_DEEP = etree.XPath("boolean(" + "/*" * 2000 + ")")
+ROLE_MAIN = etree.XPath("(descendant-or-self::*[@role='main'])[1]")
+# The synthetic element that stands for the document when a page has no <body>.
+DOCUMENT = "x-document"
 
 
 @register
@@ -63,11 +87,12 @@ class HtmlParser(Parser):
                 f"The page is larger than the {limits.max_html_bytes // 2**20} MB of HTML "
                 "this system accepts."
             )
-        soup = BeautifulSoup(data, "lxml", from_encoding=_charset(content_type))
-        page_title = _text_of(soup.title) if soup.title else ""
-        root = _main_content(soup)
+        html = _parse_tree(data, _charset(content_type))
+        title = _first(html, "title")
+        page_title = _text_of(title) if title is not None else ""
+        root = _main_content(html)
         _strip_boilerplate(root)
-        h1s = [_text_of(h1) for h1 in root.find_all("h1")]
+        h1s = [_text_of(h1) for h1 in root.iter("h1") if h1 is not root]
         builder = SectionBuilder()
         _Walker(builder).walk(root)
         title = _choose_title(page_title, h1s) or _filename_stem(filename) or "Untitled"
@@ -79,54 +104,173 @@ def _charset(content_type: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _main_content(soup: BeautifulSoup) -> Tag:
-    """<main>, role=main, or a lone <article>; else the whole body."""
-    found = soup.find("main") or soup.find(attrs={"role": "main"})
-    if isinstance(found, Tag):
-        return found
-    articles = soup.find_all("article")
-    if len(articles) == 1:
-        return articles[0]
-    return soup.body or soup
+# --- reading the bytes -------------------------------------------------------------------
 
 
-def _strip_boilerplate(root: Tag) -> None:
-    for tag in root.find_all(DROP_TAGS):
-        tag.decompose()
+def _parse_tree(data: bytes, charset: str | None) -> etree._Element | None:
+    """The <html> element, or None for a page without any element (empty, only a comment).
+
+    The declared encodings (HTTP charset, byte-order mark, <meta> or XML declaration) are
+    handed to libxml2 in turn until one is accepted; an unknown name (a typo in a <meta>) or
+    bytes invalid in it move on to the next. Undeclared bytes are UTF-8 when they decode as
+    UTF-8, else what charset_normalizer detects, else windows-1252 (decoded here, so that no
+    byte can stop the parser).
+    """
+    markup, sniffed = _strip_byte_order_mark(data)
+    tried: set[str] = set()
+    for encoding in (charset, sniffed, _declared_encoding(markup)):
+        if not encoding or encoding.lower() in tried:
+            continue
+        tried.add(encoding.lower())
+        try:
+            return _parse(markup, encoding)
+        except (UnicodeDecodeError, LookupError, etree.ParserError, etree.XMLSyntaxError):
+            continue
+    if "utf-8" not in tried and _is_utf8(markup):
+        return _parse(markup, "utf-8")
+    guess = _detect_encoding(markup)  # legacy pages: EUC-KR, GB2312, KOI8-R, TIS-620...
+    if guess and guess.lower() not in tried:
+        try:
+            return _parse(markup, guess)
+        except (UnicodeDecodeError, LookupError, etree.ParserError, etree.XMLSyntaxError):
+            pass
+        try:  # a codec Python has and libxml2 lacks (euc_jis_2004): decode here
+            return _parse(markup.decode(guess, errors="replace"), None)
+        except LookupError:
+            pass
+    return _parse(markup.decode("latin-1").translate(WINDOWS_1252), None)
+
+
+def _parse(markup: bytes | str, encoding: str | None) -> etree._Element | None:
+    # huge_tree lifts libxml2's nesting limit from 256 to 2048 levels; past it libxml2 drops
+    # the rest of the page without an error, so such a page is refused instead.
+    parser = etree.HTMLParser(recover=True, huge_tree=True, encoding=encoding)
+    parser.feed(markup)
+    html = parser.close()
+    if html is not None and TOO_DEEP(html):
+        raise ParseError("The page is nested too deeply to be read.")
+    return html
+
+
+def _detect_encoding(markup: bytes) -> str | None:
+    """charset_normalizer's guess (a declared dependency), as BeautifulSoup used to ask."""
+    import charset_normalizer
+
+    return charset_normalizer.detect(markup)["encoding"]
+
+
+def _is_utf8(markup: bytes) -> bool:
+    try:
+        markup.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _strip_byte_order_mark(data: bytes) -> tuple[bytes, str | None]:
+    if len(data) >= 4 and data[:2] == b"\xfe\xff" and data[2:4] != b"\x00\x00":
+        return data[2:], "utf-16be"
+    if len(data) >= 4 and data[:2] == b"\xff\xfe" and data[2:4] != b"\x00\x00":
+        return data[2:], "utf-16le"
+    if data[:3] == b"\xef\xbb\xbf":
+        return data[3:], "utf-8"
+    if data[:4] == b"\x00\x00\xfe\xff":
+        return data[4:], "utf-32be"
+    if data[:4] == b"\xff\xfe\x00\x00":
+        return data[4:], "utf-32le"
+    return data, None
+
+
+def _declared_encoding(markup: bytes) -> str | None:
+    match = XML_ENCODING.search(markup, 0, 1024) or META_CHARSET.search(
+        markup, 0, max(2048, int(len(markup) * 0.05))
+    )
+    if match and match.group(1):
+        return match.group(1).decode("ascii", "replace").lower()
+    return None
+
+
+# --- choosing and cleaning the content ---------------------------------------------------
+
+
+def _first(html: etree._Element | None, tag: str) -> etree._Element | None:
+    return next(html.iter(tag), None) if html is not None else None
+
+
+def _main_content(html: etree._Element | None) -> etree._Element:
+    """<main>, role=main, or a lone <article>; else the body, else the whole document."""
+    if html is not None:
+        found = _first(html, "main")
+        if found is None:
+            found = next(iter(ROLE_MAIN(html)), None)
+        if found is not None:
+            return found
+        articles = list(html.iter("article"))
+        if len(articles) == 1:
+            return articles[0]
+        body = _first(html, "body")
+        if body is not None:
+            return body
+    document = etree.Element(DOCUMENT)
+    if html is not None:
+        document.append(html)
+    return document
+
+
+def _remove(element: etree._Element) -> None:
+    """Take an element out, leaving the text after it in place and still a separate string."""
+    placeholder = etree.Comment()
+    placeholder.tail = element.tail
+    element.getparent().replace(element, placeholder)  # type: ignore[union-attr]
+
+
+def _strip_boilerplate(root: etree._Element) -> None:
+    for element in list(root.iter(*DROP_TAGS)):
+        if element is not root:
+            _remove(element)
     # Class-name guesses must never throw away the content itself, so containers of the
     # main text (and their ancestors) are exempt from them.
-    content = root.find_all(["main", "article", "h1"])
-    keep = {id(tag) for tag in content} | {id(p) for tag in content for p in tag.parents}
-    stack: list[tuple[Tag, bool]] = [(root, False)]  # (element, inside article/main/section)
+    keep: set[etree._Element] = set()
+    for element in root.iter("main", "article", "h1"):
+        if element is not root:
+            keep.add(element)
+            keep.update(element.iterancestors())
+    stack: list[tuple[etree._Element, bool]] = [(root, False)]  # (element, inside content)
     while stack:
         parent, in_content = stack.pop()
-        for child in list(parent.children):
-            if not isinstance(child, Tag):
-                continue
-            if _is_boilerplate(child, in_content=in_content, guess=id(child) not in keep):
-                child.decompose()
-            else:
-                stack.append((child, in_content or child.name in CONTENT_TAGS))
+        for child in list(parent):
+            name = child.tag
+            if not isinstance(name, str):
+                continue  # comments, processing instructions
+            if _is_boilerplate(child, name, in_content=in_content, keep=keep):
+                _remove(child)
+            elif len(child):
+                stack.append((child, in_content or name in CONTENT_TAGS))
 
 
-def _is_boilerplate(tag: Tag, *, in_content: bool, guess: bool) -> bool:
-    if tag.name in ("header", "footer") and not in_content:
+def _is_boilerplate(
+    tag: etree._Element, name: str, *, in_content: bool, keep: set[etree._Element]
+) -> bool:
+    if name in ("header", "footer") and not in_content:
         return True  # page-level banner/footer; an article's own <header> holds its title
-    if tag.get("role") in DROP_ROLES or tag.get("aria-hidden") == "true":
-        return True
-    if tag.has_attr("hidden") or HIDDEN_STYLE.search(str(tag.get("style") or "")):
-        return True
-    if not guess:
+    attributes = tag.attrib
+    if not attributes:
         return False
-    names = _id_class_names(tag)
+    if attributes.get("role") in DROP_ROLES or attributes.get("aria-hidden") == "true":
+        return True
+    if "hidden" in attributes or HIDDEN_STYLE.search(attributes.get("style") or ""):
+        return True
+    classes, id_ = attributes.get("class"), attributes.get("id")
+    if not (classes or id_) or tag in keep:
+        return False
+    return _names_mark_boilerplate(classes or "", id_ or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_mark_boilerplate(classes: str, id_: str) -> bool:
+    names = {name.lower() for name in [*CLASS_NAMES.findall(classes), id_] if name}
     words = {word for name in names for word in re.split(r"[-_]", name)}
     return bool(names & BOILERPLATE_NAMES or words & BOILERPLATE_WORDS)
-
-
-def _id_class_names(tag: Tag) -> set[str]:
-    classes = tag.get("class") or []
-    names = [*(classes if isinstance(classes, list) else [classes]), str(tag.get("id") or "")]
-    return {name.lower() for name in names if name}
 
 
 def _choose_title(page_title: str, h1s: list[str]) -> str:
@@ -136,8 +280,48 @@ def _choose_title(page_title: str, h1s: list[str]) -> str:
     return next((h1 for h1 in h1s if h1 and page_title.startswith(h1)), page_title)
 
 
-def _text_of(tag: Tag) -> str:
-    return " ".join(tag.get_text(" ").replace("\u00b6", " ").split())
+# --- text --------------------------------------------------------------------------------
+
+
+def _strings(element: etree._Element) -> list[str]:
+    """The element's text nodes in order, each separate; none inside <rt>, <script>..."""
+    if element.tag in NON_CONTENT_TEXT or any(
+        ancestor.tag in NON_CONTENT_TEXT for ancestor in element.iterancestors()
+    ):
+        return []
+    if not len(element):
+        return [element.text] if element.text else []
+    strings: list[str] = []
+    _collect(element, strings)
+    return strings
+
+
+def _collect(element: etree._Element, strings: list[str]) -> None:
+    """Text and tails in document order, without recursion (nesting may be 2,000 deep)."""
+    if element.text:
+        strings.append(element.text)
+    stack = [(element, iter(element))]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            if stack and node.tail:
+                strings.append(node.tail)
+        elif isinstance(child.tag, str) and child.tag not in NON_CONTENT_TEXT:
+            if child.text:
+                strings.append(child.text)
+            stack.append((child, iter(child)))
+        elif child.tail:
+            strings.append(child.tail)
+
+
+def _get_text(element: etree._Element) -> str:
+    return "".join(_strings(element))
+
+
+def _text_of(element: etree._Element) -> str:
+    return " ".join(" ".join(_strings(element)).replace("\u00b6", " ").split())
 
 
 class _Walker:
@@ -149,20 +333,21 @@ class _Walker:
         self.lines: list[str] = []  # finished lines of the current block (split by <br>)
         self.prefix = ""  # list marker waiting for the item's first text
 
-    def walk(self, element: Tag, depth: int = 0) -> None:
+    def walk(self, element: etree._Element, depth: int = 0) -> None:
         if depth > MAX_DEPTH:
             raise ParseError("The page is nested too deeply to be read.")
-        for child in element.children:
-            if isinstance(child, NavigableString):
-                if not isinstance(child, PreformattedString):  # comments, CDATA, doctype
-                    self.line.append(str(child))
-            elif isinstance(child, Tag):
+        if element.text:
+            self.line.append(element.text)
+        for child in element:
+            if isinstance(child.tag, str):  # comments and processing instructions: tail only
                 self._element(child, depth)
+            if child.tail:
+                self.line.append(child.tail)
         if depth == 0:
             self._flush()
 
-    def _element(self, tag: Tag, depth: int) -> None:
-        name = tag.name
+    def _element(self, tag: etree._Element, depth: int) -> None:
+        name = tag.tag
         if name == "br":
             self._break_line()
         elif name in HEADINGS:
@@ -170,7 +355,7 @@ class _Walker:
             self.builder.heading(HEADINGS[name], _text_of(tag))
         elif name == "pre":
             self._flush()
-            self.builder.add(fenced(tag.get_text()))
+            self.builder.add(fenced(_get_text(tag)))
         elif name == "table":
             self._flush()
             self.builder.add(_table_text(tag))
@@ -203,13 +388,13 @@ class _Walker:
             self.prefix = ""
 
 
-def _table_text(table: Tag) -> str:
+def _table_text(table: etree._Element) -> str:
     """One line per row: 'cell | cell'. Nested tables are flattened into their cell."""
     rows = []
-    for row in table.find_all("tr"):
-        if row.find_parent("table") is not table:
+    for row in table.iter("tr"):
+        if row is table or next(row.iterancestors("table"), None) is not table:
             continue
-        cells = [_text_of(cell) for cell in row.find_all(["td", "th"], recursive=False)]
+        cells = [_text_of(cell) for cell in row if cell.tag in ("td", "th")]
         if any(cells):
             rows.append(" | ".join(cells))
     return "\n".join(rows)

@@ -231,3 +231,74 @@ def test_no_chunk_exceeds_one_and_a_half_targets_and_no_word_is_lost(raw_section
     words_out = " ".join(chunk.text for chunk in chunks).split()
     assert set(words_in) <= set(words_out)
     assert len(words_out) >= len(words_in)
+
+
+# --- counting the tokens once -------------------------------------------------------------
+
+MIXED_SECTIONS = [
+    Section("Intro. " + paragraph(0, 3), ("Guide",)),
+    Section("Tiny one.", ("Guide", "FAQ", "Q1")),
+    Section("Tiny two!", ("Guide", "FAQ", "Q2")),
+    Section(paragraph(10, 40) + "\n\n" + "y" * 900 + " after the giant word.", ("Guide", "Long")),
+    Section("```python\n" + "\n".join(f"value_{i} = compute({i})" for i in range(120)) + "\n```"),
+    Section("\n".join(f"Row {i} | cell {i} | other" for i in range(80)), ("Guide", "Table")),
+    Section("- " + "\n- ".join(f"item {i} of the list" for i in range(70)), page=3),
+    Section("   \n\n  "),
+    Section(paragraph(200, 2) + "\n\n\n   \n" + paragraph(300, 25), ("Other",), page=4),
+]
+
+
+def counting(counter, *, additive: bool):
+    """A copy of `counter` that records each text it is asked about."""
+    seen: list[str] = []
+
+    def count(text: str) -> int:
+        seen.append(text)
+        return counter(text)
+
+    count.tokens_additive = additive  # type: ignore[attr-defined]
+    return count, seen
+
+
+def test_an_additive_counter_gives_the_same_chunks_and_counts_each_text_once():
+    expected_by_target = {}
+    for target in (16, 40, 120, 400):
+        plain, plain_seen = counting(approx_token_count, additive=False)
+        additive, additive_seen = counting(approx_token_count, additive=True)
+        expected = chunk_document(doc(*MIXED_SECTIONS), target_tokens=target, count_tokens=plain)
+        chunks = chunk_document(doc(*MIXED_SECTIONS), target_tokens=target, count_tokens=additive)
+        assert chunks == expected
+        assert all(chunk.token_count == approx_token_count(chunk.text) for chunk in chunks)
+        # Nothing is counted twice, and the additive counter never sees a whole section.
+        assert len(plain_seen) == len(set(plain_seen))
+        assert len(additive_seen) == len(set(additive_seen)) < len(plain_seen)
+        expected_by_target[target] = expected
+    assert len(expected_by_target[16]) > len(expected_by_target[400]) > 1
+
+
+def test_an_embedder_declares_additive_counts_on_itself():
+    class Embedder:
+        tokens_additive = True
+
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def count_tokens(self, text: str) -> int:
+            self.texts.append(text)
+            return len(text.split())
+
+    embedder = Embedder()
+    chunks = chunk_document(
+        doc(Section(paragraph(0, 30))), target_tokens=60, count_tokens=embedder.count_tokens
+    )
+
+    def count_words(text: str) -> int:
+        return len(text.split())
+
+    assert chunks == chunk_document(
+        doc(Section(paragraph(0, 30))), target_tokens=60, count_tokens=count_words
+    )
+    # Each sentence is counted once; chunks are summed from their sentences, not recounted.
+    assert len(embedder.texts) == len(set(embedder.texts))
+    assert not any(chunk.text in embedder.texts for chunk in chunks)
+    assert all(chunk.token_count == count_words(chunk.text) for chunk in chunks)

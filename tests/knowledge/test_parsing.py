@@ -660,3 +660,125 @@ def test_text_is_split_into_paragraphs():
 def test_the_text_cap_applies_to_every_kind():
     with pytest.raises(ParseError, match="characters of text"):
         parse_document(b"word " * 100, filename="a.md", limits=ParseLimits(max_text_chars=100))
+
+
+# --- HTML edge cases (lxml tree) -------------------------------------------------------
+
+
+# Enough plain text that one control character stays under the 1% a text file may hold.
+FILLER = b"filler" * 120
+RUSSIAN = (
+    "<html><body><p>В пятницу надежды на разрешение кризиса с транзитом "
+    "газа в Европу через территорию Украины пока не оправдались. "
+    "Их появлению способствовала информация о согласии сторон.</p></body></html>"
+)
+RUSSIAN_TEXT = RUSSIAN.removeprefix("<html><body><p>").removesuffix("</p></body></html>")
+
+
+def html_sections(data: bytes, **kwargs) -> list[tuple[tuple[str, ...], str]]:
+    doc = parse_document(data, filename="page.html", **kwargs)
+    return [(s.heading_path, s.text) for s in doc.sections]
+
+
+def test_html_text_around_removed_elements_and_comments_stays_apart_in_headings():
+    data = (
+        b"<h1>Tax<!-- x -->rules</h1><h2>Part<script>var a;</script>one</h2>"
+        b"<p>in<span hidden>X</span>line</p>"
+    )
+    assert html_sections(data) == [(("Tax rules", "Part one"), "inline")]
+
+
+def test_html_ruby_annotations_stay_out_of_headings_but_not_out_of_text():
+    data = b"<h1>Kan<ruby>ji<rt>kan-ji</rt></ruby></h1><p>A<ruby>B<rp>(</rp><rt>b</rt></ruby></p>"
+    assert html_sections(data) == [(("Kan ji",), "AB(b")]
+
+
+def test_html_deep_nesting_is_read_up_to_the_walker_limit_and_refused_beyond():
+    deep_inline = b"<p>" + b"<b>" * 300 + b"deep" + b"</b>" * 300 + b"</p><p>after</p>"
+    assert html_sections(deep_inline) == [((), "deep\n\nafter")]
+    for depth in (500, 5000):
+        with pytest.raises(ParseError, match="nested too deeply"):
+            parse_document(b"<div>" * depth + b"x" + b"</div>" * depth, filename="a.html")
+    # Past libxml2's own limit the rest of the page would be lost silently: refused too,
+    # even when the deep part is boilerplate that would have been dropped.
+    hidden_deep = b"<nav>" + b"<div>" * 2100 + b"</div>" * 2100 + b"</nav><p>after</p>"
+    with pytest.raises(ParseError, match="nested too deeply"):
+        parse_document(hidden_deep, filename="a.html")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"<!-- only a comment -->", b"<?php echo 1; ?>", b"<html><head><title></title></head></html>"],
+    ids=["comment", "processing-instruction", "head-only"],
+)
+def test_html_without_content_has_no_sections(data):
+    doc = parse_document(data, filename="empty-page.html")
+    assert (doc.title, doc.sections) == ("empty-page", [])
+
+
+def test_html_page_without_body_keeps_its_title_and_frameset_text():
+    doc = parse_document(
+        b"<html><head><title>Frames</title></head><frameset><frame src=a></frameset></html>",
+        filename="f.html",
+    )
+    assert (doc.title, doc.sections) == ("Frames", [])
+
+
+def test_html_entities_comments_cdata_and_processing_instructions():
+    data = b"<p>caf&eacute; &amp; &lt;tea&gt;&nbsp;<!-- c --><?pi x?><![CDATA[hidden]]>end</p>"
+    assert html_sections(data) == [((), "caf\u00e9 & <tea> end")]
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "expected"),
+    [
+        (b"<meta charset='iso-8859-1'><p>caf\xe9</p>", None, "caf\u00e9"),
+        (b"<?xml version='1.0' encoding='iso-8859-15'?><p>\xa4</p>", None, "\u20ac"),
+        (b"<meta charset='no-such-charset'><p>caf\xc3\xa9</p>", None, "caf\u00e9"),
+        (b"\xef\xbb\xbf<p>caf\xc3\xa9</p>", None, "caf\u00e9"),
+        ("<p>caf\u00e9</p>".encode("utf-16"), None, "caf\u00e9"),
+        # Undeclared and not UTF-8: the encoding is detected.
+        (RUSSIAN.encode("koi8-r"), None, RUSSIAN_TEXT),
+        (RUSSIAN.encode("cp1251"), None, RUSSIAN_TEXT),
+        # The HTTP charset wins over the page's own declaration.
+        (b"<meta charset=utf-8><p>caf\xe9</p>", "text/html; charset=iso-8859-1", "caf\u00e9"),
+    ],
+    ids=[
+        "meta",
+        "xml-declaration",
+        "unknown-declared",
+        "utf8-bom",
+        "utf16-bom",
+        "undeclared-koi8-r",
+        "undeclared-cp1251",
+        "http-over-meta",
+    ],
+)
+def test_html_encodings(data, content_type, expected):
+    assert parse_document(data, filename="a.html", content_type=content_type).text == expected
+
+
+def test_html_bytes_undefined_in_the_declared_encoding_do_not_cut_the_page():
+    # 0x81 has no character in windows-1252: libxml2 would stop there and lose the page.
+    data = b"<p>caf\xe9 \x81 end " + FILLER + b"</p><p>last paragraph</p>"
+    text = parse_document(data, filename="a.html", content_type="text/html; charset=cp1252").text
+    assert text.startswith("caf") and " end " in text and text.endswith("last paragraph")
+
+
+def test_html_main_content_by_role_and_lone_article():
+    assert html_sections(b"<div>SKIP</div><div role='main'><p>kept</p></div><p>SKIP</p>") == [
+        ((), "kept")
+    ]
+    assert html_sections(b"<p>SKIP</p><article><p>kept</p></article>") == [((), "kept")]
+    assert html_sections(b"<article><p>a</p></article><article><p>b</p></article>") == [
+        ((), "a\n\nb")
+    ]
+
+
+def test_html_tables_flatten_nested_tables_into_their_cell():
+    data = (
+        b"<table><caption>cap</caption><tr><th>k</th><th>v</th></tr>"
+        b"<tr><td>a<table><tr><td>in</td><td>ner</td></tr></table></td><td>b</td></tr>"
+        b"<tr><td> </td></tr></table>"
+    )
+    assert html_sections(data) == [((), "k | v\na in ner | b")]
