@@ -49,6 +49,9 @@ class LocalEmbedder(Embedder):
 
     dimensions = 384
     max_tokens = MAX_SEQUENCE - 2
+    # BERT's WordPiece splits on whitespace first, so the tokens of paragraphs joined by blank
+    # lines are the sum of theirs: the chunker then counts each paragraph once.
+    tokens_additive = True
 
     def __init__(
         self,
