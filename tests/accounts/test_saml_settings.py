@@ -22,6 +22,7 @@ from accounts.sso import (
     sso_settings,
 )
 from assistant.env import Env
+from tests.support import processes
 from tests.support.saml_idp import self_signed_pair
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -166,25 +167,7 @@ def test_plain_http_metadata_is_accepted_on_loopback_or_in_debug():
 
 
 def test_production_settings_with_saml_pass_check_deploy():
-    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
-    env = {k: v for k, v in os.environ.items() if k not in dropped}
-    env.update(
-        {
-            "DEBUG": "0",
-            "SECRET_KEY": "k" * 20 + "-production-secret-" + "z" * 30,
-            "ALLOWED_HOSTS": "assistant.example.com",
-            "CSRF_TRUSTED_ORIGINS": "https://assistant.example.com",
-            **BY_HAND,
-        }
-    )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.check_deploy_in_production(**BY_HAND)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.sso import sso_settings
 from assistant.env import Env
+from tests.support import processes
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -267,23 +268,5 @@ def test_a_bad_provider_list_stops_the_app_at_start():
 
 
 def test_production_settings_with_sso_pass_check_deploy():
-    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
-    env = {k: v for k, v in os.environ.items() if k not in dropped}
-    env.update(
-        {
-            "DEBUG": "0",
-            "SECRET_KEY": "k" * 20 + "-production-secret-" + "z" * 30,
-            "ALLOWED_HOSTS": "assistant.example.com",
-            "CSRF_TRUSTED_ORIGINS": "https://assistant.example.com",
-            **SINGLE,
-        }
-    )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = processes.check_deploy_in_production(**SINGLE)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -57,6 +57,24 @@ def child_env(**extra: str) -> dict:
     return env
 
 
+def check_deploy_in_production(**env_extra: str) -> subprocess.CompletedProcess:
+    """``manage.py check --deploy --fail-level WARNING`` under the production settings the README
+    documents (DEBUG=0, a real secret, hosts), plus ``env_extra``."""
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(
+        DEBUG="0",
+        SECRET_KEY="k" * 20 + "-production-secret-" + "z" * 30,
+        ALLOWED_HOSTS="assistant.example.com",
+        CSRF_TRUSTED_ORIGINS="https://assistant.example.com",
+        **env_extra,
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+    )
+
+
 class ManagedProcess:
     def __init__(self, name: str, argv: list[str], env: dict, log_path: Path):
         self.name = name
