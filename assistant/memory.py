@@ -68,11 +68,14 @@ def items_of(user):
     return MemoryItem.objects.filter(owner=user).defer("embedding")
 
 
-def relevant_items(*, user, query: str, limit: int = 5, min_similarity: float = 0.25) -> list[MemoryItem]:
-    """This user's items closest to the query (never anyone else's)."""
+def relevant_items(
+    *, user, query: str, limit: int = 5, min_similarity: float = 0.25, query_vector=None
+) -> list[MemoryItem]:
+    """This user's items closest to the query (never anyone else's). ``query_vector``: the
+    query already embedded (by retrieval), to avoid embedding it twice."""
     if not is_enabled(user) or not MemoryItem.objects.filter(owner=user).exists():
         return []
-    vector = get_embedder().embed_query(query)
+    vector = query_vector if query_vector is not None else get_embedder().embed_query(query)
     items = (
         MemoryItem.objects.filter(owner=user)
         .annotate(distance=CosineDistance("embedding", vector))

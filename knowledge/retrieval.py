@@ -52,6 +52,7 @@ class SearchResult:
     hits: list[SearchHit]
     mode: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query_vector: list[float] | None = None  # the embedded query, for callers that reuse it
 
 
 _VECTOR_SQL = """
@@ -237,7 +238,7 @@ def search_chunks_for_user(
         if neighbours and hits:
             _attach_neighbours(cursor, hits, allowed)
     timings["total_ms"] = _ms(started)
-    return SearchResult(hits, mode, timings)
+    return SearchResult(hits, mode, timings, query_vector=vector)
 
 
 def _load_hits(cursor, fused, rankings, allowed, vector) -> list[SearchHit]:

@@ -75,13 +75,17 @@ def relevant(hits: list[SearchHit], min_similarity: float) -> list[SearchHit]:
 
 def _retrieve(user, question: Message, collection_ids):
     history = _history(question)
+    query = search_query(question.content, history)
     result = search_chunks_for_user(
-        user=user, query=search_query(question.content, history),
-        k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids,
+        user=user, query=query, k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids
     )
+    same_text = query.strip() == question.content.strip()  # retrieval strips the query
     remembered = [
         {"id": item.pk, "text": item.text}
-        for item in memory.relevant_items(user=user, query=question.content, limit=settings.MEMORY_TOP_K)
+        for item in memory.relevant_items(
+            user=user, query=question.content, limit=settings.MEMORY_TOP_K,
+            query_vector=result.query_vector if same_text else None,
+        )
     ]
     return history, relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY), result.timings_ms, remembered
 

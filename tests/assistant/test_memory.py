@@ -314,3 +314,34 @@ def test_replaces_numbers_outside_the_known_facts_or_of_the_wrong_type_touch_not
 )
 def test_replaces_numbers_are_validated(raw, known, expected):
     assert [(f.text, f.replaces) for f in memory.parse_extraction(raw, known=known)] == expected
+
+
+@pytest.mark.django_db
+def test_the_question_is_embedded_once_for_retrieval_and_memory_when_the_texts_match(make_user, settings):
+    """Counted at a real OpenAI-compatible embeddings server: a first question costs one
+    embedding call, not two; a short follow-up (searched with the previous question) two."""
+    from assistant.answering.pipeline import _retrieve
+    from knowledge import embeddings
+    from tests.support.fake_embeddings_server import FakeEmbeddingsServer
+
+    with FakeEmbeddingsServer(dimensions=384) as server:
+        settings.EMBEDDINGS_BACKEND, settings.EMBEDDINGS_BASE_URL = "openai", server.base_url
+        settings.EMBEDDINGS_API_KEY, settings.EMBEDDINGS_MODEL = "test", "fake-embed"
+        settings.EMBEDDINGS_DIMENSIONS = 384
+        embeddings.reset_embedder()
+        try:
+            user = make_user()
+            admin = make_user(is_superuser=True, is_staff=True)
+            index_text(make_collection("Offices", everyone=True), "offices.md", "# Offices\n\nBerlin opens at 8.", user=admin)
+            memory.remember(user=user, text="The user works in the Berlin office.")
+            first = services.question_create(user=user, conversation=None, text="When does my office open?")
+            server.reset()
+            _retrieve(user, first, None)
+            assert len(server.calls) == 1
+            first.conversation.messages.create(role="assistant", content="At 8.", reply_to=first, status="complete")
+            follow_up = services.question_create(user=user, conversation=first.conversation, text="And Munich?")
+            server.reset()
+            _retrieve(user, follow_up, None)
+            assert len(server.calls) == 2  # "When does my office open?\nAnd Munich?" and "And Munich?"
+        finally:
+            embeddings.reset_embedder()
