@@ -186,3 +186,25 @@ class EmbeddingSpace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.dimensions})"
+
+
+class LexemeStat(models.Model):
+    """How many chunks of a collection hold a word (a stemmed lexeme of their ``search_vector``);
+    the row with the empty lexeme counts the collection's chunks.
+
+    Kept exact by statement-level triggers on ``knowledge_chunk`` (migration 0004), so full-text
+    ranking reads document frequencies here instead of counting postings per query. Summed over
+    the collections a user may read, so no count reveals another collection.
+    """
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    lexeme = models.TextField(blank=True)
+    ndoc = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "lexeme"], name="lexemestat_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme or '(chunks)'}: {self.ndoc}"
