@@ -37,7 +37,9 @@ def source_link(source: dict) -> str:
     return f"[{source['n']}] <{url}|{label}>" + (f" ({where})" if where else "")
 
 
-def answer_blocks(*, text: str, sources: list[dict], message_id: str | None) -> list[dict]:
+def answer_blocks(
+    *, text: str, sources: list[dict], message_id: str | None, note: str = ""
+) -> list[dict]:
     body = to_mrkdwn(text) or "_(no answer)_"
     if len(body) > MAX_TEXT:
         body = body[:MAX_TEXT] + "…"
@@ -45,6 +47,8 @@ def answer_blocks(*, text: str, sources: list[dict], message_id: str | None) -> 
     if sources:
         lines = "\n".join(source_link(s) for s in sources)[:MAX_TEXT]
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": lines}]})
+    if note:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if message_id:
         blocks.append(
             {

@@ -19,6 +19,7 @@ from assistant import services
 from assistant.answering.pipeline import answer_stream
 from assistant.models import Conversation, Message, SlackEventReceipt
 from assistant.slack import client, formatting
+from knowledge.models import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +154,30 @@ def _answer_event(receipt: SlackEventReceipt) -> None:
         if created and thread_ts != ts:
             _seed_from_thread(conversation, channel=channel, thread_ts=thread_ts, current_ts=ts)
     placeholder = client.post_message(channel, "_Looking through the company knowledge…_", thread_ts=thread_ts)
-    answer = _run_pipeline(user, conversation, text)
+    if _is_direct_message(event):
+        answer = _run_pipeline(user, conversation, text)
+    else:
+        # Everyone in the channel reads the answer, so it may only draw on knowledge open to
+        # everyone (and still only on what the asker may read).
+        answer = _run_pipeline(user, conversation, text, collection_ids=_open_collection_ids())
+        answer.note = CHANNEL_NOTE
     client.update_message(channel, placeholder.ts, answer.fallback_text, blocks=answer.blocks)
+
+
+CHANNEL_NOTE = (
+    "_In channels I only use knowledge open to everyone. Message me directly to include what "
+    "only you can read._"
+)
+
+
+def _is_direct_message(event: dict) -> bool:
+    return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
+
+
+def _open_collection_ids() -> list[int]:
+    return list(
+        Collection.objects.filter(visibility=Collection.Visibility.EVERYONE).values_list("id", flat=True)
+    )
 
 
 def _answer_command(receipt: SlackEventReceipt) -> None:
@@ -178,6 +201,7 @@ class _SlackAnswer:
         self.cited: set[int] = set()
         self.message_id: str | None = None
         self.error: str | None = None
+        self.note = ""
 
     @property
     def fallback_text(self) -> str:
@@ -189,12 +213,18 @@ class _SlackAnswer:
             note = f":warning: {self.error}"
             if self.sources:
                 note += "\nPassages found (not generated):"
-            return formatting.answer_blocks(text=note, sources=self.sources, message_id=None)
+            return formatting.answer_blocks(
+                text=note, sources=self.sources, message_id=None, note=self.note
+            )
         shown = [s for s in self.sources if s["n"] in self.cited] or self.sources
-        return formatting.answer_blocks(text=self.text, sources=shown, message_id=self.message_id)
+        return formatting.answer_blocks(
+            text=self.text, sources=shown, message_id=self.message_id, note=self.note
+        )
 
 
-def _run_pipeline(user, conversation: Conversation | None, text: str) -> _SlackAnswer:
+def _run_pipeline(
+    user, conversation: Conversation | None, text: str, collection_ids: list[int] | None = None
+) -> _SlackAnswer:
     question = services.question_create(
         user=user, conversation=conversation, text=text[: settings.CHAT_MAX_QUESTION_CHARS],
         origin=Conversation.Origin.SLACK,
@@ -202,7 +232,7 @@ def _run_pipeline(user, conversation: Conversation | None, text: str) -> _SlackA
     result = _SlackAnswer()
 
     async def consume():
-        async for event in answer_stream(user=user, question=question):
+        async for event in answer_stream(user=user, question=question, collection_ids=collection_ids):
             if event.type == "retrieval":
                 result.sources, result.message_id = event.sources, event.message_id
             elif event.type == "delta":

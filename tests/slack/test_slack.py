@@ -42,6 +42,11 @@ def mention(text="<@UBOT> how do I book a flight?", *, event_id="Ev1", user="U1"
     return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
 
 
+def direct_message(text="how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001"):
+    event = {"type": "message", "channel_type": "im", "user": user, "text": text, "channel": "D1", "ts": ts}
+    return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
+
+
 @pytest.fixture(scope="module")
 def slack():
     with SlackServer() as server:
@@ -173,11 +178,11 @@ def wait_receipt(key, timeout=30):
     raise AssertionError(f"receipt {key} not handled")
 
 
-def test_a_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_worker, configured, travel, slack, llm):
-    assert post_event(configured, mention(event_id="EvA")).status_code == 200
+def test_a_direct_message_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_worker, configured, travel, slack, llm):
+    assert post_event(configured, direct_message(event_id="EvA")).status_code == 200
     update = slack.wait_for("chat.update")[0]
     placeholder = slack.calls_to("chat.postMessage")[0]
-    assert placeholder.params["thread_ts"] == "1700000000.000001" and placeholder.params["channel"] == "C1"
+    assert placeholder.params["thread_ts"] == "1700000000.000001" and placeholder.params["channel"] == "D1"
     assert update.params["ts"] == placeholder.response["ts"]  # the placeholder is replaced, not a new post
     assert "travel desk [1]" in update.params["text"]
     blocks_text = json.dumps(update.params["blocks"])
@@ -186,6 +191,22 @@ def test_a_mention_is_answered_in_its_thread_with_sources_and_feedback_buttons(s
     conversation = Conversation.objects.get(origin="slack")
     assert conversation.owner == travel and conversation.slack_thread_ts == "1700000000.000001"
     assert conversation.messages.filter(role="assistant", status="complete").count() == 1
+
+
+def test_a_mention_in_a_channel_only_draws_on_knowledge_open_to_everyone(slack_worker, configured, travel, slack, llm, make_user):
+    """Everyone in the channel reads the answer: Ada may read Travel, but the channel may not."""
+    admin = type(travel).objects.get(email="admin@example.com")
+    public = make_collection("Open", everyone=True)
+    index_text(public, "flights.md", "# Flights\n\nEveryone may book economy flights in the portal.", user=admin)
+    before = len(llm.requests)
+    llm.script(Reply(tokens=["Economy flights are booked in the portal [1]."]))
+    post_event(configured, mention(event_id="EvChan"))
+    update = slack.wait_for("chat.update")[0]
+    sent = json.dumps(update.params)
+    assert "travel desk" not in sent and "|Travel>" not in sent
+    assert "|Flights>" in sent and "only use knowledge open to everyone" in sent
+    prompt = json.dumps(llm.requests[before].body["messages"])
+    assert "Everyone may book economy flights" in prompt and "travel desk two weeks" not in prompt
 
 
 def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twice(slack_worker, configured, travel, slack):
