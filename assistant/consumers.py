@@ -61,6 +61,23 @@ def _collection_ids(content: dict) -> list[int] | None:
     return ids
 
 
+def _current_user(user_id: int, session_key: str | None):
+    """The user as the database has them now, or None when they were deactivated or their
+    session ended (signed out, expired, flushed by an administrator)."""
+    from importlib import import_module
+
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return None
+    if session_key is not None:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        if not store().exists(session_key):
+            return None
+    return user
+
+
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
@@ -68,6 +85,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        session = self.scope.get("session")
+        self.session_key = getattr(session, "session_key", None)
         self.open = True
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -97,6 +116,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             await self.send_json({"type": "error", "code": "unknown_message", "message": "Unknown message type."})
             return
+        # Every frame acts as the user is now, not as they were when the socket opened: a
+        # revoked staff flag or group applies at once, and a deactivated or signed-out user's
+        # socket is closed.
+        user = await db(_current_user)(self.user.pk, self.session_key)
+        if user is None:
+            self.open = False
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
         try:
             await handler(self, content)
         except Invalid as exc:

@@ -115,5 +115,9 @@ def chunks_of_source(*, user, source_id: int) -> QuerySet[Chunk]:
 
 
 def users_to_notify_about(source: Source) -> list[int]:
-    """Who sees a source's progress live: its uploader only (others see it on their next load)."""
-    return [source.owner_id] if source.owner_id else []
+    """Who sees a source's progress live: its uploader only (others see it on their next load),
+    and only while they may still read its collection."""
+    if not source.owner_id:
+        return []
+    owner = source.owner  # a fresh row: active flag, staff flag and groups as they are now
+    return [owner.pk] if source.collection_id in readable_collection_ids(owner) else []

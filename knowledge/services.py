@@ -239,7 +239,8 @@ def source_delete(*, user, source: Source) -> None:
     _check_manage(user, source.collection)
     file_name = source.file.name if source.file else None
     storage = source.file.storage
-    source_id, owner_id, collection_id = source.pk, source.owner_id, source.collection_id
+    source_id, collection_id = source.pk, source.collection_id
+    owner_id = (users_to_notify_about(source) or [None])[0]
     with transaction.atomic():
         source.delete()
         if file_name:

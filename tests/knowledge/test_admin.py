@@ -68,7 +68,7 @@ def test_chunks_are_read_only_and_searchable(client, root, indexed):
     assert chunk.text != "tampered"
 
 
-def test_staff_without_superuser_see_only_collections_they_manage(client, make_user, root, indexed):
+def test_staff_without_superuser_manage_every_collection_in_the_admin(client, make_user, root, indexed):
     editors = Group.objects.create(name="editors")
     mine = make_collection("Team wiki", managers=[editors])
     clerk = make_user(email="clerk@example.com", is_staff=True)
