@@ -77,7 +77,8 @@ SELECT id, distance FROM nearest ORDER BY distance
 # Term at a time: document frequencies come from knowledge_lexemestat (kept exact by triggers,
 # summed over the readable collections), so common words are dropped before any posting is
 # read; one GIN lookup per kept lexeme returns the chunks holding it, idfs are summed per chunk,
-# and only the best 200 have their tsvector read for the tie-breaker. Lexemes found in more
+# and only the best 200 have their tsvector read for the tie-breaker (covers are rounded so that
+# equal sums compare equal whatever order the floats were added in). Lexemes found in more
 # than ``max_df`` of the readable chunks weigh almost nothing and cost the most, so they are
 # dropped (unless that would leave none).
 _LEXICAL_SQL = """
@@ -98,9 +99,9 @@ WITH lex AS (
     WHERE idf.df <= %(max_df)s * total.n
        OR NOT EXISTS (SELECT 1 FROM idf, total WHERE idf.df <= %(max_df)s * total.n)
 ), q AS (
-    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query FROM w
+    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ' ORDER BY lexeme)) AS query FROM w
 ), scored AS (
-    SELECT m.id, sum(w.idf) AS cover
+    SELECT m.id, round(sum(w.idf)::numeric, 9) AS cover
     FROM w CROSS JOIN LATERAL (
         SELECT c.id FROM knowledge_chunk c
         WHERE c.search_vector @@ quote_literal(w.lexeme)::tsquery

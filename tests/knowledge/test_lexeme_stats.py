@@ -37,9 +37,9 @@ WITH lex AS (
     SELECT idf.* FROM idf, total WHERE idf.df <= %(max_df)s * total.n
        OR NOT EXISTS (SELECT 1 FROM idf, total WHERE idf.df <= %(max_df)s * total.n)
 ), q AS (
-    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS query FROM w
+    SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ' ORDER BY lexeme)) AS query FROM w
 ), scored AS (
-    SELECT m.id, sum(w.idf) AS cover FROM m JOIN w USING (lexeme)
+    SELECT m.id, round(sum(w.idf)::numeric, 9) AS cover FROM m JOIN w USING (lexeme)
     GROUP BY m.id ORDER BY cover DESC, m.id LIMIT 200
 )
 SELECT s.id FROM scored s JOIN knowledge_chunk c ON c.id = s.id, q
