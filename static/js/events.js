@@ -39,6 +39,8 @@
   let pongTimer = null;
   let started = false;
 
+  const SIGNED_OUT = 4401; // the server's close code for "no longer signed in"
+
   function url() {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     return scheme + "//" + window.location.host + PATH;
@@ -107,6 +109,11 @@
       socket = null;
       clearTimers();
       emit("close", { code: closeEvent.code });
+      if (closeEvent.code === SIGNED_OUT) {
+        // The account was deactivated or the session ended: reconnecting cannot help.
+        window.location.assign("/accounts/login/?next=" + encodeURIComponent(window.location.pathname));
+        return;
+      }
       scheduleReconnect();
     });
     // "error" is always followed by "close", which does the work.

@@ -682,3 +682,13 @@ def test_it_looks_right_in_light_and_dark_and_on_a_phone(
     expect(panel).to_be_in_viewport()
     screenshot(page, "chat-phone-dark-panel")
     assert_no_page_problems(page)
+
+
+def test_after_signing_out_elsewhere_the_open_chat_goes_to_the_sign_in_page(chat_server, page, reader):
+    from django.contrib.sessions.models import Session
+
+    log_in(page, chat_server, reader.email)
+    Session.objects.all().delete()  # signed out in another tab, or the session was ended
+    ask(page, BOOKING)
+    page.wait_for_url(re.compile(r".*/accounts/login/\?next=%2F$"), timeout=10_000)
+    assert not Message.objects.filter(role=Message.Role.ASSISTANT).exists()
