@@ -197,7 +197,13 @@ class LexemeStat(models.Model):
     the collections a user may read, so no count reveals another collection.
     """
 
-    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    # Only the triggers write these rows, always under the collection's advisory lock: Django's
+    # cascade must not delete them out of that order (it would deadlock with indexing in the
+    # same collection), so no constraint; deleting a collection's chunks brings its rows to 0,
+    # and the triggers remove rows that reach 0.
+    collection = models.ForeignKey(
+        Collection, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     lexeme = models.TextField(blank=True)
     ndoc = models.IntegerField()
 

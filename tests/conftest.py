@@ -33,6 +33,16 @@ def celery_worker(django_db_setup, django_db_blocker):
         processes.stop_and_discard_late_writes(worker)
 
 
+@pytest.fixture(autouse=True)
+def _background_work_finished(request, django_db_blocker):
+    """A test using the shared worker ends only when the work it started has: the database is
+    flushed right after it, and a flush racing a worker's insert can deadlock."""
+    yield
+    if "celery_worker" in request.fixturenames:
+        with django_db_blocker.unblock():
+            processes.wait_for_background_work()
+
+
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, django_db_blocker):
     """A real Daphne process serving the app on the test database: yields its base URL."""

@@ -127,6 +127,28 @@ def wait_for_other_db_sessions_to_end(timeout: float = 5) -> None:
             time.sleep(0.05)
 
 
+def wait_for_background_work(timeout: float = 15) -> None:
+    """Until no source is still being indexed and no other session is mid-statement or
+    mid-transaction: a test that ends while a worker writes would otherwise race the flush
+    that empties the database after it (TRUNCATE against the worker's inserts)."""
+    from knowledge.models import Source
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            busy = cursor.fetchone()[0]
+            pending = Source.objects.exclude(
+                status__in=[Source.Status.READY, Source.Status.FAILED]
+            ).exists()
+            if not busy and not pending:
+                return
+            time.sleep(0.05)
+
+
 def stop_and_discard_late_writes(proc: ManagedProcess, **stop_kwargs) -> None:
     """Stop a worker or server process started for a group of tests, then empty the database.
 
