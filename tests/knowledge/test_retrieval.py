@@ -215,3 +215,22 @@ def test_word_frequencies_are_counted_only_over_readable_collections(make_user):
     hybrid = search_chunks_for_user(user=reader, query="holiday bicycles", k=10, mode="hybrid")
     assert {hit.collection_id for hit in hybrid.hits} == {public.pk}
     assert [hit.source_name for hit in hybrid.hits if hit.lexical_rank is not None] == ["bikes.md"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "query",
+    ["the of and", "parental' leave", "leave & !pay | (weeks", "'; DROP TABLE knowledge_chunk; --", "\\:* <-> leave:*", "x" * 5000],
+)
+def test_hostile_or_wordless_queries_never_break_the_search(mode, query, make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Docs", everyone=True)
+    index_text(collection, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    result = search_chunks_for_user(user=admin, query=query, k=3, mode=mode)
+    assert all(hit.collection_id == collection.pk for hit in result.hits)
+    if mode == "lexical" and "leave" in query:
+        assert result.hits and result.hits[0].source_name == "leave.md"
+    if mode == "lexical" and query == "the of and":
+        assert result.hits == []  # only stop words: nothing to rank by
+    assert Chunk.objects.filter(collection=collection).exists()
