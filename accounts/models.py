@@ -75,3 +75,46 @@ class SlackIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slack_user_id}@{self.team_id} -> {self.user_id}"
+
+
+class AuditEvent(models.Model):
+    """Who did what where trust matters. Written by ``accounts.audit.audit_record`` only;
+    the database refuses to change a row once written (migration 0003), and the admin shows
+    them read-only. Deleting old rows is a retention decision, not an edit."""
+
+    class Action(models.TextChoices):
+        CONVERSATION_VIEWED = "conversation.viewed", "Admin opened a person's conversation"
+        MEMORY_VIEWED = "memory.viewed", "Admin opened a person's memory"
+        MEMORY_DELETED = "memory.deleted", "Admin deleted a person's memory item"
+        COLLECTION_ACCESS_CHANGED = "collection.access_changed", "Collection access changed"
+        COLLECTION_DELETED = "collection.deleted", "Collection deleted"
+        SOURCE_MOVED = "source.moved", "Source moved to another collection"
+        SOURCE_DELETED = "source.deleted", "Source deleted"
+        SLACK_LINKED = "slack.linked", "Slack identity linked"
+        SLACK_LINK_REFUSED = "slack.link_refused", "Slack identity not linked automatically"
+        SSO_GROUPS_GRANTED = "sso.groups_granted", "SSO granted groups"
+        SSO_GROUPS_REVOKED = "sso.groups_revoked", "SSO revoked groups"
+        SSO_FLAGS_CHANGED = "sso.flags_changed", "SSO changed staff or admin rights"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who did it (empty: the system, e.g. a sign-in or a task).",
+    )
+    actor_email = models.CharField(max_length=254, blank=True, help_text="Kept if the actor is deleted.")
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=300, blank=True)
+    subject = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The person whose data or rights it was about, when there is one.",
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_email or 'system'} {self.action}"

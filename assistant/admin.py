@@ -1,18 +1,26 @@
-"""The chat domain in the admin. Memory is private: even superusers need the explicit permission."""
+"""The chat domain in the admin. Conversations and memory are private: even superusers need an
+explicit permission, and every look at another person's is recorded in the audit trail."""
 
 from django.contrib import admin
 from django.contrib.auth.models import Permission
 
-from assistant.models import Feedback, MemoryItem
+from accounts.audit import Action, audit_record
+from assistant.models import Conversation, Feedback, MemoryItem, Message
 
 
 def _explicitly_granted(user, codename: str) -> bool:
     # Superusers pass every has_perm() check; memory needs a grant someone made on purpose.
-    return user.is_active and Permission.objects.filter(
-        codename=codename, content_type__app_label="assistant"
-    ).filter(user=user).union(
-        Permission.objects.filter(codename=codename, content_type__app_label="assistant", group__user=user)
-    ).exists()
+    return (
+        user.is_active
+        and Permission.objects.filter(codename=codename, content_type__app_label="assistant")
+        .filter(user=user)
+        .union(
+            Permission.objects.filter(
+                codename=codename, content_type__app_label="assistant", group__user=user
+            )
+        )
+        .exists()
+    )
 
 
 @admin.register(MemoryItem)
@@ -40,6 +48,116 @@ class MemoryItemAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return self._granted(request)
 
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if response.status_code == 200:
+            audit_record(
+                actor=request.user,
+                action=Action.MEMORY_VIEWED,
+                detail={"list": True, "query": request.GET.urlencode()[:500]},
+            )
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        item = self.get_object(request, object_id)
+        if response.status_code == 200 and item is not None:
+            audit_record(
+                actor=request.user, action=Action.MEMORY_VIEWED, target=item, subject=item.owner
+            )
+        return response
+
+    def delete_model(self, request, obj):
+        audit_record(
+            actor=request.user,
+            action=Action.MEMORY_DELETED,
+            target=obj,
+            subject=obj.owner,
+            detail={"text": obj.text},
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for item in queryset.select_related("owner"):
+            audit_record(
+                actor=request.user,
+                action=Action.MEMORY_DELETED,
+                target=item,
+                subject=item.owner,
+                detail={"text": item.text},
+            )
+        super().delete_queryset(request, queryset)
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ["created_at", "role", "status", "content", "superseded"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ["created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    """Another person's conversation, read-only, for those explicitly granted the right (e.g. to
+    follow up a 👎 or a complaint). Every list and every opening is audited."""
+
+    list_display = ["title", "owner", "origin", "updated_at"]
+    list_filter = ["origin"]
+    search_fields = ["owner__email", "title"]
+    list_select_related = ["owner"]
+    readonly_fields = ["owner", "title", "origin", "remember", "created_at", "updated_at"]
+    exclude = ["summary", "summary_until", "slack_team", "slack_channel", "slack_thread_ts"]
+    inlines = [MessageInline]
+
+    def _granted(self, request) -> bool:
+        return _explicitly_granted(request.user, "read_user_conversations")
+
+    def has_module_permission(self, request):
+        return self._granted(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._granted(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if response.status_code == 200:
+            audit_record(
+                actor=request.user,
+                action=Action.CONVERSATION_VIEWED,
+                detail={"list": True, "query": request.GET.urlencode()[:500]},
+            )
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        conversation = self.get_object(request, object_id)
+        if response.status_code == 200 and conversation is not None:
+            audit_record(
+                actor=request.user,
+                action=Action.CONVERSATION_VIEWED,
+                target=conversation,
+                subject=conversation.owner,
+            )
+        return response
+
 
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
@@ -49,5 +167,3 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-

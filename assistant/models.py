@@ -39,6 +39,7 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        permissions = [("read_user_conversations", "Can read other users' conversations in the admin")]
         constraints = [
             models.UniqueConstraint(
                 fields=["slack_team", "slack_channel", "slack_thread_ts"],
