@@ -5,7 +5,9 @@ these classes only connect them to allauth's flow:
 
 1. ``SocialAccountAdapter.populate_user`` (before allauth looks the account up; a SAML
    sign-in's attributes are mapped to OIDC claim names here, see ``sso.saml_claims``),
-2. ``SocialAccountAdapter.pre_social_login`` (refuse: e-mail, domain, tenant, hosted domain),
+2. ``SocialAccountAdapter.pre_social_login`` (refuse: e-mail, domain, tenant, hosted domain,
+   an address of an existing account that this sign-in does not prove; allauth has looked the
+   account up just before, by provider and subject, then by verified e-mail),
 3. allauth signs the user in (creating them on first sign-in),
 4. ``AccountAdapter.post_login`` (sync name, groups and staff flags; remember how to log out
    at the identity provider).
@@ -20,11 +22,14 @@ from urllib.parse import urlencode
 
 import requests
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
+from allauth.account.utils import filter_users_by_email
 from allauth.core import context
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from allauth.socialaccount.models import SocialAccount, SocialApp
+from allauth.socialaccount.providers.base import AuthProcess
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
@@ -97,13 +102,28 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 extra_data, app_settings, email=data.get("email") or ""
             )
         user.full_name = sso.display_name(extra_data)
-        # The email_verified rule is ours (refuse only an explicit false, see sso.py), so
-        # allauth's e-mail matching must see the address as verified when we accept it.
-        if sso.email_verified_accepted(extra_data):
-            for address in sociallogin.email_addresses:
-                address.verified = True
+        # allauth signs into an existing account by e-mail only through addresses marked
+        # verified (SocialLogin.lookup), and stores the flag with a new account. Set it by our
+        # rule, both ways: asserted by the provider or trusted by the operator, else not (an
+        # absent claim or a string "false" must never count as verified).
+        verified = sso.email_links_existing_account(extra_data, app_settings)
+        for address in sociallogin.email_addresses:
+            address.verified = verified
         _carry_sso_state_forward(sociallogin)
         return user
+
+    def can_authenticate_by_email(self, login, email) -> bool:
+        """allauth asks this before signing a verified address into the account holding it.
+
+        An account made by an earlier sign-in whose address was *not* proven belongs to
+        whoever made it; a later sign-in proving the address must neither take it over nor
+        share it, so it is refused (pre_social_login shows why) and the operator decides.
+        """
+        if not super().can_authenticate_by_email(login, email):
+            return False
+        return not EmailAddress.objects.filter(
+            email__iexact=email, verified=False, user__socialaccount__isnull=False
+        ).exists()
 
     def pre_social_login(self, request, sociallogin) -> None:
         app_settings = _app_settings(sociallogin)
@@ -111,7 +131,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             sociallogin.account.extra_data,
             app_settings=app_settings,
             allowed_domains=settings.SSO_ALLOWED_DOMAINS,
-        )
+        ) or _email_taken_refusal(sociallogin, app_settings)
         if refusal is None:
             return
         email = sso.merged_claims(sociallogin.account.extra_data).get("email") or ""
@@ -153,6 +173,38 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         session = super().get_requests_session()
         session.hooks["response"].append(_remember_raw_id_token)
         return session
+
+
+def _email_taken_refusal(sociallogin, app_settings: dict) -> sso.Refusal | None:
+    """Refuses a new identity whose e-mail already belongs to an account here.
+
+    allauth has already looked the identity up (``SocialLogin.lookup`` runs before this
+    hook): by provider and subject, then by *verified* e-mail. Still without an account, the
+    address did not prove ownership (or e-mail sign-in is off): without this check, allauth's
+    sign-up would stop at a form about a taken address. Nothing is linked or created.
+    """
+    if sociallogin.is_existing or sociallogin.state.get("process") == AuthProcess.CONNECT:
+        return None  # connecting: the person signed in here is the proof
+    addresses = {a.email for a in sociallogin.email_addresses if a.email}
+    if sociallogin.user.email:
+        addresses.add(sociallogin.user.email)
+    taken = sorted(e for e in addresses if filter_users_by_email(e))
+    if not taken:
+        return None
+    provider = sociallogin.provider.name
+    if not sso.email_links_existing_account(sociallogin.account.extra_data, app_settings):
+        reason = (
+            f"{provider} does not confirm that this address is verified, so it does not prove "
+            "that the account is yours"
+        )
+    else:
+        reason = "this sign-in cannot be linked to that account automatically"
+    return sso.Refusal(
+        "email_taken",
+        f"An account for {taken[0]} already exists here, and {reason}. Ask the people who run "
+        "this assistant to link your sign-in to that account (or to have your identity "
+        "provider send a verified address).",
+    )
 
 
 def _remember_raw_id_token(response, *args, **kwargs):
@@ -203,6 +255,7 @@ def _apply_sso_sign_in(request, user, sociallogin) -> None:
         social_account=account,
         name=sso.display_name(extra_data),
         groups=sso.groups_from_claims(extra_data, app_settings.get("groups_claim", "")),
+        rules=sso.GroupRules.from_app_settings(account.provider, app_settings),
     )
     if app_settings.get("protocol") == "saml":
         # No single logout for SAML (yet): signing out ends the session here only.

@@ -20,7 +20,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -48,6 +48,10 @@ _PROVIDER_KEYS = {
     "idp_logout",
     "pkce",
     "token_auth_method",
+    "trust_email",
+    "group_prefix",
+    "staff_groups",
+    "admin_groups",
 }
 _SINGLE_ENV = {
     "id": "OIDC_PROVIDER_ID",
@@ -62,6 +66,8 @@ _SINGLE_ENV = {
     "idp_logout": "OIDC_IDP_LOGOUT",
     "pkce": "OIDC_PKCE",
     "token_auth_method": "OIDC_TOKEN_AUTH_METHOD",
+    "trust_email": "OIDC_TRUST_EMAIL",
+    "group_prefix": "OIDC_GROUP_PREFIX",
 }
 # The JSON form also takes the single-provider variable names, lower-cased, without OIDC_.
 _KEY_ALIASES = {
@@ -78,6 +84,11 @@ _DOMAIN_RE = re.compile(
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 _FALSE_STRINGS = {"false", "0", "no"}
+_TRUE_STRINGS = {"true"}
+# Between a provider id and a group name in SSO_STAFF_GROUPS / SSO_ADMIN_GROUPS entries and
+# in the default group prefix; never part of a provider id (see _ID_RE).
+GROUP_SEPARATOR = ":"
+_GROUP_PREFIX_MAX_LENGTH = 64
 
 # Where the adapters keep, per social account, what the last SSO sign-in granted (so the
 # next one removes only groups that came from SSO). allauth replaces the rest of
@@ -107,6 +118,11 @@ class OIDCProvider:
     idp_logout: bool = True
     pkce: bool = True
     token_auth_method: str = ""
+    trust_email: bool = False
+    # None until sso_settings resolves it (see _resolve_group_rules).
+    group_prefix: str | None = None
+    staff_groups: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = ()
 
     def as_allauth_app(self) -> dict:
         app_settings: dict = {
@@ -119,6 +135,7 @@ class OIDCProvider:
             "hosted_domain": self.hosted_domain,
             "allowed_domains": list(self.allowed_domains),
             "idp_logout": self.idp_logout,
+            **_account_rule_settings(self),
         }
         if self.hosted_domain:
             # Google shows only accounts of this Workspace domain; the returned ``hd``
@@ -153,6 +170,14 @@ def sso_settings(env, *, debug: bool) -> dict:
             f"SAML_PROVIDER_ID={saml.id!r} is also the id of an OpenID Connect provider: "
             "give each identity provider its own id."
         )
+    staff_groups = env.list("SSO_STAFF_GROUPS")
+    admin_groups = env.list("SSO_ADMIN_GROUPS")
+    providers, saml = _resolve_group_rules(
+        providers,
+        saml,
+        staff=_groups_by_provider(staff_groups, "SSO_STAFF_GROUPS", provider_ids),
+        admin=_groups_by_provider(admin_groups, "SSO_ADMIN_GROUPS", provider_ids),
+    )
     local_login = env.bool("ACCOUNT_LOCAL_LOGIN", not provider_ids or debug)
     if not provider_ids and not local_login:
         raise ImproperlyConfigured(
@@ -164,8 +189,6 @@ def sso_settings(env, *, debug: bool) -> dict:
         allauth_providers["openid_connect"] = {"APPS": [p.as_allauth_app() for p in providers]}
     if saml:
         allauth_providers["saml"] = {"APPS": [saml.as_allauth_app()]}
-    staff_groups = env.list("SSO_STAFF_GROUPS")
-    admin_groups = env.list("SSO_ADMIN_GROUPS")
     return {
         "SOCIALACCOUNT_ADAPTER": "accounts.adapters.SocialAccountAdapter",
         "SOCIALACCOUNT_PROVIDERS": allauth_providers,
@@ -178,8 +201,11 @@ def sso_settings(env, *, debug: bool) -> dict:
         "SOCIALACCOUNT_ONLY": not local_login,
         "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
         "SOCIALACCOUNT_AUTO_SIGNUP": True,
-        # An SSO sign-in whose (verified) e-mail matches an existing account signs into it
-        # and links it, instead of showing a sign-up form (see README, "Single sign-on").
+        # An SSO sign-in whose e-mail matches an existing account signs into it and links
+        # it, instead of showing a sign-up form (see README, "Single sign-on") -- but only
+        # when the address counts as verified: ``email_verified: true`` from the provider, or
+        # the operator's ``trust_email`` for it (adapters.populate_user sets the flag allauth's
+        # lookup reads; pre_social_login refuses the rest with a clear page).
         "SOCIALACCOUNT_EMAIL_AUTHENTICATION": env.bool("OIDC_EMAIL_AUTHENTICATION", True),
         "SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT": True,
         # The sign-in buttons POST (with a CSRF token); a GET only shows a confirmation.
@@ -188,10 +214,73 @@ def sso_settings(env, *, debug: bool) -> dict:
         "SOCIALACCOUNT_REQUESTS_TIMEOUT": env.int("OIDC_TIMEOUT", 10, min_value=1),
         "SSO_PROVIDER_IDS": provider_ids,
         "SSO_ALLOWED_DOMAINS": _domains(env.list("SSO_ALLOWED_DOMAINS"), "SSO_ALLOWED_DOMAINS"),
+        # As written; each provider's share of them is in its app settings (staff_groups,
+        # admin_groups), which is all the sign-in code reads.
         "SSO_STAFF_GROUPS": staff_groups,
         "SSO_ADMIN_GROUPS": admin_groups,
         "ACCOUNT_LOCAL_LOGIN": local_login,
         "ADMIN_LOCAL_LOGIN": env.bool("ADMIN_LOCAL_LOGIN", local_login),
+    }
+
+
+def _groups_by_provider(
+    entries: list[str], where: str, provider_ids: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """Splits SSO_STAFF_GROUPS / SSO_ADMIN_GROUPS into each provider's claim values.
+
+    An entry ``okta:it-admins`` applies to provider ``okta`` only. A bare ``it-admins`` is
+    accepted only with a single provider: with several, it would let any of them grant the
+    rights by sending that name, so it is refused (name the provider).
+    """
+    result: dict[str, list[str]] = {}
+    for entry in entries:
+        head, separator, tail = entry.partition(GROUP_SEPARATOR)
+        if separator and head in provider_ids and tail:
+            result.setdefault(head, []).append(tail)
+        elif len(provider_ids) == 1:
+            result.setdefault(provider_ids[0], []).append(entry)
+        elif provider_ids:
+            raise ImproperlyConfigured(
+                f"{where}: {entry!r} does not say which identity provider may grant it, and "
+                f"several are configured ({', '.join(provider_ids)}): write it as "
+                f"<provider id>{GROUP_SEPARATOR}<group>, e.g. {provider_ids[0]}{GROUP_SEPARATOR}{tail or head}."
+            )
+    return {key: tuple(dict.fromkeys(values)) for key, values in result.items()}
+
+
+def _resolve_group_rules(providers, saml, *, staff: dict, admin: dict):
+    """Fills each provider's group prefix and staff / admin groups.
+
+    With one identity provider, group names are used as sent (single-provider installs keep
+    their group names). With several, each provider's groups become ``<id>:<name>`` unless
+    its ``group_prefix`` says otherwise (``""`` = this provider's names are used as sent:
+    the operator trusts it with the plain names), so no provider can join a group that
+    collections share through another provider's claim.
+    """
+    several = len(providers) + (1 if saml else 0) > 1
+
+    def resolve(provider):
+        prefix = provider.group_prefix
+        if prefix is None:
+            prefix = f"{provider.id}{GROUP_SEPARATOR}" if several else ""
+        return replace(
+            provider,
+            group_prefix=prefix,
+            staff_groups=tuple(dict.fromkeys(provider.staff_groups + staff.get(provider.id, ()))),
+            admin_groups=tuple(dict.fromkeys(provider.admin_groups + admin.get(provider.id, ()))),
+        )
+
+    return [resolve(p) for p in providers], (resolve(saml) if saml else None)
+
+
+def _account_rule_settings(provider) -> dict:
+    """Ours (allauth ignores them): what a sign-in through ``provider`` may link and grant;
+    read back by GroupRules.from_app_settings and email_links_existing_account."""
+    return {
+        "trust_email": provider.trust_email,
+        "group_prefix": provider.group_prefix or "",
+        "staff_groups": list(provider.staff_groups),
+        "admin_groups": list(provider.admin_groups),
     }
 
 
@@ -216,6 +305,10 @@ def parse_providers(env, *, debug: bool) -> list[OIDCProvider]:
         raw["pkce"] = env.bool("OIDC_PKCE", True)
     if "groups_claim" not in raw and "OIDC_GROUPS_CLAIM" in env.environ:
         raw["groups_claim"] = ""  # set but empty: group sync off
+    if "trust_email" in raw:
+        raw["trust_email"] = env.bool("OIDC_TRUST_EMAIL", False)
+    if "group_prefix" not in raw and "OIDC_GROUP_PREFIX" in env.environ:
+        raw["group_prefix"] = ""  # set but empty: names as sent, even beside SAML
     return [
         _provider_from_mapping(
             raw, where=lambda key: _SINGLE_ENV.get(key, "SSO_ALLOWED_DOMAINS"), debug=debug
@@ -327,6 +420,14 @@ def _provider_from_mapping(raw: Mapping, *, where, debug: bool) -> OIDCProvider:
         allowed = [d for d in allowed.split(",") if d.strip()]
     if not isinstance(allowed, list) or not all(isinstance(d, str) for d in allowed):
         raise ImproperlyConfigured(f"{where('allowed_domains')} must be a list of domain names.")
+    group_prefix = raw.get("group_prefix")
+    if group_prefix is not None and (
+        not isinstance(group_prefix, str) or len(group_prefix) > _GROUP_PREFIX_MAX_LENGTH
+    ):
+        raise ImproperlyConfigured(
+            f"{where('group_prefix')} must be a string of at most {_GROUP_PREFIX_MAX_LENGTH} "
+            'characters ("" = group names as the provider sends them).'
+        )
     token_auth_method = text("token_auth_method")
     if token_auth_method and token_auth_method not in _TOKEN_AUTH_METHODS:
         raise ImproperlyConfigured(
@@ -346,7 +447,19 @@ def _provider_from_mapping(raw: Mapping, *, where, debug: bool) -> OIDCProvider:
         idp_logout=flag("idp_logout", True),
         pkce=flag("pkce", True),
         token_auth_method=token_auth_method,
+        trust_email=flag("trust_email", False),
+        group_prefix=group_prefix,
+        staff_groups=_group_list(raw.get("staff_groups", []), where("staff_groups")),
+        admin_groups=_group_list(raw.get("admin_groups", []), where("admin_groups")),
     )
+
+
+def _group_list(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(g, str) and g.strip() for g in value):
+        raise ImproperlyConfigured(
+            f"{where} must be a list of group names as the provider sends them in its groups claim."
+        )
+    return tuple(dict.fromkeys(g.strip() for g in value))
 
 
 def _check_server_url(url: str, where: str, *, debug: bool) -> None:
@@ -451,6 +564,13 @@ class SAMLProvider:
     name_attributes: tuple[str, ...] = SAML_NAME_ATTRIBUTES
     groups_attribute: str = DEFAULT_SAML_GROUPS_ATTRIBUTE
     uid_attributes: tuple[str, ...] = SAML_UID_ATTRIBUTES
+    # SAML has no "verified" flag: the assertion is signed by the IdP the operator chose, but
+    # some IdPs let people edit the address it sends. Off by default: an existing account is
+    # signed into by its e-mail only with SAML_TRUST_EMAIL=1.
+    trust_email: bool = False
+    group_prefix: str | None = None
+    staff_groups: tuple[str, ...] = ()
+    admin_groups: tuple[str, ...] = ()
 
     def as_allauth_app(self) -> dict:
         if self.idp_metadata_url:
@@ -485,6 +605,7 @@ class SAMLProvider:
             "groups_claim": self.groups_attribute,
             "name_attributes": list(self.name_attributes),
             "idp_logout": False,  # no SAML single logout: signing out ends our session only
+            **_account_rule_settings(self),
         }
         if self.sp_entity_id:
             app_settings["sp"] = {"entity_id": self.sp_entity_id}
@@ -552,6 +673,8 @@ def parse_saml_provider(env, *, debug: bool) -> SAMLProvider | None:
         name_attributes=tuple(env.list("SAML_NAME_ATTRIBUTE", list(SAML_NAME_ATTRIBUTES))),
         groups_attribute=groups_attribute,
         uid_attributes=tuple(env.list("SAML_UID_ATTRIBUTE", list(SAML_UID_ATTRIBUTES))),
+        trust_email=env.bool("SAML_TRUST_EMAIL", False),
+        group_prefix=env.str("SAML_GROUP_PREFIX") if "SAML_GROUP_PREFIX" in env.environ else None,
     )
 
 
@@ -605,12 +728,37 @@ def _explicitly_false(value) -> bool:
 
 
 def email_verified_accepted(extra_data: Mapping) -> bool:
-    """Our rule: only an explicit ``email_verified: false`` counts as unverified.
+    """Whether the sign-in may go on at all: only an explicit ``email_verified: false`` stops it.
 
     Several enterprise providers (Entra ID among them) send no ``email_verified`` at all for
-    addresses the organisation itself manages.
+    addresses the organisation itself manages; such a person may still get a new account. Signing
+    into an *existing* account by e-mail needs more: see :func:`email_links_existing_account`.
     """
-    return not _explicitly_false(merged_claims(extra_data).get("email_verified"))
+    return not any(_explicitly_false(s.get("email_verified")) for s in claim_sources(extra_data))
+
+
+def _explicitly_true(value) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS)
+
+
+def email_verified_asserted(extra_data: Mapping) -> bool:
+    """True when the provider says ``email_verified: true`` (every claim set that carries it)."""
+    values = [s["email_verified"] for s in claim_sources(extra_data) if "email_verified" in s]
+    return bool(values) and all(_explicitly_true(v) for v in values)
+
+
+def email_links_existing_account(extra_data: Mapping, app_settings: Mapping) -> bool:
+    """Whether this sign-in's e-mail is proof enough to sign into an existing account with it.
+
+    Yes when the provider asserts ``email_verified: true``, or when the operator trusts the
+    addresses of this provider (``trust_email``: Entra ID, which sends no such claim, and SAML)
+    and the provider does not say the address is unverified. The answer becomes the
+    ``verified`` flag of the login's e-mail addresses, which is what allauth's lookup by e-mail
+    (SOCIALACCOUNT_EMAIL_AUTHENTICATION) and the stored EmailAddress read.
+    """
+    if not email_verified_accepted(extra_data):
+        return False
+    return email_verified_asserted(extra_data) or app_settings.get("trust_email") is True
 
 
 def _claim_is(extra_data: Mapping, name: str, expected: str) -> bool:
@@ -755,3 +903,60 @@ def sso_granted_groups(extra_data: Mapping) -> list[str]:
     state = extra_data.get(SSO_STATE_KEY)
     groups = state.get("groups") if isinstance(state, Mapping) else None
     return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
+
+
+@dataclass(frozen=True)
+class GroupRules:
+    """What one provider's groups claim may do: which Django groups its values become, and
+    which of its values (as sent, before the prefix) make a person staff or admin.
+
+    Built from the provider's app settings (see _resolve_group_rules), so one provider's
+    claim never reaches another provider's groups or rights.
+    """
+
+    provider_id: str = ""
+    prefix: str = ""
+    staff_groups: frozenset[str] = frozenset()
+    admin_groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_app_settings(cls, provider_id: str, app_settings: Mapping) -> GroupRules:
+        def names(key: str) -> frozenset[str]:
+            value = app_settings.get(key)
+            return (
+                frozenset(v for v in value if isinstance(v, str))
+                if isinstance(value, list)
+                else frozenset()
+            )
+
+        prefix = app_settings.get("group_prefix")
+        return cls(
+            provider_id=provider_id,
+            prefix=prefix if isinstance(prefix, str) else "",
+            staff_groups=names("staff_groups"),
+            admin_groups=names("admin_groups"),
+        )
+
+    @property
+    def decides_flags(self) -> bool:
+        """With neither staff nor admin groups, this provider leaves both flags alone."""
+        return bool(self.staff_groups or self.admin_groups)
+
+    def django_group_names(self, claim_groups: list[str]) -> list[str]:
+        return [f"{self.prefix}{name}" for name in claim_groups]
+
+    def flags(self, claim_groups: list[str]) -> tuple[bool, bool]:
+        """``(is_staff, is_superuser)`` as this provider's claim grants them."""
+        names = set(claim_groups)
+        is_superuser = bool(names & self.admin_groups)
+        return is_superuser or bool(names & self.staff_groups), is_superuser
+
+
+def sso_granted_flags(extra_data: Mapping) -> tuple[bool, bool]:
+    """``(is_staff, is_superuser)`` the last sign-in through this account granted, if its
+    provider decides the flags (else both False; see services.user_sync_from_sso)."""
+    state = extra_data.get(SSO_STATE_KEY)
+    flags = state.get("flags") if isinstance(state, Mapping) else None
+    if not isinstance(flags, Mapping):
+        return False, False
+    return flags.get("is_staff") is True, flags.get("is_superuser") is True

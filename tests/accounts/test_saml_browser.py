@@ -50,6 +50,9 @@ def app_env(idp: SAMLTestIdP, **idp_env: str) -> dict[str, str]:
         "SSO_ALLOWED_DOMAINS": "example.com",
         "SSO_STAFF_GROUPS": "knowledge-admins",
         "SSO_ADMIN_GROUPS": "it-admins",
+        # SAML has no "verified" flag: signing into an existing account by its address needs
+        # the operator's trust in this IdP (the linking test below); off by default.
+        "SAML_TRUST_EMAIL": "1",
         "ACCOUNT_LOCAL_LOGIN": "0",
         # allauth caches the IdP's metadata; this run's keys must not meet an older run's.
         "CACHE_PREFIX": f"saml-test-{uuid.uuid4().hex}",

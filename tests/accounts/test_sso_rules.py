@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.sso import display_name, groups_from_claims, sign_in_refusal
+from accounts.sso import (
+    display_name,
+    email_links_existing_account,
+    groups_from_claims,
+    sign_in_refusal,
+)
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
@@ -43,6 +48,33 @@ def test_email_verified_true_or_absent_is_accepted(verified):
 @pytest.mark.parametrize("verified", [False, "false", "False"])
 def test_email_verified_false_is_refused(verified):
     assert refusal(login({**ADA, "email_verified": verified})) == "email_unverified"
+
+
+@pytest.mark.parametrize(
+    ("id_token", "userinfo", "trust_email", "links"),
+    [
+        ({"email_verified": True}, None, False, True),
+        ({"email_verified": "true"}, None, False, True),
+        ({}, None, False, False),  # Entra: no claim at all
+        ({}, None, True, True),  # ...unless the operator trusts this provider's addresses
+        ({"email_verified": "yes"}, None, False, False),
+        ({"email_verified": 1}, None, False, False),
+        ({"email_verified": True}, {"email_verified": False}, False, False),
+        ({"email_verified": False}, None, True, False),  # an explicit no beats the opt-in
+        ({"email_verified": "false"}, None, True, False),
+    ],
+)
+def test_only_an_asserted_or_trusted_email_may_sign_into_an_existing_account(
+    id_token, userinfo, trust_email, links
+):
+    base = {"sub": "1", "email": "ada@example.com"}
+    extra_data = login({**base, **id_token}, {**base, **userinfo} if userinfo else None)
+    assert email_links_existing_account(extra_data, {"trust_email": trust_email}) is links
+
+
+def test_a_false_in_either_claim_set_refuses_the_sign_in():
+    id_token_says_no = login({**ADA, "email_verified": False}, {**ADA, "email_verified": True})
+    assert refusal(id_token_says_no) == "email_unverified"
 
 
 def test_userinfo_saying_unverified_wins_over_the_id_token():

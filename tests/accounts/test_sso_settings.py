@@ -270,3 +270,100 @@ def test_a_bad_provider_list_stops_the_app_at_start():
 def test_production_settings_with_sso_pass_check_deploy():
     result = processes.check_deploy_in_production(**SINGLE)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- account linking and group rules, per provider -----------------------------------------
+
+
+def two_providers(**okta_extra) -> str:
+    return json.dumps(
+        [
+            {
+                "id": "okta",
+                "server_url": "https://corp.okta.com",
+                "client_id": "a",
+                "client_secret": "b",
+                **okta_extra,
+            },
+            {"id": "entra", "tenant_id": TENANT, "client_id": "c", "client_secret": "d"},
+        ]
+    )
+
+
+def app_settings_by_id(result: dict) -> dict:
+    return {app["provider_id"]: app["settings"] for app in apps(result)}
+
+
+def test_a_single_provider_keeps_group_names_and_the_global_staff_and_admin_groups():
+    [app] = apps(settings_for({**SINGLE, "SSO_STAFF_GROUPS": "k", "SSO_ADMIN_GROUPS": "it"}))
+    assert app["settings"]["group_prefix"] == ""
+    assert (app["settings"]["staff_groups"], app["settings"]["admin_groups"]) == (["k"], ["it"])
+    assert app["settings"]["trust_email"] is False
+
+
+def test_trust_email_is_off_unless_the_operator_opts_in_per_provider():
+    [app] = apps(settings_for({**SINGLE, "OIDC_TRUST_EMAIL": "1"}))
+    assert app["settings"]["trust_email"] is True
+    by_id = app_settings_by_id(settings_for({"OIDC_PROVIDERS": two_providers(trust_email=True)}))
+    assert (by_id["okta"]["trust_email"], by_id["entra"]["trust_email"]) == (True, False)
+
+
+def test_with_several_providers_groups_are_namespaced_unless_the_operator_says_otherwise():
+    by_id = app_settings_by_id(settings_for({"OIDC_PROVIDERS": two_providers()}))
+    assert (by_id["okta"]["group_prefix"], by_id["entra"]["group_prefix"]) == ("okta:", "entra:")
+    by_id = app_settings_by_id(settings_for({"OIDC_PROVIDERS": two_providers(group_prefix="")}))
+    assert (by_id["okta"]["group_prefix"], by_id["entra"]["group_prefix"]) == ("", "entra:")
+
+
+def test_staff_and_admin_groups_are_each_providers_own():
+    result = settings_for(
+        {
+            "OIDC_PROVIDERS": two_providers(staff_groups=["helpdesk"]),
+            "SSO_ADMIN_GROUPS": "entra:assistant-admins",
+            "SSO_STAFF_GROUPS": "okta:knowledge-admins",
+        }
+    )
+    by_id = app_settings_by_id(result)
+    assert by_id["okta"]["staff_groups"] == ["helpdesk", "knowledge-admins"]
+    assert by_id["okta"]["admin_groups"] == []
+    assert (by_id["entra"]["staff_groups"], by_id["entra"]["admin_groups"]) == (
+        [],
+        ["assistant-admins"],
+    )
+
+
+def test_a_bare_admin_group_with_several_providers_is_refused_naming_the_fix():
+    message = refused({"OIDC_PROVIDERS": two_providers(), "SSO_ADMIN_GROUPS": "assistant-admins"})
+    assert "SSO_ADMIN_GROUPS" in message and "okta:assistant-admins" in message
+
+
+def test_oidc_beside_saml_namespaces_both_by_default():
+    result = settings_for(
+        {
+            **SINGLE,
+            "SAML_IDP_METADATA_URL": "https://idp.example.com/saml/metadata",
+            "SSO_ADMIN_GROUPS": "saml:it-admins",
+        }
+    )
+    [oidc] = apps(result)
+    [saml] = result["SOCIALACCOUNT_PROVIDERS"]["saml"]["APPS"]
+    assert (oidc["settings"]["group_prefix"], saml["settings"]["group_prefix"]) == ("sso:", "saml:")
+    assert (oidc["settings"]["admin_groups"], saml["settings"]["admin_groups"]) == (
+        [],
+        ["it-admins"],
+    )
+    assert saml["settings"]["trust_email"] is False
+
+
+@pytest.mark.parametrize(
+    ("okta_extra", "named"),
+    [
+        ({"trust_email": "yes"}, "OIDC_PROVIDERS[0].trust_email"),
+        ({"staff_groups": "helpdesk"}, "OIDC_PROVIDERS[0].staff_groups"),
+        ({"admin_groups": [""]}, "OIDC_PROVIDERS[0].admin_groups"),
+        ({"group_prefix": 3}, "OIDC_PROVIDERS[0].group_prefix"),
+        ({"group_prefix": "x" * 65}, "OIDC_PROVIDERS[0].group_prefix"),
+    ],
+)
+def test_nonsense_in_the_account_rules_is_refused_naming_the_key(okta_extra, named):
+    assert named in refused({"OIDC_PROVIDERS": two_providers(**okta_extra)})

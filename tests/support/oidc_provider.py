@@ -5,6 +5,9 @@
     provider.set_accounts({...})     # takes effect at the next sign-in
     provider.stop()
 
+``sign_in_with_test_client`` drives the whole authorization-code flow with Django's test client
+on the app's side (in-process: fast, and the ORM is the test's) and httpx at the provider.
+
 The package is pinned in tests/support/oidc/package.json (+ package-lock.json) and installed
 with ``npm ci`` the first time (or by ``make test``'s step, see the Makefile).
 """
@@ -13,17 +16,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
 
 from tests.support.processes import ManagedProcess, artifacts_dir, free_port
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "assistant-tests"
 CLIENT_SECRET = "assistant-tests-secret-not-a-real-one"  # noqa: S105 - a test fixture
+TEST_CLIENT_ORIGIN = "http://testserver"  # where Django's test client says it is
+_FORM_ACTION_RE = re.compile(r'<form[^>]*action="([^"]+)"')
 
 
 def ensure_installed() -> None:
@@ -118,3 +127,46 @@ class OIDCTestProvider:
             self.process.stop()
             self.process = None
         self.accounts_path.unlink(missing_ok=True)
+
+
+def callback_url_for_test_client(provider_id: str) -> str:
+    """The redirect URI allauth sends when the app runs under Django's test client."""
+    return f"{TEST_CLIENT_ORIGIN}/accounts/oidc/{provider_id}/login/callback/"
+
+
+def sign_in_with_test_client(client, provider: OIDCTestProvider, *, provider_id: str, login: str):
+    """Signs ``login`` in through ``provider`` (started with ``callback_url_for_test_client``).
+
+    The app's side runs in ``client`` (Django's test client): the sign-in button's POST, then
+    the callback, where allauth exchanges the code at the provider over real HTTP. The
+    provider's side (its login page, any password) runs in httpx. Returns the callback's
+    response: a redirect into the app when signed in, or the refusal page.
+    """
+    start = client.post(f"/accounts/oidc/{provider_id}/login/")
+    assert start.status_code == 302, start.content[:500]
+    with httpx.Client(timeout=10) as browser:
+        response = _follow_at_provider(browser, browser.get(start["Location"]))
+        match = _FORM_ACTION_RE.search(response.text)
+        assert match, f"no login form at the provider: {response.text[:500]}"
+        response = browser.post(
+            urljoin(str(response.url), match.group(1)),
+            data={"prompt": "login", "login": login, "password": "any password works here"},
+        )
+        response = _follow_at_provider(browser, response)
+    location = response.headers.get("location", "")
+    assert location.startswith(TEST_CLIENT_ORIGIN), f"provider said: {response.text[:500]}"
+    parts = urlsplit(location)
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def _follow_at_provider(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
+    """Follows redirects while they stay at the provider; stops at a page or at the app."""
+    for _ in range(10):
+        location = response.headers.get("location")
+        if not response.is_redirect or not location:
+            return response
+        target = urljoin(str(response.url), location)
+        if target.startswith(TEST_CLIENT_ORIGIN):
+            return response
+        response = browser.get(target)
+    raise AssertionError("too many redirects at the provider")
