@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 
 from accounts.events import user_group
+from accounts.selectors import user_for_session
 from assistant import generation, selectors, services
 from assistant.models import Message
 
@@ -25,6 +26,7 @@ def db(fn):
     # Each call is self-contained; the default (one shared thread) would queue every
     # question in the process behind each other.
     return database_sync_to_async(fn, thread_sensitive=False)
+
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -48,7 +50,10 @@ def _text(content: dict) -> str:
         raise Invalid("invalid", "Type a question first.")
     limit = settings.CHAT_MAX_QUESTION_CHARS
     if len(text) > limit:
-        raise Invalid("too_long", f"Questions can be at most {limit:,} characters; this one has {len(text):,}.")
+        raise Invalid(
+            "too_long",
+            f"Questions can be at most {limit:,} characters; this one has {len(text):,}.",
+        )
     return text.strip()
 
 
@@ -59,23 +64,6 @@ def _collection_ids(content: dict) -> list[int] | None:
     if not isinstance(ids, list) or len(ids) > 100 or not all(isinstance(i, int) for i in ids):
         raise Invalid("invalid", "collection_ids must be a list of numbers.")
     return ids
-
-
-def _current_user(user_id: int, session_key: str | None):
-    """The user as the database has them now, or None when they were deactivated or their
-    session ended (signed out, expired, flushed by an administrator)."""
-    from importlib import import_module
-
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        return None
-    if session_key is not None:
-        store = import_module(settings.SESSION_ENGINE).SessionStore
-        if not store().exists(session_key):
-            return None
-    return user
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
@@ -101,7 +89,13 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         # Bad frames get an error reply; they must never take the socket down.
         if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
-            await self.send_json({"type": "error", "code": "invalid_message", "message": "Message too large or not text."})
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "invalid_message",
+                    "message": "Message too large or not text.",
+                }
+            )
             return
         try:
             content = json.loads(text_data)
@@ -114,12 +108,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("type") if isinstance(content, dict) else None
         handler = self.HANDLERS.get(kind)
         if handler is None:
-            await self.send_json({"type": "error", "code": "unknown_message", "message": "Unknown message type."})
+            await self.send_json(
+                {"type": "error", "code": "unknown_message", "message": "Unknown message type."}
+            )
             return
         # Every frame acts as the user is now, not as they were when the socket opened: a
-        # revoked staff flag or group applies at once, and a deactivated or signed-out user's
-        # socket is closed.
-        user = await db(_current_user)(self.user.pk, self.session_key)
+        # revoked staff flag or group applies at once, and a socket whose session would no
+        # longer sign an HTTP request in (deactivated, signed out, expired, password changed)
+        # is closed.
+        user = await db(user_for_session)(user_id=self.user.pk, session_key=self.session_key)
         if user is None:
             self.open = False
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -173,11 +170,18 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def _answer(self, question, content, collection_ids=None):
         await self.send_json(
-            {"type": "ack", "request_id": str(content.get("request_id", ""))[:100],
-             "conversation_id": str(question.conversation_id), "question_id": str(question.pk)}
+            {
+                "type": "ack",
+                "request_id": str(content.get("request_id", ""))[:100],
+                "conversation_id": str(question.conversation_id),
+                "question_id": str(question.pk),
+            }
         )
         await generation.start_answer(
-            user=self.user, question=question, send=self.safe_send, collection_ids=collection_ids,
+            user=self.user,
+            question=question,
+            send=self.safe_send,
+            collection_ids=collection_ids,
             request_id=str(content.get("request_id", ""))[:100],
         )
 
@@ -222,8 +226,12 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         services.feedback_give(user=self.user, message=message, rating=rating, comment=comment)
 
     HANDLERS = {
-        "ping": on_ping, "ask": on_ask, "stop": on_stop, "regenerate": on_regenerate,
-        "edit": on_edit, "feedback": on_feedback,
+        "ping": on_ping,
+        "ask": on_ask,
+        "stop": on_stop,
+        "regenerate": on_regenerate,
+        "edit": on_edit,
+        "feedback": on_feedback,
     }
 
     # --- channel layer ----------------------------------------------------------------
@@ -234,4 +242,6 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
 def _refuse_if_busy(conversation) -> None:
     if conversation.messages.filter(status=Message.Status.STREAMING, superseded=False).exists():
-        raise Invalid("busy", "An answer in this conversation is still being written; stop it or wait.")
+        raise Invalid(
+            "busy", "An answer in this conversation is still being written; stop it or wait."
+        )

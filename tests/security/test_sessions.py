@@ -1,0 +1,126 @@
+"""Sessions: an open socket keeps no rights its session has lost.
+
+Each frame on the chat socket must be judged as Django would judge an HTTP request carrying the
+same session cookie: an expired session, a changed password (or any change of the user's
+session auth hash), a flushed session or a session naming another user closes the socket with
+4401. In-process through Channels' WebsocketCommunicator, the real ASGI application (Origin
+check and auth middleware included) and the real database session store.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import import_module
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from assistant.asgi import application
+from assistant.consumers import CLOSE_UNAUTHENTICATED
+from tests.conftest import session_cookie_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = "http://127.0.0.1:8000"
+
+
+@pytest.fixture(autouse=True)
+def _our_origin(settings):
+    settings.WEBSOCKET_ALLOWED_ORIGINS = [ORIGIN]
+
+
+def _session_key(cookie: str) -> str:
+    return cookie.split("=", 1)[1]
+
+
+async def _open_socket(user) -> tuple[WebsocketCommunicator, str]:
+    cookie = await sync_to_async(session_cookie_for)(user)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/events/",
+        headers=[
+            (b"origin", ORIGIN.encode()),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", cookie.encode()),
+        ],
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
+    return communicator, _session_key(cookie)
+
+
+async def _assert_closed_as_signed_out(communicator: WebsocketCommunicator) -> None:
+    await communicator.send_json_to({"type": "ping"})
+    frame = await communicator.receive_output(timeout=5)
+    assert frame == {"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED}, frame
+    await communicator.wait(timeout=5)
+
+
+async def test_a_socket_keeps_working_while_its_session_is_valid(make_user):
+    user = await sync_to_async(make_user)()
+    communicator, _ = await _open_socket(user)
+    for _ in range(3):
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    await communicator.disconnect()
+
+
+async def test_a_socket_whose_session_expired_is_closed_at_its_next_frame(make_user):
+    user = await sync_to_async(make_user)()
+    communicator, key = await _open_socket(user)
+
+    # The row is still in the table (nobody ran clearsessions), but its expiry date has passed:
+    # an HTTP request with this cookie would be anonymous.
+    await Session.objects.filter(session_key=key).aupdate(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    assert await Session.objects.filter(session_key=key).aexists()
+
+    await _assert_closed_as_signed_out(communicator)
+
+
+async def test_a_socket_is_closed_after_the_password_was_changed_elsewhere(make_user):
+    user = await sync_to_async(make_user)()
+    communicator, key = await _open_socket(user)
+
+    # The password is changed from another browser (or reset by an administrator): Django logs
+    # every other session out, because their stored auth hash no longer matches.
+    user.set_password("a brand new passphrase 42")
+    await user.asave(update_fields=["password"])
+
+    await _assert_closed_as_signed_out(communicator)
+    assert await Session.objects.filter(session_key=key).aexists(), "a read must not flush"
+
+
+async def test_a_socket_is_closed_after_its_session_was_flushed(make_user):
+    user = await sync_to_async(make_user)()
+    communicator, key = await _open_socket(user)
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    await sync_to_async(store.delete)(key)
+
+    await _assert_closed_as_signed_out(communicator)
+
+
+async def test_a_socket_is_closed_when_its_session_now_signs_in_someone_else(make_user):
+    alice, mallory = await sync_to_async(make_user)(), await sync_to_async(make_user)()
+    communicator, key = await _open_socket(alice)
+
+    # The session row is rewritten to name another user (a session fixation, or an operator
+    # re-using a key): the socket opened as Alice must not go on as anyone.
+    def rewrite():
+        from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+
+        store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        store[SESSION_KEY] = str(mallory.pk)
+        store[HASH_SESSION_KEY] = mallory.get_session_auth_hash()
+        store.save()
+
+    await sync_to_async(rewrite)()
+
+    await _assert_closed_as_signed_out(communicator)
