@@ -17,7 +17,9 @@ LIST_LIMIT = 200
 
 def _conversation_or_404(request, conversation_id):
     try:
-        return selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+        return selectors.conversation_get_for_user(
+            user=request.user, conversation_id=conversation_id
+        )
     except ObjectDoesNotExist:
         raise Http404("No such conversation.") from None
 
@@ -31,9 +33,13 @@ def conversation_list(request):
     conversations = selectors.conversations_of(request.user)
     query = request.GET.get("q", "").strip()[:200]
     if query:
-        matching = Message.objects.filter(conversation=OuterRef("pk"), superseded=False, content__icontains=query)
+        matching = Message.objects.filter(
+            conversation=OuterRef("pk"), superseded=False, content__icontains=query
+        )
         conversations = conversations.filter(Q(title__icontains=query) | Exists(matching))
-    return JsonResponse({"conversations": [_conversation_json(c) for c in conversations[:LIST_LIMIT]]})
+    return JsonResponse(
+        {"conversations": [_conversation_json(c) for c in conversations[:LIST_LIMIT]]}
+    )
 
 
 @require_GET
@@ -41,6 +47,7 @@ def conversation_detail(request, conversation_id):
     conversation = _conversation_or_404(request, conversation_id)
     services.streams_fail_stale(conversation=conversation)
     messages = list(selectors.visible_messages(conversation).prefetch_related("citations"))
+    access = selectors.passage_access_for(user=request.user, messages=messages)
     feedback = {
         f.message_id: {"rating": f.rating, "comment": f.comment}
         for f in Feedback.objects.filter(message__in=messages, user=request.user)
@@ -48,29 +55,60 @@ def conversation_detail(request, conversation_id):
     return JsonResponse(
         {
             "conversation": _conversation_json(conversation),
-            "messages": [_message_json(request.user, m, feedback.get(m.pk)) for m in messages],
+            "messages": [_message_json(access, m, feedback.get(m.pk)) for m in messages],
         }
     )
 
 
-def _message_json(user, message: Message, feedback) -> dict:
-    allowed = selectors.readable_collection_ids_cached(user)
-    sources = [s for s in message.sources if s.get("collection_id") in allowed]
+def _unavailable(n) -> dict:
+    """A passage the reader can no longer read keeps its number, and nothing else of it."""
+    return {"n": n, "unavailable": True}
+
+
+def _message_json(access: selectors.PassageAccess, message: Message, feedback) -> dict:
+    sources = [
+        s
+        if access.readable(s.get("source_id"), s.get("collection_id"))
+        else _unavailable(s.get("n"))
+        for s in message.sources
+        if isinstance(s, dict)
+    ]
     citations = [
-        {"number": c.number, "chunk_id": c.chunk_id, "source_id": c.source_id, "title": c.document_title,
-         "source_name": c.source_name, "url": c.source_url, "heading": c.heading, "page": c.page,
-         "text": c.quote}
-        for c in message.citations.all() if c.collection_id in allowed
+        {
+            "number": c.number,
+            "chunk_id": c.chunk_id,
+            "source_id": c.source_id,
+            "title": c.document_title,
+            "source_name": c.source_name,
+            "url": c.source_url,
+            "heading": c.heading,
+            "page": c.page,
+            "text": c.quote,
+        }
+        if access.readable(c.source_id, c.collection_id)
+        else {"number": c.number, "unavailable": True}
+        for c in message.citations.all()
     ]
     return {
-        "id": str(message.pk), "role": message.role, "content": message.content,
-        "status": message.status, "error": message.error, "sources": sources, "citations": citations,
-        "feedback": feedback, "created_at": message.created_at.isoformat(),
+        "id": str(message.pk),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "error": message.error,
+        "sources": sources,
+        "citations": citations,
+        "feedback": feedback,
+        "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,
         "reply_to": str(message.reply_to_id) if message.reply_to_id else None,
-        "timings": {"retrieval_ms": message.retrieval_ms, "first_token_ms": message.first_token_ms,
-                    "total_ms": message.total_ms, "model": message.model,
-                    "prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens},
+        "timings": {
+            "retrieval_ms": message.retrieval_ms,
+            "first_token_ms": message.first_token_ms,
+            "total_ms": message.total_ms,
+            "model": message.model,
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+        },
     }
 
 

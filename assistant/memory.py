@@ -25,10 +25,16 @@ logger = logging.getLogger(__name__)
 MAX_ITEM_CHARS = 300
 MAX_ITEMS_PER_USER = 200
 MAX_FACTS_PER_TURN = 5
-SAME_TOPIC_SIMILARITY = 0.72  # this close is the same subject: the newer statement replaces the older
+SAME_TOPIC_SIMILARITY = (
+    0.72  # this close is the same subject: the newer statement replaces the older
+)
 
-_REMEMBER = re.compile(r"^\s*(?:please\s+)?remember(?:\s+that)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL)
-_FORGET = re.compile(r"^\s*(?:please\s+)?forget(?:\s+that|\s+about)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL)
+_REMEMBER = re.compile(
+    r"^\s*(?:please\s+)?remember(?:\s+that)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL
+)
+_FORGET = re.compile(
+    r"^\s*(?:please\s+)?forget(?:\s+that|\s+about)?[\s,:]+(?P<body>.+)$", re.IGNORECASE | re.DOTALL
+)
 # Extraction output that reads like instructions to the model is not a fact about the user.
 _INJECTION = re.compile(
     r"(ignore|disregard|override)\b.{0,40}\b(instruction|prompt|rule)|system prompt|you (must|should) (always|never)|"
@@ -103,8 +109,11 @@ def remember(*, user, text: str, source_message: Message | None = None) -> Memor
     text = _clean(text)
     vector = get_embedder().embed_documents([text])[0]
     closest = (
-        MemoryItem.objects.select_for_update().filter(owner=user)
-        .annotate(distance=CosineDistance("embedding", vector)).order_by("distance").first()
+        MemoryItem.objects.select_for_update()
+        .filter(owner=user)
+        .annotate(distance=CosineDistance("embedding", vector))
+        .order_by("distance")
+        .first()
     )
     if closest is not None and 1 - closest.distance >= SAME_TOPIC_SIMILARITY:
         closest.text, closest.embedding, closest.source_message = text, vector, source_message
@@ -113,7 +122,9 @@ def remember(*, user, text: str, source_message: Message | None = None) -> Memor
     if MemoryItem.objects.filter(owner=user).count() >= MAX_ITEMS_PER_USER:
         oldest = MemoryItem.objects.filter(owner=user).order_by("updated_at").first()
         oldest.delete()
-    return MemoryItem.objects.create(owner=user, text=text, embedding=vector, source_message=source_message)
+    return MemoryItem.objects.create(
+        owner=user, text=text, embedding=vector, source_message=source_message
+    )
 
 
 def forget(*, user, text: str) -> list[str]:
@@ -121,7 +132,8 @@ def forget(*, user, text: str) -> list[str]:
     vector = get_embedder().embed_query(text)
     candidates = (
         MemoryItem.objects.filter(owner=user)
-        .annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:5]
+        .annotate(distance=CosineDistance("embedding", vector))
+        .order_by("distance")[:5]
     )
     needle = text.lower()
     doomed = [i for i in candidates if 1 - i.distance >= 0.55 or needle in i.text.lower()]
@@ -241,7 +253,9 @@ def parse_extraction(raw: str, *, known: int = 0) -> list[LearnedFact]:
             continue
         numbers = tuple(
             dict.fromkeys(
-                n for n in replaces[:3] if type(n) is int and 1 <= n <= known  # not bools
+                n
+                for n in replaces[:3]
+                if type(n) is int and 1 <= n <= known  # not bools
             )
         )
         kept.append(LearnedFact(fact, numbers))
@@ -253,13 +267,46 @@ def validate_extraction(raw: str) -> list[str]:
     return [fact.text for fact in parse_extraction(raw)]
 
 
-def _extraction_messages(question: str, answer: str, known: list[MemoryItem]) -> list[llm.ChatMessage]:
+def _extraction_messages(user_text: str, known: list[MemoryItem]) -> list[llm.ChatMessage]:
+    """Only the person's own words go to the model: an answer quotes and paraphrases passages
+    (perhaps restricted ones), and nothing from a passage may become a memory item."""
     from django.template.loader import render_to_string
 
     system = render_to_string("prompts/memory_extraction.txt").strip()
     facts = "\n".join(f"[{n}] {item.text}" for n, item in enumerate(known, 1)) or "(none)"
-    turn = f"Known facts:\n{facts}\n\nUser: {question}\n\nAssistant: {answer[:2000]}"
+    turn = f"Known facts:\n{facts}\n\nThe user wrote: {user_text[:4000]}"
     return [llm.ChatMessage("system", system), llm.ChatMessage("user", turn)]
+
+
+# Words the extraction uses to frame a fact about the user; they need not be in what was said.
+_FRAMING_LEXEMES = frozenset(
+    {"user", "prefer", "like", "want", "work", "call", "name", "answer", "respons", "repli", "also"}
+    | {"current", "usual", "alway", "often", "now", "base", "live", "locat", "speak", "say", "said"}
+    | {"mention"}
+)
+
+
+def _lexemes(cursor, text: str) -> set[str]:
+    cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [text])
+    return set(cursor.fetchone()[0] or [])
+
+
+def grounded_facts(facts: list[LearnedFact], user_text: str) -> list[LearnedFact]:
+    """The facts whose every content word (stemmed, as full-text search stems them) appears in
+    what the person wrote. A fact the model took from anywhere else (a passage, an answer, its
+    own knowledge) is dropped, even when the model proposes it."""
+    if not facts:
+        return []
+    with connection.cursor() as cursor:
+        said = _lexemes(cursor, user_text)
+        kept = []
+        for fact in facts:
+            words = _lexemes(cursor, fact.text) - _FRAMING_LEXEMES
+            if words and words <= said:
+                kept.append(fact)
+            else:
+                logger.info("memory extraction: dropped a fact not found in what the user wrote")
+    return kept
 
 
 async def _complete_json(messages, schema):
@@ -267,7 +314,10 @@ async def _complete_json(messages, schema):
 
 
 def learn_from_turn(*, answer_id) -> list[str]:
-    """Runs in a worker after an answer: asks the model for durable facts about the user and merges them."""
+    """Runs in a worker after an answer: asks the model for durable facts about the user and merges them.
+
+    The model sees only the question the person wrote (never the answer or its passages), and
+    a fact is kept only when its words are in that question."""
     import asyncio
 
     answer = Message.objects.select_related("conversation", "reply_to").filter(pk=answer_id).first()
@@ -282,13 +332,14 @@ def learn_from_turn(*, answer_id) -> list[str]:
     known = relevant_items(
         user=user, query=answer.reply_to.content, limit=KNOWN_FACTS_IN_PROMPT, min_similarity=0.0
     )
-    messages = _extraction_messages(answer.reply_to.content, answer.content, known)
+    said = answer.reply_to.content
+    messages = _extraction_messages(said, known)
     try:
         raw = asyncio.run(_complete_json(messages, EXTRACTION_SCHEMA))
     except llm.LLMError:
         logger.info("memory extraction skipped: the model is unavailable")
         return []
-    facts = parse_extraction(raw, known=len(known))
+    facts = grounded_facts(parse_extraction(raw, known=len(known)), said)
     for fact in facts:
         with transaction.atomic():
             replaced = [known[n - 1].pk for n in fact.replaces]
@@ -320,9 +371,18 @@ def summarise_if_long(*, conversation_id, keep_recent: int = 6) -> bool:
 
     messages = [
         llm.ChatMessage("system", render_to_string("prompts/summarise.txt").strip()),
-        llm.ChatMessage("user", (f"Summary so far: {conversation.summary}\n\n" if conversation.summary else "") + transcript),
+        llm.ChatMessage(
+            "user",
+            (f"Summary so far: {conversation.summary}\n\n" if conversation.summary else "")
+            + transcript,
+        ),
     ]
-    schema = {"title": "summary", "type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}
+    schema = {
+        "title": "summary",
+        "type": "object",
+        "properties": {"summary": {"type": "string"}},
+        "required": ["summary"],
+    }
     try:
         raw = asyncio.run(_complete_json(messages, schema))
         summary = json.loads(raw).get("summary", "")

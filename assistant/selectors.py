@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
+from assistant import llm
 from assistant.models import Citation, Conversation, Message
+from knowledge.models import Source
 from knowledge.selectors import readable_collection_ids
+
+UNREADABLE_ANSWER_PLACEHOLDER = "(an earlier answer drew on documents you can no longer read)"
+HISTORY_TURNS = 40
 
 
 def conversations_of(user) -> QuerySet[Conversation]:
@@ -28,12 +36,6 @@ def visible_messages(conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.filter(superseded=False).order_by("created_at")
 
 
-def citations_visible_to(*, user, message: Message) -> list[Citation]:
-    """A message's citations whose collection the reader may still read."""
-    allowed = readable_collection_ids_cached(user)
-    return [c for c in message.citations.all() if c.collection_id in allowed]
-
-
 def readable_collection_ids_cached(user) -> set[int]:
     """Per-request memo of the readable collection ids (one query per request, not per message)."""
     cached = getattr(user, "_readable_collection_ids", None)
@@ -41,3 +43,118 @@ def readable_collection_ids_cached(user) -> set[int]:
         cached = set(readable_collection_ids(user))
         user._readable_collection_ids = cached
     return cached
+
+
+# --- passages in stored answers -----------------------------------------------------------
+
+
+def _refs(message: Message) -> list[tuple[int | None, int | None]]:
+    """(source id, collection id at answer time) of every passage an answer was given or cited."""
+    refs = [
+        (s.get("source_id"), s.get("collection_id"))
+        for s in message.sources or []
+        if isinstance(s, dict)
+    ]
+    refs += [(c.source_id, c.collection_id) for c in message.citations.all()]
+    return refs
+
+
+@dataclass(frozen=True)
+class PassageAccess:
+    """Whether a reader may still read the passages stored with answers.
+
+    The collection copied onto a citation or a stored source at answer time goes stale when
+    the source moves, so access is checked through the source's current row. A deleted source
+    keeps its quote readable only while the collection it was last known in is still readable
+    (its quote was readable when cited; what matters is access lost since).
+    """
+
+    readable_collections: frozenset[int]
+    current_collection: dict[int, int]  # source id -> its collection now (absent: deleted)
+
+    def readable(self, source_id: int | None, collection_id: int | None) -> bool:
+        if source_id is not None and source_id in self.current_collection:
+            return self.current_collection[source_id] in self.readable_collections
+        return collection_id is not None and collection_id in self.readable_collections
+
+    def all_readable(self, message: Message) -> bool:
+        return all(self.readable(s, c) for s, c in _refs(message))
+
+
+def passage_access_for(*, user, messages: Iterable[Message]) -> PassageAccess:
+    """One query for the sources the messages refer to (citations should be prefetched)."""
+    source_ids = {s for m in messages for s, _ in _refs(m) if isinstance(s, int)}
+    current = (
+        dict(Source.objects.filter(pk__in=source_ids).values_list("pk", "collection_id"))
+        if source_ids
+        else {}
+    )
+    return PassageAccess(frozenset(readable_collection_ids_cached(user)), current)
+
+
+def citations_visible_to(*, user, message: Message) -> list[Citation]:
+    """A message's citations whose source the reader may still read."""
+    access = passage_access_for(user=user, messages=[message])
+    return [c for c in message.citations.all() if access.readable(c.source_id, c.collection_id)]
+
+
+# --- what is sent back to the model --------------------------------------------------------
+
+
+def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
+    """The earlier turns sent to the model with ``question``, as ``user`` may read them now.
+
+    Recent turns, and in a long conversation its summary standing in for the older ones. An
+    earlier answer whose passages (given or cited) are not all still readable by ``user`` is
+    replaced by a placeholder: answers quote and paraphrase their passages. A summary covering
+    such an answer is not sent either; the older turns then come as turns, placeholders
+    included, within the usual limit.
+    """
+    conversation = Conversation.objects.get(pk=question.conversation_id)
+    turns = (
+        Message.objects.filter(conversation_id=question.conversation_id, superseded=False)
+        .exclude(pk=question.pk)
+        .filter(created_at__lt=question.created_at)
+        .exclude(role=Message.Role.ASSISTANT, status=Message.Status.FAILED)
+    )
+    summary = conversation.summary if conversation.summary_until else ""
+    covered: list[Message] = []
+    if summary:
+        covered = list(
+            Message.objects.filter(
+                conversation_id=conversation.pk,
+                role=Message.Role.ASSISTANT,
+                created_at__lte=conversation.summary_until,
+            )
+            .only("id", "sources")
+            .prefetch_related("citations")
+        )
+        recent_turns = turns.filter(created_at__gt=conversation.summary_until)
+    recent = list(
+        (recent_turns if summary else turns)
+        .order_by("-created_at")
+        .only("id", "role", "content", "sources")
+        .prefetch_related("citations")[:HISTORY_TURNS]
+    )
+    access = passage_access_for(user=user, messages=[*covered, *recent])
+    if summary and not all(access.all_readable(m) for m in covered):
+        summary = ""
+        recent = list(
+            turns.order_by("-created_at")
+            .only("id", "role", "content", "sources")
+            .prefetch_related("citations")[:HISTORY_TURNS]
+        )
+        access = passage_access_for(user=user, messages=recent)
+    history = []
+    for message in reversed(recent):
+        if not message.content:
+            continue
+        content = message.content
+        if message.role == Message.Role.ASSISTANT and not access.all_readable(message):
+            content = UNREADABLE_ANSWER_PLACEHOLDER
+        history.append(llm.ChatMessage(message.role, content))
+    if summary:
+        history.insert(
+            0, llm.ChatMessage("system", f"Summary of the earlier conversation: {summary}")
+        )
+    return history

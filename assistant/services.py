@@ -39,7 +39,9 @@ def rate_limit_check(*, user) -> None:
             cache.add(key, 1, timeout=90)
             count = 1
     if count > limit:
-        raise RateLimited(f"You are asking too fast: at most {limit} questions a minute. Try again shortly.")
+        raise RateLimited(
+            f"You are asking too fast: at most {limit} questions a minute. Try again shortly."
+        )
 
 
 def title_from_question(question: str) -> str:
@@ -52,7 +54,9 @@ def title_from_question(question: str) -> str:
 
 def conversation_event(conversation: Conversation) -> dict:
     return {
-        "id": str(conversation.pk), "title": conversation.title, "origin": conversation.origin,
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "origin": conversation.origin,
         "updated_at": conversation.updated_at.isoformat() if conversation.updated_at else None,
     }
 
@@ -65,8 +69,22 @@ def _notify_conversation(conversation: Conversation, kind: str) -> None:
 
 
 @transaction.atomic
-def question_create(*, user, conversation: Conversation | None, text: str, origin: str = "web") -> Message:
-    """Stores the user's question first, so nothing the user typed is ever lost."""
+def question_create(
+    *, user, conversation: Conversation | None, text: str, origin: str = "web"
+) -> Message:
+    """Stores the user's question first, so nothing the user typed is ever lost.
+
+    A question asked from another door (the web) in a conversation held in a Slack thread
+    starts a new conversation of its own: otherwise a later mention in that thread would carry
+    what was said on the web into the channel. The new conversation's id is on the question.
+    """
+    if (
+        conversation is not None
+        and conversation.origin == Conversation.Origin.SLACK
+        and origin != Conversation.Origin.SLACK
+        and conversation.owner_id == user.pk
+    ):
+        conversation = None
     created = conversation is None
     if created:
         conversation = Conversation.objects.create(
@@ -74,7 +92,9 @@ def question_create(*, user, conversation: Conversation | None, text: str, origi
         )
     elif conversation.owner_id != user.pk:
         raise ChatError("This conversation is not yours.")
-    message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+    message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=text
+    )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     conversation.refresh_from_db()
     _notify_conversation(conversation, "created" if created else "updated")
@@ -82,10 +102,16 @@ def question_create(*, user, conversation: Conversation | None, text: str, origi
 
 
 @transaction.atomic
-def answer_start(*, question: Message, sources: list[dict], memory_used: list[dict] = ()) -> Message:
+def answer_start(
+    *, question: Message, sources: list[dict], memory_used: list[dict] = ()
+) -> Message:
     return Message.objects.create(
-        conversation_id=question.conversation_id, role=Message.Role.ASSISTANT, reply_to=question,
-        status=Message.Status.STREAMING, sources=sources, memory_used=list(memory_used),
+        conversation_id=question.conversation_id,
+        role=Message.Role.ASSISTANT,
+        reply_to=question,
+        status=Message.Status.STREAMING,
+        sources=sources,
+        memory_used=list(memory_used),
     )
 
 
@@ -98,10 +124,20 @@ def answer_checkpoint(*, message_id, content: str) -> None:
 
 @transaction.atomic
 def answer_finish(
-    *, message_id, content: str, status: str, error: str = "", model: str = "",
-    prompt_tokens: int | None = None, completion_tokens: int | None = None,
-    timings: dict | None = None, citations: list[dict] | None = None,
+    *,
+    message_id,
+    content: str,
+    status: str,
+    error: str = "",
+    model: str = "",
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    timings: dict | None = None,
+    citations: list[dict] | None = None,
+    learn: bool = True,
 ) -> Message:
+    """Stores the answer as it ended. ``learn=False`` (an answer posted where many people read
+    it) skips the after-turn work: no memory is learned and no summary is made from it."""
     message = Message.objects.select_for_update().select_related("conversation").get(pk=message_id)
     timings = timings or {}
     message.content, message.status, message.error = content, status, error[:2000]
@@ -115,16 +151,23 @@ def answer_finish(
     Citation.objects.bulk_create(
         [
             Citation(
-                message=message, chunk_id=c["chunk_id"], collection_id=c["collection_id"],
-                source_id=c.get("source_id"), number=c["n"], quote=c["text"],
-                document_title=(c.get("title") or "")[:500], source_name=(c.get("source_name") or "")[:300],
-                source_url=c.get("url") or "", heading=(c.get("heading") or "")[:500], page=c.get("page"),
+                message=message,
+                chunk_id=c["chunk_id"],
+                collection_id=c["collection_id"],
+                source_id=c.get("source_id"),
+                number=c["n"],
+                quote=c["text"],
+                document_title=(c.get("title") or "")[:500],
+                source_name=(c.get("source_name") or "")[:300],
+                source_url=c.get("url") or "",
+                heading=(c.get("heading") or "")[:500],
+                page=c.get("page"),
             )
             for c in citations or []
         ]
     )
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
-    if status == Message.Status.COMPLETE:
+    if status == Message.Status.COMPLETE and learn:
         from assistant.tasks import after_turn
 
         transaction.on_commit(lambda: after_turn.delay(str(message.pk)))
@@ -140,6 +183,14 @@ def answer_finish(
     return message
 
 
+def _refuse_slack_thread(conversation: Conversation) -> None:
+    """A Slack thread's answers stay Slack's: redoing one here would add web turns to it."""
+    if conversation.origin == Conversation.Origin.SLACK:
+        raise ChatError(
+            "This conversation lives in Slack. Ask here to continue it as a new conversation."
+        )
+
+
 STALE_STREAM_SECONDS = 120
 
 
@@ -150,7 +201,9 @@ def streams_fail_stale(*, conversation: Conversation) -> int:
     is writing it any more.
     """
     cutoff = timezone.now() - timezone.timedelta(seconds=STALE_STREAM_SECONDS)
-    return conversation.messages.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff).update(
+    return conversation.messages.filter(
+        status=Message.Status.STREAMING, updated_at__lt=cutoff
+    ).update(
         status=Message.Status.FAILED, error="The answer was interrupted.", updated_at=timezone.now()
     )
 
@@ -166,6 +219,7 @@ def answer_supersede_for_regenerate(*, user, message: Message) -> Message:
         raise ChatError("Only your own answers can be regenerated.")
     if message.status == Message.Status.STREAMING:
         raise ChatError("This answer is still being written.")
+    _refuse_slack_thread(message.conversation)
     Message.objects.filter(pk=message.pk).update(superseded=True)
     return message.reply_to
 
@@ -176,7 +230,12 @@ def question_edit(*, user, message: Message, text: str) -> Message:
     conversation = message.conversation
     if conversation.owner_id != user.pk or message.role != Message.Role.USER:
         raise ChatError("Only your own questions can be edited.")
-    last = conversation.messages.filter(role=Message.Role.USER, superseded=False).order_by("-created_at").first()
+    _refuse_slack_thread(conversation)
+    last = (
+        conversation.messages.filter(role=Message.Role.USER, superseded=False)
+        .order_by("-created_at")
+        .first()
+    )
     if last is None or last.pk != message.pk:
         raise ChatError("Only the last question can be edited.")
     if message.replies.filter(status=Message.Status.STREAMING).exists():
@@ -212,7 +271,9 @@ def conversation_delete(*, user, conversation: Conversation) -> None:
     with transaction.atomic():
         event = conversation_event(conversation)
         conversation.delete()
-        user_event_send(user_ids=user.pk, event={"type": "conversation.deleted", "conversation": event})
+        user_event_send(
+            user_ids=user.pk, event={"type": "conversation.deleted", "conversation": event}
+        )
 
 
 def feedback_give(*, user, message: Message, rating: int, comment: str = "") -> Feedback:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from assistant import llm, memory, services
-from assistant.answering import prompts
+from assistant import llm, memory, selectors, services
+from assistant.answering import metrics, prompts
 from assistant.answering.events import (
     CitationEvent,
     DeltaEvent,
@@ -43,24 +43,6 @@ def db(fn):
     return database_sync_to_async(fn, thread_sensitive=False)
 
 
-def _history(question: Message) -> list[llm.ChatMessage]:
-    """Recent turns; in a long conversation, its summary stands in for the older ones."""
-    conversation = question.conversation
-    turns = (
-        Message.objects.filter(conversation_id=question.conversation_id, superseded=False)
-        .exclude(pk=question.pk)
-        .filter(created_at__lt=question.created_at)
-        .exclude(role=Message.Role.ASSISTANT, status=Message.Status.FAILED)
-    )
-    if conversation.summary_until:
-        turns = turns.filter(created_at__gt=conversation.summary_until)
-    recent = turns.order_by("-created_at").values_list("role", "content")[:40]
-    history = [llm.ChatMessage(role, content) for role, content in reversed(recent) if content]
-    if conversation.summary:
-        history.insert(0, llm.ChatMessage("system", f"Summary of the earlier conversation: {conversation.summary}"))
-    return history
-
-
 def search_query(question: str, history: list[llm.ChatMessage]) -> str:
     """A follow-up ("and on Linux?") is searched together with the previous question."""
     previous = [t.content for t in history if t.role == "user"]
@@ -73,28 +55,48 @@ def relevant(hits: list[SearchHit], min_similarity: float) -> list[SearchHit]:
     return [h for h in hits if h.similarity is None or h.similarity >= min_similarity]
 
 
-def _retrieve(user, question: Message, collection_ids):
-    history = _history(question)
+def _retrieve(user, question: Message, collection_ids, shared: bool = False):
+    # A shared answer (a Slack channel) is read by many people: nothing private goes into its
+    # prompt, so neither the stored history (nor its summary) nor memory items are loaded.
+    history = [] if shared else selectors.history_for_prompt(user=user, question=question)
     query = search_query(question.content, history)
     result = search_chunks_for_user(
         user=user, query=query, k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids
     )
-    same_text = query.strip() == question.content.strip()  # retrieval strips the query
-    remembered = [
-        {"id": item.pk, "text": item.text}
-        for item in memory.relevant_items(
-            user=user, query=question.content, limit=settings.MEMORY_TOP_K,
-            query_vector=result.query_vector if same_text else None,
-        )
-    ]
-    return history, relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY), result.timings_ms, remembered
+    remembered = []
+    if not shared:
+        same_text = query.strip() == question.content.strip()  # retrieval strips the query
+        remembered = [
+            {"id": item.pk, "text": item.text}
+            for item in memory.relevant_items(
+                user=user,
+                query=question.content,
+                limit=settings.MEMORY_TOP_K,
+                query_vector=result.query_vector if same_text else None,
+            )
+        ]
+    return (
+        history,
+        relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY),
+        result.timings_ms,
+        remembered,
+    )
 
 
-def _memory_command(user, question: Message) -> str | None:
+SHARED_MEMORY_REPLY = (
+    "Memory commands work only in a direct message or on the web, since everyone here would "
+    "read what I remember about you."
+)
+
+
+def _memory_command(user, question: Message, shared: bool = False) -> str | None:
     """Handles "remember that ..." / "forget ..." and returns the reply, or None if not one."""
     command = memory.parse_command(question.content)
     if command is None:
         return None
+    if shared:
+        # "forget ..." replies with the forgotten items: never in a place many people read.
+        return SHARED_MEMORY_REPLY
     if not memory.is_enabled(user):
         return "Memory is paused, so I won't remember or use anything. You can turn it back on under Memory."
     if command.action == "forget":
@@ -110,47 +112,83 @@ def _memory_command(user, question: Message) -> str | None:
 
 
 async def answer_stream(
-    *, user, question: Message, collection_ids: list[int] | None = None,
+    *,
+    user,
+    question: Message,
+    collection_ids: list[int] | None = None,
     config: llm.LLMConfig | None = None,
+    shared: bool = False,
+    thread_context: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[Event]:
+    """Answers ``question`` as ``user``.
+
+    ``shared``: the answer is posted where many people read it (a Slack channel). Its prompt
+    then holds no memory items, no conversation summary and no stored history, and the answer
+    feeds no memory extraction. ``thread_context``: (author, text) of other messages in that
+    place, given to the model as quoted context with their authors, never as the asker's turns.
+    Malformed ``thread_context`` raises ``ValueError`` before the answer is started.
+    """
     started = time.perf_counter()
+    context = prompts.clean_thread_context(thread_context)
     config = config or llm.LLMConfig.from_settings()
     budget = prompts.Budget(settings.LLM_CONTEXT_TOKENS, config.max_tokens)
-    reply = await db(_memory_command)(user, question)
+    reply = await db(_memory_command)(user, question, shared)
     if reply is not None:
-        async for event in _fixed_answer(question, reply, started):
+        async for event in _fixed_answer(question, reply, started, learn=not shared):
             yield event
         return
     try:
-        history, hits, search_timings, remembered = await db(_retrieve)(user, question, collection_ids)
+        history, hits, search_timings, remembered = await db(_retrieve)(
+            user, question, collection_ids, shared
+        )
     except embeddings.EmbeddingError as exc:
         yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
         return
     retrieval_ms = (time.perf_counter() - started) * 1000
+    metrics.search_observe(search_timings)
     sources = prompts.number_sources(hits, budget.sources_tokens)
     shown = prompts.public_sources(sources)
-    answer = await db(services.answer_start)(question=question, sources=shown, memory_used=remembered)
+    answer = await db(services.answer_start)(
+        question=question, sources=shown, memory_used=remembered
+    )
     message_id = str(answer.pk)
     yield RetrievalEvent(
-        conversation_id=str(question.conversation_id), question_id=str(question.pk),
-        message_id=message_id, sources=shown, memory=remembered,
+        conversation_id=str(question.conversation_id),
+        question_id=str(question.pk),
+        message_id=message_id,
+        sources=shown,
+        memory=remembered,
     )
-    timings = {"retrieval_ms": retrieval_ms, "search": search_timings}
+    # Only coarse totals reach clients; the search's stage timings go to metrics and the log.
+    timings = {"retrieval_ms": retrieval_ms}
 
     if not sources:
         text = prompts.nothing_found_text()
         yield DeltaEvent(message_id=message_id, text=text)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         final = await db(services.answer_finish)(
-            message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
+            message_id=answer.pk,
+            content=text,
+            status=Message.Status.COMPLETE,
+            timings=timings,
+            learn=not shared,
+        )
+        metrics.answer_log(
+            message_id=message_id,
+            status=final.status,
+            timings=timings,
+            search_timings=search_timings,
         )
         yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
         return
 
     messages = prompts.build_messages(
-        question=question.content, sources=sources,
+        question=question.content,
+        sources=sources,
         history=prompts.trim_history(history, budget.history_tokens),
-        user_name=user.get_short_name(), memory=[m["text"] for m in remembered],
+        user_name=user.get_short_name(),
+        memory=[m["text"] for m in remembered],
+        thread_context=prompts.trim_thread_context(context, budget.history_tokens),
     )
     parser = CitationStreamParser({s["n"] for s in sources})
     by_number = {s["n"]: s for s in shown}
@@ -174,10 +212,19 @@ async def answer_stream(
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
         timings.update(state.timings(started))
-        await _finish(answer, state, Message.Status.FAILED, timings, config, error=exc.user_message)
+        await _finish(
+            answer, state, Message.Status.FAILED, timings, config, shared, error=exc.user_message
+        )
+        metrics.answer_log(
+            message_id=message_id,
+            status=Message.Status.FAILED,
+            timings=timings,
+            search_timings=search_timings,
+        )
         yield ErrorEvent(
             code="llm_unavailable" if not state.text else "llm_stream_broken",
-            message=exc.user_message, message_id=message_id,
+            message=exc.user_message,
+            message_id=message_id,
             sources=[{**s, "generated": False} for s in shown],
         )
         return
@@ -185,10 +232,21 @@ async def answer_stream(
         # Stopped by the user (task cancelled) or the consumer closed the stream: keep the text.
         await stream.aclose()
         timings.update(state.timings(started))
-        await asyncio.shield(_finish(answer, state, Message.Status.STOPPED, timings, config))
+        await asyncio.shield(
+            _finish(answer, state, Message.Status.STOPPED, timings, config, shared)
+        )
+        metrics.answer_log(
+            message_id=message_id,
+            status=Message.Status.STOPPED,
+            timings=timings,
+            search_timings=search_timings,
+        )
         raise
     timings.update(state.timings(started))
-    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config)
+    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, shared)
+    metrics.answer_log(
+        message_id=message_id, status=final.status, timings=timings, search_timings=search_timings
+    )
     completion = state.completion
     usage = {
         "prompt_tokens": completion.prompt_tokens if completion else None,
@@ -198,18 +256,26 @@ async def answer_stream(
     yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
 
 
-async def _fixed_answer(question: Message, text: str, started: float) -> AsyncIterator[Event]:
+async def _fixed_answer(
+    question: Message, text: str, started: float, learn: bool
+) -> AsyncIterator[Event]:
     """An answer that needs no model (a memory command): stored and streamed like any other."""
     answer = await db(services.answer_start)(question=question, sources=[])
     message_id = str(answer.pk)
     yield RetrievalEvent(
-        conversation_id=str(question.conversation_id), question_id=str(question.pk),
-        message_id=message_id, sources=[],
+        conversation_id=str(question.conversation_id),
+        question_id=str(question.pk),
+        message_id=message_id,
+        sources=[],
     )
     yield DeltaEvent(message_id=message_id, text=text)
     timings = {"total_ms": (time.perf_counter() - started) * 1000}
     final = await db(services.answer_finish)(
-        message_id=answer.pk, content=text, status=Message.Status.COMPLETE, timings=timings,
+        message_id=answer.pk,
+        content=text,
+        status=Message.Status.COMPLETE,
+        timings=timings,
+        learn=learn,
     )
     yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
 
@@ -235,27 +301,45 @@ class _AnswerState:
         for marker in markers:
             if marker.number not in self.cited and marker.number in by_number:
                 self.cited[marker.number] = by_number[marker.number]
-                events.append(CitationEvent(message_id=message_id, number=marker.number, source=by_number[marker.number]))
+                events.append(
+                    CitationEvent(
+                        message_id=message_id, number=marker.number, source=by_number[marker.number]
+                    )
+                )
         return events
 
     def timings(self, started: float) -> dict:
-        return {"first_token_ms": self.first_token_ms, "total_ms": (time.perf_counter() - started) * 1000}
+        return {
+            "first_token_ms": self.first_token_ms,
+            "total_ms": (time.perf_counter() - started) * 1000,
+        }
 
 
-async def _finish(answer, state: _AnswerState, status, timings, config, error: str = "") -> Message:
+async def _finish(
+    answer, state: _AnswerState, status, timings, config, shared: bool, error: str = ""
+) -> Message:
     completion = state.completion
     return await db(services.answer_finish)(
-        message_id=answer.pk, content=state.text, status=status, error=error,
+        message_id=answer.pk,
+        content=state.text,
+        status=status,
+        error=error,
         model=completion.model if completion else config.model,
         prompt_tokens=completion.prompt_tokens if completion else None,
         completion_tokens=completion.completion_tokens if completion else None,
-        timings=timings, citations=list(state.cited.values()),
+        timings=timings,
+        citations=list(state.cited.values()),
+        learn=not shared,
     )
 
 
 def _message_dict(message: Message) -> dict:
     return {
-        "id": str(message.pk), "conversation_id": str(message.conversation_id),
-        "role": message.role, "content": message.content, "status": message.status,
-        "error": message.error, "model": message.model,
+        "id": str(message.pk),
+        "conversation_id": str(message.conversation_id),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "error": message.error,
+        "model": message.model,
     }

@@ -273,6 +273,7 @@ function citationChip(message, n) {
   chip.textContent = String(n);
   chip.setAttribute("aria-label", "Source " + n + ": " + sourceName(source));
   chip.title = sourceName(source);
+  if (source && source.unavailable) chip.classList.add("is-unavailable");
   return chip;
 }
 
@@ -303,6 +304,14 @@ function enhanceCode(fragment) {
 // --- sources ------------------------------------------------------------------------------
 
 function asSource(raw) {
+  // A passage the reader can no longer read arrives as its number only: it keeps its place in
+  // the answer and says so, instead of vanishing and leaving dangling markers.
+  if (raw.unavailable) {
+    return {
+      n: raw.n !== undefined ? raw.n : raw.number, unavailable: true, chunk_id: null, source_id: null,
+      title: "", source_name: "", url: "", heading: "", page: null, text: "",
+    };
+  }
   return {
     n: raw.n !== undefined ? raw.n : raw.number,
     chunk_id: raw.chunk_id,
@@ -322,8 +331,11 @@ function sourceFor(message, n) {
   );
 }
 
+const UNAVAILABLE = "No longer available";
+
 function sourceName(source) {
   if (!source) return "Unknown source";
+  if (source.unavailable) return UNAVAILABLE;
   return source.title || source.source_name || "Untitled document";
 }
 
@@ -336,6 +348,7 @@ function sourceDetails(source) {
 }
 
 function sourceLink(source) {
+  if (source.unavailable) return "";
   if (source.url && /^https?:\/\//i.test(source.url)) return source.url;
   if (source.source_id) return config.sourceUrl.replace(/\/0\/$/, "/" + encodeURIComponent(source.source_id) + "/");
   return "";
@@ -453,7 +466,10 @@ function renderSources(m) {
     const label = item.querySelector(".source-label");
     const details = sourceDetails(source);
     label.textContent = sourceName(source) + (details ? " — " + details : "");
-    if (m.notUsed) {
+    if (source.unavailable) {
+      item.classList.add("is-unavailable");
+      button.title = "You can no longer read this document";
+    } else if (m.notUsed) {
       const note = document.createElement("span");
       note.className = "source-note";
       note.textContent = "found, not used in an answer";
@@ -667,6 +683,12 @@ function onAck(frame) {
   live.question.id = frame.question_id;
   renderQuestion(live.question);
   if (state.conversationId !== frame.conversation_id) {
+    if (state.conversationId) {
+      // Asked in a Slack thread's conversation: the server started a new conversation for it,
+      // so the thread's turns leave the screen and only this question and its answer stay.
+      for (const m of state.messages) if (m !== live.question && m !== live.answer && m.el) m.el.remove();
+      state.messages = state.messages.filter((m) => m === live.question || m === live.answer);
+    }
     state.conversationId = frame.conversation_id;
     const known = state.conversations.find((c) => c.id === frame.conversation_id);
     state.title = known ? known.title : live.question.content.slice(0, 60);
@@ -1138,7 +1160,9 @@ function openPanel(message, n, trigger) {
   const meta = sourceDetails(source);
   $("[data-panel-meta]", panel).textContent = meta;
   $("[data-panel-meta]", panel).hidden = !meta;
-  $("[data-panel-quote]", panel).textContent = source.text || "(The passage is not available.)";
+  $("[data-panel-quote]", panel).textContent = source.unavailable
+    ? "This passage is no longer available: you can no longer read the document it came from."
+    : source.text || "(The passage is not available.)";
   $("[data-panel-note]", panel).hidden = !message.notUsed;
   const link = $("[data-panel-link]", panel);
   const href = sourceLink(source);

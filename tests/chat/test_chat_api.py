@@ -246,7 +246,9 @@ def test_search_matches_titles_and_message_text_of_my_conversations_only(client_
 # --- citations the reader may no longer see ---------------------------------------------
 
 
-def test_sources_and_citations_of_a_collection_i_lost_access_to_are_not_returned(client_for, alice):
+def test_sources_and_citations_of_a_collection_i_lost_access_to_are_shown_as_unavailable(
+    client_for, alice
+):
     hr = Group.objects.create(name="hr")
     alice.groups.add(hr)
     private = make_collection("HR only", readers=[hr])
@@ -270,6 +272,14 @@ def test_sources_and_citations_of_a_collection_i_lost_access_to_are_not_returned
     alice.groups.remove(hr)
     answer = client.get(f"/api/conversations/{conversation.pk}").json()["messages"][1]
 
-    assert [c["number"] for c in answer["citations"]] == [2]
-    assert [s["n"] for s in answer["sources"]] == [2]
+    # The numbering stays (the answer's [1] still points somewhere), the passage does not.
+    assert [c["number"] for c in answer["citations"]] == [1, 2]
+    assert answer["citations"][0] == {"number": 1, "unavailable": True}
+    assert [s["n"] for s in answer["sources"]] == [1, 2]
+    assert answer["sources"][0] == {"n": 1, "unavailable": True}
+    assert (
+        not answer["citations"][1].get("unavailable")
+        and answer["citations"][1]["text"] == "Payday is the 25th."
+    )
     assert "Salaries" not in json.dumps(answer["citations"]) + json.dumps(answer["sources"])
+    assert "Doc 1" not in json.dumps(answer) and "doc1.md" not in json.dumps(answer)
