@@ -70,9 +70,12 @@ class ParseLimits:
     # pypdf's text extraction is superlinear in content size (1 MB: ~3 s, 8 MB: ~4 min),
     # so pages whose content is bigger than this are skipped (they are drawings, not prose).
     max_page_content_bytes: int = 2**20
-    # DOCX (zip) members: total declared size, count, and per-member compression ratio.
+    # DOCX (zip) members: total declared size, count, and per-member compression ratio. A
+    # DOCX has dozens to a few thousand parts; the directory's size bounds its records however
+    # many the end record admits to (each is 46 bytes plus a name, extras and a comment).
     max_uncompressed_bytes: int = 200 * 2**20
     max_zip_entries: int = 5_000
+    max_zip_directory_bytes: int = 4 * 2**20
     max_compression_ratio: int = 200
     max_text_chars: int = 10_000_000
     # Wall-clock budget for one document, checked between pages.
@@ -90,6 +93,15 @@ class Parser(ABC):
     @abstractmethod
     def matches(self, data: bytes) -> bool:
         """Whether the bytes really are this kind (magic numbers, container layout...)."""
+
+    def precheck(self, data: bytes, limits: ParseLimits) -> None:
+        """Refuse bytes too costly to open, before ``matches`` or ``parse`` hand them to a library.
+
+        Runs in the upload request, so it must be cheap whatever the bytes declare. Raise
+        `ParseError` with a plain-words message; malformed bytes are left to ``matches``.
+        Most kinds have nothing to check before their library opens them.
+        """
+        return None
 
     @abstractmethod
     def parse(

@@ -1,7 +1,9 @@
 """Word (.docx) through python-docx: heading styles give the heading path.
 
-A .docx is a zip, so before python-docx opens it the archive's declared sizes and
-compression ratios are checked, and then python-docx gets a copy rebuilt by reading each XML
+A .docx is a zip, so before any zip library opens it the archive's directory is read by hand
+(``zipdir``: entry count, directory size and declared sizes, also in the upload request through
+``precheck``); once opened, compression ratios are checked, and then python-docx gets a copy
+rebuilt by reading each XML
 part in small bounded steps. The copy matters: the declarations can lie, and zipfile's
 `read()` (what python-docx calls) inflates a member's whole compressed data in one go
 before truncating it to the declared size. Binary parts (images, fonts) are emptied in the
@@ -24,6 +26,7 @@ from docx.text.paragraph import Paragraph
 
 from .base import ParsedDocument, ParseError, ParseLimits, Parser, SectionBuilder, filename_stem
 from .registry import register
+from .zipdir import ZipDamaged, read_directory, too_big_message
 
 HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 # Small members (styles, settings) legitimately compress very well; only big ones can bomb.
@@ -38,8 +41,20 @@ class DocxParser(Parser):
     extensions = (".docx",)
     content_types = ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",)
 
+    def precheck(self, data: bytes, limits: ParseLimits) -> None:
+        if not data.startswith(b"PK"):
+            return  # not a zip at all: `matches` says so
+        try:
+            read_directory(data, limits, self.label)
+        except ZipDamaged:
+            return  # `matches` refuses it as "not a valid Word document"
+
     def matches(self, data: bytes) -> bool:
         if not data.startswith(b"PK"):
+            return False
+        try:
+            read_directory(data, ParseLimits(), self.label)  # before zipfile reads the directory
+        except ParseError:
             return False
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -66,6 +81,10 @@ class DocxParser(Parser):
 
 def safe_copy(data: bytes, limits: ParseLimits) -> bytes:
     """Check the archive's declarations, then rebuild it from bounded reads of its XML parts."""
+    try:
+        read_directory(data, limits, DocxParser.label)
+    except ZipDamaged as exc:
+        raise ParseError("This Word document could not be read; it seems to be damaged.") from exc
     out = io.BytesIO()
     try:
         with (
@@ -117,10 +136,7 @@ def check_declarations(members: list[zipfile.ZipInfo], limits: ParseLimits) -> N
 
 
 def _too_big_message(limit: int) -> str:
-    return (
-        f"This Word document expands to more than {limit // 2**20} MB when unpacked, more "
-        "than this system accepts (it may be a zip bomb)."
-    )
+    return too_big_message(DocxParser.label, limit)
 
 
 def _walk(document: Document, builder: SectionBuilder) -> str:

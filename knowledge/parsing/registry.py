@@ -42,12 +42,20 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def detect_kind(data: bytes, *, filename: str, content_type: str | None = None) -> str:
+def detect_kind(
+    data: bytes,
+    *,
+    filename: str,
+    content_type: str | None = None,
+    limits: ParseLimits = ParseLimits(),  # noqa: B008 - frozen dataclass, safe as a default
+) -> str:
     """Decide the kind from the extension (first) or the claimed type, then check the bytes.
 
     A file with neither a known extension nor a meaningful type is sniffed only when it has no
     extension at all ("README"); "setup.exe" stays unsupported whatever its bytes.
-    Raises `ParseError` when the bytes contradict the claimed kind, `UnsupportedType` otherwise.
+    Raises `ParseError` when the bytes contradict the claimed kind or are too costly to open
+    (each parser's cheap `precheck` runs before any library sees them), `UnsupportedType`
+    otherwise.
     """
     if not data:
         raise ParseError("The file is empty.")
@@ -57,8 +65,9 @@ def detect_kind(data: bytes, *, filename: str, content_type: str | None = None) 
     if kind is None:
         if extension or claimed not in GENERIC_CONTENT_TYPES:
             raise UnsupportedType(_unsupported_message())
-        return _sniff(data)
+        return _sniff(data, limits)
     parser = PARSERS[kind]
+    parser.precheck(data, limits)
     if not parser.matches(data):
         raise ParseError(_mismatch_message(parser, data))
     return kind
@@ -80,7 +89,7 @@ def parse_document(
         raise ParseError(
             f"The file is larger than the {limits.max_input_bytes // 2**20} MB this system accepts."
         )
-    kind = detect_kind(data, filename=filename, content_type=content_type)
+    kind = detect_kind(data, filename=filename, content_type=content_type, limits=limits)
     parser = PARSERS[kind]
     started = time.monotonic()
     try:
@@ -106,10 +115,13 @@ def check_text_size(chars: int, limits: ParseLimits) -> None:
         )
 
 
-def _sniff(data: bytes) -> str:
+def _sniff(data: bytes, limits: ParseLimits) -> str:
     """Guess the kind of a file that has no extension and no useful content type."""
     for kind in ("pdf", "docx", "text"):
-        if kind in PARSERS and PARSERS[kind].matches(data):
+        if kind not in PARSERS:
+            continue
+        PARSERS[kind].precheck(data, limits)
+        if PARSERS[kind].matches(data):
             if kind == "text" and data[:512].lstrip().lower().startswith(
                 (b"<!doctype html", b"<html")
             ):
