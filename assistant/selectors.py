@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
+from accounts.models import AuditEvent
 from assistant import llm
 from assistant.models import Citation, Conversation, Message
 from knowledge.models import Source
@@ -65,16 +66,19 @@ class PassageAccess:
 
     The collection copied onto a citation or a stored source at answer time goes stale when
     the source moves, so access is checked through the source's current row. A deleted source
-    keeps its quote readable only while the collection it was last known in is still readable
-    (its quote was readable when cited; what matters is access lost since).
+    keeps its quote readable only while the collection it was last in is still readable (its
+    quote was readable when cited; what matters is access lost since): that collection is the
+    one the audit trail recorded at deletion, else (deleted without the service) the copy.
     """
 
     readable_collections: frozenset[int]
-    current_collection: dict[int, int]  # source id -> its collection now (absent: deleted)
+    current_collection: dict[int, int]  # source id -> its collection now
+    deleted_from: dict[int, int]  # deleted source id -> the collection it was deleted from
 
     def readable(self, source_id: int | None, collection_id: int | None) -> bool:
         if source_id is not None and source_id in self.current_collection:
             return self.current_collection[source_id] in self.readable_collections
+        collection_id = self.deleted_from.get(source_id, collection_id)
         return collection_id is not None and collection_id in self.readable_collections
 
     def all_readable(self, message: Message) -> bool:
@@ -82,14 +86,26 @@ class PassageAccess:
 
 
 def passage_access_for(*, user, messages: Iterable[Message]) -> PassageAccess:
-    """One query for the sources the messages refer to (citations should be prefetched)."""
+    """One query for the sources the messages refer to, one more only when some were deleted
+    (citations should be prefetched)."""
     source_ids = {s for m in messages for s, _ in _refs(m) if isinstance(s, int)}
-    current = (
-        dict(Source.objects.filter(pk__in=source_ids).values_list("pk", "collection_id"))
-        if source_ids
-        else {}
-    )
-    return PassageAccess(frozenset(readable_collection_ids_cached(user)), current)
+    current: dict[int, int] = {}
+    deleted_from: dict[int, int] = {}
+    if source_ids:
+        current = dict(Source.objects.filter(pk__in=source_ids).values_list("pk", "collection_id"))
+    missing = source_ids - current.keys()
+    if missing:
+        events = AuditEvent.objects.filter(
+            action=AuditEvent.Action.SOURCE_DELETED,
+            target_type=Source._meta.label_lower,
+            target_id__in=[str(i) for i in missing],
+        ).values_list("target_id", "detail")
+        for target_id, detail in events:
+            collection = (detail or {}).get("collection") or {}
+            if isinstance(collection.get("id"), int):
+                deleted_from[int(target_id)] = collection["id"]
+    # Not the per-request memo: a user object can outlive a group change (a long answer, a task).
+    return PassageAccess(frozenset(readable_collection_ids(user)), current, deleted_from)
 
 
 def citations_visible_to(*, user, message: Message) -> list[Citation]:
