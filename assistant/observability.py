@@ -21,6 +21,10 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("assistant.access")
 
+# Label values come from this fixed set: every distinct label value is a time series kept
+# forever, so a client sending made-up methods must not be able to grow the registry.
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
 HTTP_REQUESTS = Counter(
     "assistant_http_requests_total", "HTTP requests served", ["method", "status"]
 )
@@ -67,6 +71,15 @@ def incoming_request_id(header_value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def method_label(method: str | None) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    # Django's HttpResponse accepts any integer status; only real codes become their own series.
+    return str(status) if 100 <= status <= 599 else "other"
+
+
 class RequestIdMiddleware:
     """Sets the request id for logs, writes one access line, and counts the request."""
 
@@ -82,7 +95,9 @@ class RequestIdMiddleware:
             response = self.get_response(request)
             elapsed = time.perf_counter() - started
             response["X-Request-ID"] = request_id
-            HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
+            HTTP_REQUESTS.labels(
+                method_label(request.method), status_label(response.status_code)
+            ).inc()
             HTTP_LATENCY.observe(elapsed)
             access_log.info(
                 "request",
