@@ -32,6 +32,20 @@ for _origin in CSRF_TRUSTED_ORIGINS:
             f"CSRF_TRUSTED_ORIGINS entry {_origin!r} must start with http:// or https://."
         )
 
+# Pages that may open the chat socket: exact origins with scheme (see assistant/routing.py).
+# ALLOWED_HOSTS patterns are never used for this: a ".example.com" entry must not admit a socket
+# opened by a page on another subdomain.
+# Defaults to CSRF_TRUSTED_ORIGINS without its wildcard entries ("https://*.example.com").
+WEBSOCKET_ALLOWED_ORIGINS = env.list(
+    "WEBSOCKET_ALLOWED_ORIGINS", [o for o in CSRF_TRUSTED_ORIGINS if "*" not in o]
+)
+for _origin in WEBSOCKET_ALLOWED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or "*" in _origin:
+        raise ImproperlyConfigured(
+            f"WEBSOCKET_ALLOWED_ORIGINS entry {_origin!r} must be an exact origin such as "
+            "https://assistant.example.com (no wildcard)."
+        )
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -63,6 +77,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.ProviderUnreachableMiddleware",
 ]
@@ -191,7 +206,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # With SSO, a shorter session makes changes at the identity provider (removed from a group,
 # left the company) apply within a working day.
 SESSION_COOKIE_AGE = env.int(
-    "SESSION_COOKIE_AGE", 60 * 60 * 10 if globals().get("SSO_PROVIDER_IDS") else 60 * 60 * 24 * 14, min_value=60
+    "SESSION_COOKIE_AGE",
+    60 * 60 * 10 if globals().get("SSO_PROVIDER_IDS") else 60 * 60 * 24 * 14,
+    min_value=60,
 )
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -207,7 +224,53 @@ if not DEBUG:
 if env.bool("TRUST_X_FORWARDED_PROTO", False):
     # Only behind a proxy that sets the header itself; otherwise clients could spoof HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# With DEBUG=0, /metrics answers only with this bearer token, unless METRICS_PUBLIC=1 says
+# the operator shields it some other way (a private network, a proxy rule).
+
+
+def _sso_form_targets(providers: dict) -> list[str]:
+    """Origins of the identity providers: signing in (and, with OIDC_IDP_LOGOUT, signing out)
+    POSTs a form to us that redirects there, and Chromium holds the redirect to form-action."""
+    from urllib.parse import urlsplit
+
+    urls = []
+    for provider in providers.values():
+        for app in provider.get("APPS", []):
+            app_settings = app.get("settings", {})
+            idp = app_settings.get("idp", {})
+            urls += [app_settings.get("server_url"), idp.get("sso_url"), idp.get("metadata_url")]
+    origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, filter(None, urls)) if p.netloc}
+    return sorted(origins)
+
+
+# Scripts, styles, images and connections only from our own origin: no inline script, no eval,
+# no inline style, no framing, no plugins. An injected <script> or on* attribute does not run.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        # 'self' covers ws:/wss: on our own host in CSP Level 3 browsers (tested in Chromium).
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": [
+            "'self'",
+            *_sso_form_targets(SOCIALACCOUNT_PROVIDERS),  # noqa: F821 - from sso_settings
+            *env.list("CSP_FORM_ACTION"),  # any other place a form of ours must redirect to
+        ],
+        "object-src": ["'none'"],
+        **({"report-uri": env.str("CSP_REPORT_URI")} if env.is_set("CSP_REPORT_URI") else {}),
+    },
+}
+
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", False)
+# /healthz asks the Celery workers at most once per this many seconds (a ping is a broadcast
+# to every worker; a flood of health checks must not become a flood of broadcasts).
+HEALTH_WORKER_CHECK_SECONDS = env.float("HEALTH_WORKER_CHECK_SECONDS", 15.0, min_value=0)
 
 # --- Demo account (make run) ------------------------------------------------------------
 DEMO_ADMIN_EMAIL = env.str("DEMO_ADMIN_EMAIL", "admin@example.com")
@@ -264,9 +327,11 @@ EMBEDDINGS_DIMENSIONS = env.int("EMBEDDINGS_DIMENSIONS", 384, min_value=1)
 EMBEDDINGS_TIMEOUT = env.float("EMBEDDINGS_TIMEOUT", 30.0, min_value=1)
 EMBEDDINGS_CONNECT_TIMEOUT = env.float("EMBEDDINGS_CONNECT_TIMEOUT", 5.0, min_value=0.1)
 EMBEDDINGS_MAX_RETRIES = env.int("EMBEDDINGS_MAX_RETRIES", 4, min_value=0)
-EMBEDDINGS_REQUEST_DIMENSIONS = env.bool("EMBEDDINGS_REQUEST_DIMENSIONS", False) if env.is_set(
-    "EMBEDDINGS_REQUEST_DIMENSIONS"
-) else None
+EMBEDDINGS_REQUEST_DIMENSIONS = (
+    env.bool("EMBEDDINGS_REQUEST_DIMENSIONS", False)
+    if env.is_set("EMBEDDINGS_REQUEST_DIMENSIONS")
+    else None
+)
 EMBEDDINGS_LOCAL_THREADS = env.int("EMBEDDINGS_LOCAL_THREADS", 0, min_value=0) or None
 EMBEDDINGS_LOCAL_MODEL_PATH = env.str("EMBEDDINGS_LOCAL_MODEL_PATH", "") or None
 
@@ -291,7 +356,9 @@ CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", 20, min_value
 # --- Slack (the webhook is live only when both are set) --------------------------------
 SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", "")
 SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", "")
-SLACK_API_BASE_URL = env.url("SLACK_API_BASE_URL", "https://slack.com/api/", schemes=("http", "https"))
+SLACK_API_BASE_URL = env.url(
+    "SLACK_API_BASE_URL", "https://slack.com/api/", schemes=("http", "https")
+)
 SLACK_TIMEOUT = env.int("SLACK_TIMEOUT", 10, min_value=1)
 SLACK_UNLINKED_USERS = env.choice("SLACK_UNLINKED_USERS", ["refuse", "public"], "refuse")
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")
