@@ -1,6 +1,9 @@
-"""Knowledge in the Django admin. Querysets go through the same access selectors as the app."""
+"""Knowledge in the Django admin. Querysets go through the same access selectors as the app,
+and trust-relevant writes (moving or deleting a source, changing or deleting a collection) go
+through the same services, which record them in the audit trail."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 
 from knowledge import selectors, services
@@ -26,7 +29,22 @@ class CollectionAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
+        # Read before anything is written: the groups are saved later, in save_related.
+        form.access_before = services.collection_access(obj) if change else None
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        services.collection_access_record(
+            user=request.user, collection=form.instance, before=form.access_before
+        )
+
+    def delete_model(self, request, obj):
+        services.collection_delete(user=request.user, collection=obj)
+
+    def delete_queryset(self, request, queryset):
+        for collection in queryset:
+            services.collection_delete(user=request.user, collection=collection)
 
 
 @admin.register(Source)
@@ -79,6 +97,19 @@ class SourceAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # ours also deletes files and notifies
         return actions
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "collection":  # a source moves only between collections one manages
+            kwargs["queryset"] = selectors.collections_manageable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change and "collection" in form.changed_data:
+            try:
+                services.source_move(user=request.user, source=obj, collection=obj.collection)
+            except services.KnowledgeError as exc:
+                raise PermissionDenied(str(exc)) from exc
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Re-index selected sources")
     def reindex_selected(self, request, queryset):

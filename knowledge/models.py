@@ -106,6 +106,8 @@ class Source(models.Model):
                 condition=models.Q(kind="file") & ~models.Q(content_hash=""),
                 name="source_unique_file_content",
             ),
+            # The target of the chunks' (source, collection) foreign key: see ``Chunk``.
+            models.UniqueConstraint(fields=["id", "collection"], name="source_id_collection"),
         ]
 
     def __str__(self) -> str:
@@ -126,6 +128,12 @@ class Document(models.Model):
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            # The target of the chunks' (document, source) foreign key: see ``Chunk``.
+            models.UniqueConstraint(fields=["id", "source"], name="document_id_source"),
+        ]
+
     def __str__(self) -> str:
         return self.title
 
@@ -136,6 +144,13 @@ class Chunk(models.Model):
     ``collection`` and ``source`` are copied from the document so that the access filter
     runs inside the index query. ``search_vector`` is a generated tsvector column added by a
     migration (title and headings weighted above the body), indexed with GIN.
+
+    The database keeps the copies true on every write path (migration 0006): composite foreign
+    keys (source, collection) -> Source (id, collection) with ON UPDATE CASCADE and
+    (document, source) -> Document (id, source). A chunk cannot be written with another
+    collection than its source's, and moving a source (admin, ORM ``save()`` or ``update()``,
+    raw SQL) moves its chunks in the same statement, which fires the lexeme-statistics
+    triggers. Django cannot express composite foreign keys, so they live only in SQL.
     """
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")

@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.audit import Action, audit_record
 from accounts.events import user_event_send
 from knowledge import embeddings, fetching, parsing
 from knowledge.chunking import chunk_document
@@ -85,8 +86,13 @@ def _set_state(source: Source, **fields) -> None:
 
 
 def collection_create(
-    *, user, name: str, description: str = "", visibility: str = Collection.Visibility.GROUPS,
-    read_group_ids=(), manage_group_ids=(),
+    *,
+    user,
+    name: str,
+    description: str = "",
+    visibility: str = Collection.Visibility.GROUPS,
+    read_group_ids=(),
+    manage_group_ids=(),
 ) -> Collection:
     """Staff create collections; the groups decide who reads and who manages them."""
     from django.contrib.auth.models import Group
@@ -103,13 +109,78 @@ def collection_create(
     try:
         with transaction.atomic():
             collection = Collection.objects.create(
-                name=name, description=description.strip()[:5000], visibility=visibility, created_by=user
+                name=name,
+                description=description.strip()[:5000],
+                visibility=visibility,
+                created_by=user,
             )
             collection.read_groups.set(read_groups)
             collection.manage_groups.set(manage_groups)
+            collection_access_record(user=user, collection=collection, before=None)
     except IntegrityError:
         raise KnowledgeError(f"A collection named {name!r} already exists.") from None
     return collection
+
+
+def collection_access(collection: Collection) -> dict:
+    """Who may read and manage a collection, as stored now: the audit trail's before/after."""
+    return {
+        "visibility": Collection.objects.filter(pk=collection.pk)
+        .values_list("visibility", flat=True)
+        .first(),
+        "read_groups": _group_names(collection.read_groups),
+        "manage_groups": _group_names(collection.manage_groups),
+    }
+
+
+def _group_names(manager) -> list[str]:
+    return sorted(manager.values_list("name", flat=True))
+
+
+def collection_access_record(*, user, collection: Collection, before: dict | None) -> None:
+    """Audits a change of who may read or manage ``collection`` (``before`` from
+    ``collection_access`` taken earlier in the same transaction; ``None`` for a new collection).
+
+    Every door that edits a collection (the knowledge pages, the admin) calls this after writing,
+    so the trail reads the same whichever one was used; nothing is recorded when access did not
+    change (a renamed collection, say).
+    """
+    after = collection_access(collection)
+    if after == before:
+        return
+    audit_record(
+        actor=user,
+        action=Action.COLLECTION_ACCESS_CHANGED,
+        target=collection,
+        detail={"collection_id": collection.pk, "before": before, "after": after},
+    )
+
+
+def collection_delete(*, user, collection: Collection) -> None:
+    """Deletes a collection with its sources, documents and chunks and, after commit, files."""
+    _check_manage(user, collection)
+    with transaction.atomic():
+        sources = Source.objects.filter(collection=collection)
+        names = [name for name in sources.values_list("file", flat=True) if name]
+        audit_record(
+            actor=user,
+            action=Action.COLLECTION_DELETED,
+            target=collection,
+            detail={
+                "collection_id": collection.pk,
+                "name": collection.name,
+                "sources": sources.count(),
+                "access": collection_access(collection),
+            },
+        )
+        collection.delete()
+        storage = Source._meta.get_field("file").storage
+        transaction.on_commit(lambda: _delete_files(storage, names))
+
+
+def _delete_files(storage, names: list[str]) -> None:
+    for name in names:
+        storage.delete(name)
 
 
 # --- adding sources -----------------------------------------------------------------------
@@ -234,6 +305,47 @@ def source_reindex(*, user, source: Source, force: bool = True) -> None:
         _enqueue_index(source)
 
 
+def source_move(*, user, source: Source, collection: Collection) -> bool:
+    """Moves a source (and, by the database's cascade, its chunks) to another collection.
+
+    The user must manage both collections. The old collection is read from the locked row, not
+    from ``source`` (a form may already have set the new one on it). Returns whether it moved.
+    Runs in the caller's transaction when there is one (the admin saves the rest of the form).
+    """
+    with transaction.atomic():
+        locked = Source.objects.select_for_update().filter(pk=source.pk).first()
+        if locked is None:
+            raise KnowledgeError("This source no longer exists.")
+        old = Collection.objects.get(pk=locked.collection_id)
+        if old.pk == collection.pk:
+            return False
+        _check_manage(user, old)
+        _check_manage(user, collection)
+        try:
+            with transaction.atomic():
+                Source.objects.filter(pk=locked.pk).update(
+                    collection=collection, updated_at=timezone.now()
+                )
+        except IntegrityError:
+            raise KnowledgeError(
+                f"{collection.name} already holds a source named {locked.name!r} or with the "
+                "same contents."
+            ) from None
+        source.collection = collection
+        locked.refresh_from_db()
+        _notify(locked)  # the uploader's page moves it, if they may read where it went
+        audit_record(
+            actor=user,
+            action=Action.SOURCE_MOVED,
+            target=locked,
+            detail={
+                "from": {"id": old.pk, "name": old.name},
+                "to": {"id": collection.pk, "name": collection.name},
+            },
+        )
+    return True
+
+
 def source_delete(*, user, source: Source) -> None:
     """Deletes the source, its document and chunks (cascade) and, after commit, its file."""
     _check_manage(user, source.collection)
@@ -242,6 +354,16 @@ def source_delete(*, user, source: Source) -> None:
     source_id, collection_id = source.pk, source.collection_id
     owner_id = (users_to_notify_about(source) or [None])[0]
     with transaction.atomic():
+        audit_record(
+            actor=user,
+            action=Action.SOURCE_DELETED,
+            target=source,
+            detail={
+                "collection": {"id": collection_id, "name": source.collection.name},
+                "kind": source.kind,
+                "chunks": source.chunk_count,
+            },
+        )
         source.delete()
         if file_name:
             transaction.on_commit(lambda: storage.delete(file_name))
@@ -375,6 +497,9 @@ def _write_chunks(source, doc, drafts, vectors, digest: str, model_name: str) ->
         locked = Source.objects.select_for_update().filter(pk=source.pk).first()
         if locked is None:  # deleted while we worked
             return
+        # Moved while we worked: the chunks must carry its collection as it is now (the
+        # database refuses any other), read under the row lock that keeps it there.
+        source.collection_id = locked.collection_id
         Document.objects.filter(source=source).delete()  # cascades to the old chunks
         document = Document.objects.create(
             source=source,
