@@ -56,7 +56,17 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class SlackIdentity(models.Model):
-    """The link between a Slack user and an account (found by email on first contact)."""
+    """The link between a Slack user and an account.
+
+    Linked only on proof (``linked_at`` set): automatically when Slack vouches for the email
+    (confirmed, full member of our workspace, allowed domain), or by the person signing in
+    through a one-time link. ``user`` without ``linked_at`` is a provisional public-only
+    account (``SLACK_UNLINKED_USERS=public``) or a link made before these rules, re-checked."""
+
+    class LinkedHow(models.TextChoices):
+        EMAIL = "email", "Confirmed email from Slack"
+        LINK = "link", "Signed in through a link"
+        PROVISIONAL = "provisional", "Provisional public-only account"
 
     team_id = models.CharField(max_length=32)
     slack_user_id = models.CharField(max_length=32)
@@ -65,6 +75,11 @@ class SlackIdentity(models.Model):
     )
     email = models.EmailField(blank=True)
     display_name = models.CharField(max_length=200, blank=True)
+    linked_at = models.DateTimeField(null=True, blank=True)
+    linked_how = models.CharField(max_length=16, choices=LinkedHow.choices, blank=True)
+    link_nonce = models.CharField(
+        max_length=64, blank=True, help_text="The one link that may still bind it; emptied when used."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

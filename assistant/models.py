@@ -159,6 +159,7 @@ class SlackEventReceipt(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
+        HANDLING = "handling", "Being answered"
         ANSWERED = "answered", "Answered"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
@@ -170,6 +171,13 @@ class SlackEventReceipt(models.Model):
     error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     handled_at = models.DateTimeField(null=True, blank=True)
+    # A run answering it holds a lease: a redelivered task (its worker died) may take over
+    # only once the lease has run out, and only the run holding ``attempts`` may finish it.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    reply_ts = models.CharField(
+        max_length=32, blank=True, help_text="The placeholder message a later attempt updates."
+    )
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}"

@@ -10,12 +10,13 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from slack_sdk.signature import SignatureVerifier
 
 from assistant.models import SlackEventReceipt
-from assistant.slack import services
+from assistant.slack import linking, services
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def slack_door(view):
             return HttpResponse(status=413)
         verifier = SignatureVerifier(settings.SLACK_SIGNING_SECRET)
         if not verifier.is_valid(
-            body, request.headers.get("X-Slack-Request-Timestamp"), request.headers.get("X-Slack-Signature")
+            body,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
         ):
             return HttpResponse("invalid signature", status=401)
         return view(request, body)
@@ -64,7 +67,9 @@ def events(request, body):
     if not _is_question(event):
         return HttpResponse(status=200)
     key = payload.get("event_id") or f"{event.get('channel')}:{event.get('ts')}"
-    receipt = services.receipt_record(key=f"event:{key}", kind=SlackEventReceipt.Kind.EVENT, payload=payload)
+    receipt = services.receipt_record(
+        key=f"event:{key}", kind=SlackEventReceipt.Kind.EVENT, payload=payload
+    )
     if receipt is not None:
         services.receipt_enqueue(receipt)
     return HttpResponse(status=200)
@@ -74,7 +79,11 @@ def _is_question(event: dict) -> bool:
     # Never answer bots (ourselves included): that way lies an infinite conversation.
     if event.get("bot_id") or event.get("subtype") or not event.get("user"):
         return False
-    if not isinstance(event.get("text", ""), str) or not event.get("channel") or not event.get("ts"):
+    if (
+        not isinstance(event.get("text", ""), str)
+        or not event.get("channel")
+        or not event.get("ts")
+    ):
         return False
     if event.get("type") == "app_mention":
         return True
@@ -91,7 +100,9 @@ def commands(request, body):
     )
     if receipt is not None:
         services.receipt_enqueue(receipt)
-    return JsonResponse({"response_type": "ephemeral", "text": "Looking through the company knowledge…"})
+    return JsonResponse(
+        {"response_type": "ephemeral", "text": "Looking through the company knowledge…"}
+    )
 
 
 @slack_door
@@ -105,6 +116,29 @@ def interactions(request, body):
     user = payload.get("user") or {}
     team = (payload.get("team") or {}).get("id", "")
     for action in payload.get("actions") or []:
-        if action.get("action_id") in ("feedback_up", "feedback_down") and isinstance(action.get("value"), str):
-            services.feedback_from_button(team_id=team, slack_user_id=user.get("id", ""), value=action["value"])
+        if action.get("action_id") in ("feedback_up", "feedback_down") and isinstance(
+            action.get("value"), str
+        ):
+            services.feedback_from_button(
+                team_id=team, slack_user_id=user.get("id", ""), value=action["value"]
+            )
     return HttpResponse(status=200)
+
+
+@require_http_methods(["GET", "POST"])
+def link(request, token: str):
+    """The one-time link the bot sends: the signed-in person confirms (POST, with CSRF) that the
+    Slack account is theirs. Sign-in is required by LoginRequiredMiddleware."""
+    try:
+        identity = linking.identity_for_link(token=token)
+        if request.method == "POST":
+            identity = linking.link_confirm(user=request.user, token=token)
+            return render(request, "slack/link.html", {"state": "done", "identity": identity})
+    except linking.LinkError as exc:
+        return render(
+            request,
+            "slack/link.html",
+            {"state": "error", "message": exc.message},
+            status=exc.status,
+        )
+    return render(request, "slack/link.html", {"state": "confirm", "identity": identity})

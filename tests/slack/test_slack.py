@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from assistant.models import Conversation, Feedback, Message, SlackEventReceipt
 from tests.support import processes
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def signed(body: str, *, secret=SECRET, timestamp=None) -> dict:
     timestamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
+    ).hexdigest()
     return {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": f"v0={digest}"}
 
 
@@ -35,15 +38,31 @@ def post_event(client, payload: dict, **extra):
     return client.post("/slack/events", data=body, content_type="application/json", **headers)
 
 
-def mention(text="<@UBOT> how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001", thread_ts=None):
+def mention(
+    text="<@UBOT> how do I book a flight?",
+    *,
+    event_id="Ev1",
+    user="U1",
+    ts="1700000000.000001",
+    thread_ts=None,
+):
     event = {"type": "app_mention", "user": user, "text": text, "channel": "C1", "ts": ts}
     if thread_ts:
         event["thread_ts"] = thread_ts
     return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
 
 
-def direct_message(text="how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001"):
-    event = {"type": "message", "channel_type": "im", "user": user, "text": text, "channel": "D1", "ts": ts}
+def direct_message(
+    text="how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001"
+):
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "user": user,
+        "text": text,
+        "channel": "D1",
+        "ts": ts,
+    }
     return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
 
 
@@ -63,9 +82,14 @@ def llm():
 def slack_worker(django_db_setup, django_db_blocker, slack, llm):
     with django_db_blocker.unblock():
         worker = processes.start_worker(
-            name="slack-worker", SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN,
-            SLACK_API_BASE_URL=slack.base_url, OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test",
-            LLM_MODEL="scripted-model", APP_BASE_URL="https://assistant.example.com",
+            name="slack-worker",
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_API_BASE_URL=slack.base_url,
+            OPENAI_BASE_URL=llm.base_url,
+            OPENAI_API_KEY="test",
+            LLM_MODEL="scripted-model",
+            APP_BASE_URL="https://assistant.example.com",
         )
     yield worker
     with django_db_blocker.unblock():
@@ -75,7 +99,9 @@ def slack_worker(django_db_setup, django_db_blocker, slack, llm):
 @pytest.fixture
 def configured(slack):
     slack.reset()
-    with override_settings(SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN, SLACK_API_BASE_URL=slack.base_url):
+    with override_settings(
+        SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN, SLACK_API_BASE_URL=slack.base_url
+    ):
         yield Client()
 
 
@@ -84,7 +110,12 @@ def travel(make_user, slack):
     admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
     travellers = Group.objects.create(name="travellers")
     collection = make_collection("Travel", readers=[travellers])
-    index_text(collection, "travel.md", "# Travel\n\nBook flights through the travel desk two weeks ahead.", user=admin)
+    index_text(
+        collection,
+        "travel.md",
+        "# Travel\n\nBook flights through the travel desk two weeks ahead.",
+        user=admin,
+    )
     ada = make_user(email="ada@example.com")
     ada.groups.add(travellers)
     slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
@@ -97,7 +128,9 @@ def travel(make_user, slack):
 
 
 def test_it_is_404_when_slack_is_not_configured(client):
-    assert client.post("/slack/events", data="{}", content_type="application/json").status_code == 404
+    assert (
+        client.post("/slack/events", data="{}", content_type="application/json").status_code == 404
+    )
 
 
 def test_url_verification_answers_the_challenge(configured):
@@ -116,7 +149,9 @@ def test_url_verification_answers_the_challenge(configured):
 )
 def test_a_badly_signed_request_is_401_and_causes_no_work(configured, headers):
     body = json.dumps(mention())
-    response = configured.post("/slack/events", data=body, content_type="application/json", **headers(body))
+    response = configured.post(
+        "/slack/events", data=body, content_type="application/json", **headers(body)
+    )
     assert response.status_code == 401
     assert not SlackEventReceipt.objects.exists()
 
@@ -125,21 +160,54 @@ def test_a_replayed_request_with_a_tampered_body_is_refused(configured):
     original = json.dumps(mention())
     headers = signed(original)
     tampered = original.replace("book a flight", "read the CEO's mail")
-    assert configured.post("/slack/events", data=tampered, content_type="application/json", **headers).status_code == 401
+    assert (
+        configured.post(
+            "/slack/events", data=tampered, content_type="application/json", **headers
+        ).status_code
+        == 401
+    )
 
 
 def test_a_malformed_body_is_400(configured):
     body = "{not json"
-    response = configured.post("/slack/events", data=body, content_type="application/json", **signed(body))
+    response = configured.post(
+        "/slack/events", data=body, content_type="application/json", **signed(body)
+    )
     assert response.status_code == 400
     assert not SlackEventReceipt.objects.exists()
 
 
 def test_unknown_events_and_bot_messages_are_acknowledged_without_work(configured):
     for payload in (
-        {"type": "event_callback", "event_id": "E1", "event": {"type": "reaction_added", "user": "U1"}},
-        {"type": "event_callback", "event_id": "E2", "event": {"type": "app_mention", "bot_id": "B1", "user": "U1", "text": "hi", "channel": "C1", "ts": "1.1"}},
-        {"type": "event_callback", "event_id": "E3", "event": {"type": "message", "channel_type": "channel", "user": "U1", "text": "hi", "channel": "C1", "ts": "1.2"}},
+        {
+            "type": "event_callback",
+            "event_id": "E1",
+            "event": {"type": "reaction_added", "user": "U1"},
+        },
+        {
+            "type": "event_callback",
+            "event_id": "E2",
+            "event": {
+                "type": "app_mention",
+                "bot_id": "B1",
+                "user": "U1",
+                "text": "hi",
+                "channel": "C1",
+                "ts": "1.1",
+            },
+        },
+        {
+            "type": "event_callback",
+            "event_id": "E3",
+            "event": {
+                "type": "message",
+                "channel_type": "channel",
+                "user": "U1",
+                "text": "hi",
+                "channel": "C1",
+                "ts": "1.2",
+            },
+        },
         {"type": "something_else"},
     ):
         assert post_event(configured, payload).status_code == 200
@@ -148,7 +216,10 @@ def test_unknown_events_and_bot_messages_are_acknowledged_without_work(configure
 
 def test_retries_and_concurrent_duplicates_are_recorded_once(configured):
     assert post_event(configured, mention(event_id="EvDup")).status_code == 200
-    assert post_event(configured, mention(event_id="EvDup"), HTTP_X_SLACK_RETRY_NUM="1").status_code == 200
+    assert (
+        post_event(configured, mention(event_id="EvDup"), HTTP_X_SLACK_RETRY_NUM="1").status_code
+        == 200
+    )
     statuses = []
 
     def deliver():
@@ -178,12 +249,19 @@ def wait_receipt(key, timeout=30):
     raise AssertionError(f"receipt {key} not handled")
 
 
-def test_a_direct_message_is_answered_in_its_thread_with_sources_and_feedback_buttons(slack_worker, configured, travel, slack, llm):
+def test_a_direct_message_is_answered_in_its_thread_with_sources_and_feedback_buttons(
+    slack_worker, configured, travel, slack, llm
+):
     assert post_event(configured, direct_message(event_id="EvA")).status_code == 200
     update = slack.wait_for("chat.update")[0]
     placeholder = slack.calls_to("chat.postMessage")[0]
-    assert placeholder.params["thread_ts"] == "1700000000.000001" and placeholder.params["channel"] == "D1"
-    assert update.params["ts"] == placeholder.response["ts"]  # the placeholder is replaced, not a new post
+    assert (
+        placeholder.params["thread_ts"] == "1700000000.000001"
+        and placeholder.params["channel"] == "D1"
+    )
+    assert (
+        update.params["ts"] == placeholder.response["ts"]
+    )  # the placeholder is replaced, not a new post
     assert "travel desk [1]" in update.params["text"]
     blocks_text = json.dumps(update.params["blocks"])
     assert "travel.md" in blocks_text or "Travel" in blocks_text
@@ -193,11 +271,18 @@ def test_a_direct_message_is_answered_in_its_thread_with_sources_and_feedback_bu
     assert conversation.messages.filter(role="assistant", status="complete").count() == 1
 
 
-def test_a_mention_in_a_channel_only_draws_on_knowledge_open_to_everyone(slack_worker, configured, travel, slack, llm, make_user):
+def test_a_mention_in_a_channel_only_draws_on_knowledge_open_to_everyone(
+    slack_worker, configured, travel, slack, llm, make_user
+):
     """Everyone in the channel reads the answer: Ada may read Travel, but the channel may not."""
     admin = type(travel).objects.get(email="admin@example.com")
     public = make_collection("Open", everyone=True)
-    index_text(public, "flights.md", "# Flights\n\nEveryone may book economy flights in the portal.", user=admin)
+    index_text(
+        public,
+        "flights.md",
+        "# Flights\n\nEveryone may book economy flights in the portal.",
+        user=admin,
+    )
     before = len(llm.requests)
     llm.script(Reply(tokens=["Economy flights are booked in the portal [1]."]))
     post_event(configured, mention(event_id="EvChan"))
@@ -209,7 +294,9 @@ def test_a_mention_in_a_channel_only_draws_on_knowledge_open_to_everyone(slack_w
     assert "Everyone may book economy flights" in prompt and "travel desk two weeks" not in prompt
 
 
-def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twice(slack_worker, configured, travel, slack):
+def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twice(
+    slack_worker, configured, travel, slack
+):
     post_event(configured, mention(event_id="EvB"))
     post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="1")
     post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="2")
@@ -219,7 +306,9 @@ def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twic
     assert len(slack.calls_to("chat.update")) == 1
 
 
-def test_a_slack_user_without_access_never_gets_the_restricted_passages(slack_worker, configured, travel, slack, llm):
+def test_a_slack_user_without_access_never_gets_the_restricted_passages(
+    slack_worker, configured, travel, slack, llm
+):
     requests_before = len(llm.requests)
     post_event(configured, mention(event_id="EvC", user="U2"))
     update = slack.wait_for("chat.update")[0]
@@ -235,31 +324,57 @@ def test_a_slack_user_without_access_never_gets_the_restricted_passages(slack_wo
 def test_an_unlinked_slack_user_is_told_how_to_link(slack_worker, configured, travel, slack):
     slack.users["U9"] = {"email": "stranger@elsewhere.example", "name": "Stranger"}
     post_event(configured, mention(event_id="EvD", user="U9"))
-    message = slack.wait_for("chat.postMessage")[0]
-    assert "Sign in once at" in message.params["text"]
+    # Only the asker sees the link (ephemeral), never the channel.
+    message = slack.wait_for("chat.postEphemeral")[0]
+    assert message.params["user"] == "U9"
+    assert "https://assistant.example.com/slack/link/" in message.params["text"]
+    assert not slack.calls_to("chat.postMessage")
     assert not Conversation.objects.exists()
 
 
 def test_rate_limits_from_slack_are_retried(slack_worker, configured, travel, slack):
-    slack.script("chat.postMessage", SlackReply(status=429, headers={"Retry-After": "1"}, body={"ok": False, "error": "ratelimited"}))
+    slack.script(
+        "chat.postMessage",
+        SlackReply(
+            status=429, headers={"Retry-After": "1"}, body={"ok": False, "error": "ratelimited"}
+        ),
+    )
     post_event(configured, mention(event_id="EvE"))
     slack.wait_for("chat.update", timeout=40)
     posts = slack.calls_to("chat.postMessage")
     assert len(posts) == 2 and posts[1].at - posts[0].at >= 0.9
 
 
-def test_a_slack_error_is_recorded_and_the_worker_carries_on(slack_worker, configured, travel, slack):
+def test_a_slack_error_is_recorded_and_the_worker_carries_on(
+    slack_worker, configured, travel, slack
+):
     slack.script("chat.postMessage", SlackReply(body={"ok": False, "error": "channel_not_found"}))
     post_event(configured, mention(event_id="EvF"))
     receipt = wait_receipt("event:EvF")
-    assert receipt.status == SlackEventReceipt.Status.FAILED and "channel_not_found" in receipt.error
+    assert (
+        receipt.status == SlackEventReceipt.Status.FAILED and "channel_not_found" in receipt.error
+    )
     assert slack_worker.alive()
 
 
 def test_a_slash_command_answers_through_its_response_url(slack_worker, configured, travel, slack):
-    body = urlencode({"command": "/ask", "text": "how do I book a flight?", "user_id": "U1", "team_id": "T1",
-                      "response_url": slack.response_url("c1"), "trigger_id": "trig-1", "channel_id": "C1"})
-    response = configured.post("/slack/commands", data=body, content_type="application/x-www-form-urlencoded", **signed(body))
+    body = urlencode(
+        {
+            "command": "/ask",
+            "text": "how do I book a flight?",
+            "user_id": "U1",
+            "team_id": "T1",
+            "response_url": slack.response_url("c1"),
+            "trigger_id": "trig-1",
+            "channel_id": "C1",
+        }
+    )
+    response = configured.post(
+        "/slack/commands",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        **signed(body),
+    )
     assert response.status_code == 200 and response.json()["response_type"] == "ephemeral"
     answer = slack.wait_for("respond")[0]
     assert "travel desk" in answer.params["text"]
@@ -270,15 +385,25 @@ def test_feedback_buttons_rate_only_your_own_answers(configured, travel, slack):
 
     conversation = Conversation.objects.create(owner=travel, origin="slack")
     answer = Message.objects.create(conversation=conversation, role="assistant", content="x")
-    SlackIdentity.objects.create(team_id="T1", slack_user_id="U1", user=travel)
+    linked = {"linked_at": timezone.now(), "linked_how": "email"}
+    SlackIdentity.objects.create(team_id="T1", slack_user_id="U1", user=travel, **linked)
     bob = type(travel).objects.get(email="bob@example.com")
-    SlackIdentity.objects.create(team_id="T1", slack_user_id="U2", user=bob)
+    SlackIdentity.objects.create(team_id="T1", slack_user_id="U2", user=bob, **linked)
 
     def click(user, value):
-        payload = {"type": "block_actions", "user": {"id": user}, "team": {"id": "T1"},
-                   "actions": [{"action_id": "feedback_down", "value": value}]}
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "team": {"id": "T1"},
+            "actions": [{"action_id": "feedback_down", "value": value}],
+        }
         body = urlencode({"payload": json.dumps(payload)})
-        return configured.post("/slack/interactions", data=body, content_type="application/x-www-form-urlencoded", **signed(body))
+        return configured.post(
+            "/slack/interactions",
+            data=body,
+            content_type="application/x-www-form-urlencoded",
+            **signed(body),
+        )
 
     assert click("U2", f"{answer.pk}:-1").status_code == 200
     assert not Feedback.objects.exists()
@@ -287,17 +412,25 @@ def test_feedback_buttons_rate_only_your_own_answers(configured, travel, slack):
     assert click("U1", "not-a-uuid:1").status_code == 200
 
 
-def test_the_slack_door_never_uses_another_users_memory(slack_worker, configured, travel, slack, llm, make_user):
+def test_the_slack_door_never_uses_another_users_memory(
+    slack_worker, configured, travel, slack, llm, make_user
+):
     from assistant import memory
 
     admin = type(travel).objects.get(email="admin@example.com")
     public = make_collection("Open", everyone=True)
-    index_text(public, "canteen.md", "# Canteen\n\nThe canteen serves lunch from noon to two.", user=admin)
+    index_text(
+        public, "canteen.md", "# Canteen\n\nThe canteen serves lunch from noon to two.", user=admin
+    )
     memory.remember(user=travel, text="I am vegetarian and eat in the canteen every day")
     bob = type(travel).objects.get(email="bob@example.com")
     memory.remember(user=bob, text="I eat lunch in the canteen at noon")
     before = len(llm.requests)
-    post_event(configured, mention("<@UBOT> when does the canteen serve lunch?", event_id="EvMem", user="U2"))
+    # A direct message: a channel mention uses no memory at all (tests/security/test_slack.py).
+    post_event(
+        configured,
+        direct_message("when does the canteen serve lunch?", event_id="EvMem", user="U2"),
+    )
     slack.wait_for("chat.update")
     prompt = llm.requests[before].body["messages"][0]["content"]
     assert "I eat lunch in the canteen at noon" in prompt  # Bob's own memory is used

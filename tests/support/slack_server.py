@@ -2,6 +2,9 @@
 
     with SlackServer() as slack:
         slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
+        # users.info says: member of slack.team_id, email confirmed, unless the dict says
+        # otherwise ("team_id", "is_email_confirmed", "deleted", "is_bot", "is_restricted",
+        # "is_ultra_restricted", "is_stranger" are passed through).
         slack.script("chat.postMessage", SlackReply(status=429, headers={"Retry-After": "1"}))
         WebClient(base_url=slack.base_url) ...
         slack.calls_to("chat.update")
@@ -40,6 +43,8 @@ class SlackServer:
         self.calls: list[Call] = []
         self.users: dict[str, dict] = {}
         self.threads: dict[str, list[dict]] = {}
+        self.team_id = "T1"  # the workspace the bot token belongs to (auth.test)
+        self.bot_user_id = "UBOT"
         self._scripts: dict[str, deque[SlackReply]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._ts = 1700000000.000100
@@ -80,7 +85,9 @@ class SlackServer:
             if len(calls) >= count:
                 return calls
             time.sleep(0.05)
-        raise AssertionError(f"{method} called {len(self.calls_to(method))} times, wanted {count}: {self.calls}")
+        raise AssertionError(
+            f"{method} called {len(self.calls_to(method))} times, wanted {count}: {self.calls}"
+        )
 
     # --- answering -------------------------------------------------------------------
 
@@ -89,7 +96,11 @@ class SlackServer:
         with self._lock:
             scripted = self._scripts[method].popleft() if self._scripts[method] else None
         if scripted is not None and (scripted.status != 200 or scripted.body is not None):
-            status, headers, body = scripted.status, scripted.headers, scripted.body or {"ok": False, "error": "scripted"}
+            status, headers, body = (
+                scripted.status,
+                scripted.headers,
+                scripted.body or {"ok": False, "error": "scripted"},
+            )
         else:
             status, headers, body = 200, {}, self._default(method, params)
         call.response = body
@@ -102,13 +113,37 @@ class SlackServer:
             user = self.users.get(params.get("user", ""))
             if user is None:
                 return {"ok": False, "error": "user_not_found"}
-            return {"ok": True, "user": {"id": params["user"], "name": user.get("name", ""),
-                                         "profile": {"email": user.get("email", ""), "real_name": user.get("name", "")}}}
+            flags = ("deleted", "is_bot", "is_restricted", "is_ultra_restricted", "is_stranger")
+            return {
+                "ok": True,
+                "user": {
+                    "id": params["user"],
+                    "name": user.get("name", ""),
+                    "team_id": user.get("team_id", self.team_id),
+                    "is_email_confirmed": user.get("is_email_confirmed", True),
+                    **{flag: user[flag] for flag in flags if flag in user},
+                    "profile": {"email": user.get("email", ""), "real_name": user.get("name", "")},
+                },
+            }
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "team_id": self.team_id,
+                "user_id": self.bot_user_id,
+                "bot_id": "BBOT",
+            }
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{time.time():.6f}"}
         if method == "chat.postMessage":
             with self._lock:
                 self._ts += 1
                 ts = f"{self._ts:.6f}"
-            return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": {"text": params.get("text")}}
+            return {
+                "ok": True,
+                "channel": params.get("channel"),
+                "ts": ts,
+                "message": {"text": params.get("text")},
+            }
         if method == "chat.update":
             return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "conversations.replies":
