@@ -97,6 +97,9 @@ def test_every_page_loads_under_the_policy_with_no_violation(daphne_server, csp_
         "/knowledge/",
         f"/knowledge/sources/{source.pk}/",
         "/memory/",
+        "/accounts/email/",
+        "/accounts/password/change/",
+        "/accounts/logout/",  # the confirmation page
         "/admin/",
         "/admin/knowledge/source/",
         f"/admin/knowledge/source/{source.pk}/change/",
