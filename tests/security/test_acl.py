@@ -9,17 +9,21 @@ with another. Trust-relevant changes land in the audit trail.
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 
 from accounts.models import AuditEvent
-from knowledge import services
-from knowledge.models import Chunk, Collection, Document, Source
+from knowledge import embeddings, services
+from knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, Source
 from knowledge.retrieval import MODES, search_chunks_for_user
 from tests.knowledge.test_lexeme_stats import assert_statistics_exact
+from tests.support.fake_embeddings_server import FakeEmbeddingsServer, Scripted
 from tests.support.knowledge import index_text, make_collection
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +196,60 @@ def test_moving_a_source_onto_a_name_already_taken_is_refused_with_a_message(wor
     assert Source.objects.get(pk=world.secret.pk).collection_id == world.handbook.pk
     assert taken.collection_id == world.payroll.pk
     assert not AuditEvent.objects.filter(action=Action.SOURCE_MOVED).exists()
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_moved_while_it_is_being_indexed_lands_its_chunks_in_the_new_collection(
+    make_user, settings
+):
+    # Indexing reads the source, embeds for a while without any lock on it, then writes the
+    # chunks: a move in between must not leave them in the old collection (nor fail the write).
+    # The embeddings endpoint, a real local HTTP server, holds the request open while we move.
+    with FakeEmbeddingsServer(dimensions=EMBEDDING_DIMENSIONS) as server:
+        settings.EMBEDDINGS_BACKEND, settings.EMBEDDINGS_BASE_URL = "openai", server.base_url
+        settings.EMBEDDINGS_API_KEY, settings.EMBEDDINGS_MODEL = "test", "fake-embed"
+        settings.EMBEDDINGS_DIMENSIONS = EMBEDDING_DIMENSIONS
+        embeddings.reset_embedder()
+        try:
+            root = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+            reader = make_user(email="reader@example.com")
+            handbook = make_collection("Handbook", everyone=True)
+            payroll = make_collection("Payroll", readers=[Group.objects.create(name="HR")])
+            source = Source(collection=handbook, kind=Source.Kind.FILE, name="salaries.md")
+            source.file.save("salaries.md", ContentFile(SECRET.encode()))
+            server.enqueue(Scripted(delay=3.0))
+            errors: list[BaseException] = []
+
+            def index() -> None:
+                try:
+                    services.source_index(source_id=source.pk)
+                except BaseException as exc:  # reported by the assertion below
+                    errors.append(exc)
+                finally:
+                    connection.close()
+
+            worker = threading.Thread(target=index)
+            worker.start()
+            wait_until(lambda: server.calls)  # the chunks are being embedded right now
+            services.source_move(user=root, source=source, collection=payroll)
+            worker.join(timeout=30)
+            assert not worker.is_alive() and errors == []
+            source.refresh_from_db()
+            assert source.status == Source.Status.READY and source.chunk_count > 0
+            chunks = Chunk.objects.filter(source=source)
+            assert set(chunks.values_list("collection_id", flat=True)) == {payroll.pk}
+            assert not search_chunks_for_user(user=reader, query=QUESTION, mode="lexical").hits
+            assert search_chunks_for_user(user=root, query=QUESTION, mode="lexical").hits
+            assert_statistics_exact()
+        finally:
+            embeddings.reset_embedder()
 
 
 # --- a chunk can never carry another collection -------------------------------------------
