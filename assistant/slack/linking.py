@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 LINK_SALT = "assistant.slack.link"
 LINK_MAX_AGE = 30 * 60  # seconds: a link is for now, not for later
 PROVISIONAL_DOMAIN = "slack.invalid"
-_SLACK_ID = re.compile(r"^[A-Z0-9]{1,32}$")
+_SLACK_ID = re.compile(r"[A-Z0-9]{1,32}")
 
 
 class LinkError(Exception):
@@ -69,7 +69,7 @@ def is_provisional(identity: SlackIdentity) -> bool:
 def account_for_slack_user(*, team_id: str, slack_user_id: str) -> Mapped:
     """The account a Slack user acts as. Calls Slack (``users.info``) when not linked yet,
     so it must not run inside a transaction."""
-    if not (_SLACK_ID.match(team_id or "") and _SLACK_ID.match(slack_user_id or "")):
+    if not (_SLACK_ID.fullmatch(team_id or "") and _SLACK_ID.fullmatch(slack_user_id or "")):
         return Mapped(None)
     identity, _ = SlackIdentity.objects.select_related("user").get_or_create(
         team_id=team_id, slack_user_id=slack_user_id

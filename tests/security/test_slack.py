@@ -151,6 +151,16 @@ def test_a_superuser_is_never_linked_automatically_even_with_a_confirmed_email(
     assert refused_reasons() == ["superuser"]
 
 
+@pytest.mark.parametrize("slack_user_id", ["", "u1", "U1/../U2", "U" * 40, "U1\n", "<!channel>"])
+def test_a_malformed_slack_user_id_maps_to_nobody_and_stores_nothing(
+    configured, slack, ada, slack_user_id
+):
+    assert linking.account_for_slack_user(
+        team_id="T1", slack_user_id=slack_user_id
+    ) == linking.Mapped(None)
+    assert not SlackIdentity.objects.exists() and not slack.calls
+
+
 def test_a_confirmed_full_member_is_linked_automatically_and_it_is_audited(configured, slack, ada):
     mapped = linking.account_for_slack_user(team_id="T1", slack_user_id="U1")
     assert mapped.user == ada and mapped.link_url == ""
