@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
+from django.db.models.expressions import RawSQL
 
 from accounts.models import AuditEvent
 from assistant import llm
@@ -49,10 +50,40 @@ def readable_collection_ids_cached(user) -> set[int]:
 # --- passages in stored answers -----------------------------------------------------------
 
 
+# The (source id, collection id) of every passage stored with a message and of each of its
+# citations, computed in the database: the history needs these, not every passage's text.
+_PASSAGE_REFS_SQL = """
+SELECT coalesce(jsonb_agg(jsonb_build_array(r.source_id, r.collection_id)), '[]'::jsonb) FROM (
+    SELECT e -> 'source_id' AS source_id, e -> 'collection_id' AS collection_id
+    FROM jsonb_array_elements(
+        CASE WHEN jsonb_typeof(assistant_message.sources) = 'array'
+             THEN assistant_message.sources ELSE '[]'::jsonb END
+    ) AS e
+    WHERE jsonb_typeof(e) = 'object'
+    UNION ALL
+    SELECT to_jsonb(c.source_id), to_jsonb(c.collection_id)
+    FROM assistant_citation c WHERE c.message_id = assistant_message.id
+) AS r
+"""
+
+
+def _with_passage_refs(messages: QuerySet[Message]) -> QuerySet[Message]:
+    # A constant statement with no parameters: nothing from a user reaches this SQL.
+    refs = RawSQL(_PASSAGE_REFS_SQL, [], output_field=JSONField())  # noqa: S611
+    return messages.annotate(passage_refs=refs)
+
+
+def _id_or_none(value) -> int | None:
+    return value if type(value) is int else None
+
+
 def _refs(message: Message) -> list[tuple[int | None, int | None]]:
     """(source id, collection id at answer time) of every passage an answer was given or cited."""
+    annotated = getattr(message, "passage_refs", None)
+    if annotated is not None:
+        return [(_id_or_none(s), _id_or_none(c)) for s, c in annotated]
     refs = [
-        (s.get("source_id"), s.get("collection_id"))
+        (_id_or_none(s.get("source_id")), _id_or_none(s.get("collection_id")))
         for s in message.sources or []
         if isinstance(s, dict)
     ]
@@ -137,29 +168,21 @@ def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
     covered: list[Message] = []
     if summary:
         covered = list(
-            Message.objects.filter(
-                conversation_id=conversation.pk,
-                role=Message.Role.ASSISTANT,
-                created_at__lte=conversation.summary_until,
-            )
-            .only("id", "sources")
-            .prefetch_related("citations")
+            _with_passage_refs(
+                Message.objects.filter(
+                    conversation_id=conversation.pk,
+                    role=Message.Role.ASSISTANT,
+                    created_at__lte=conversation.summary_until,
+                )
+            ).only("id")
         )
-        recent_turns = turns.filter(created_at__gt=conversation.summary_until)
-    recent = list(
-        (recent_turns if summary else turns)
-        .order_by("-created_at")
-        .only("id", "role", "content", "sources")
-        .prefetch_related("citations")[:HISTORY_TURNS]
+    recent = _recent_turns(
+        turns.filter(created_at__gt=conversation.summary_until) if summary else turns
     )
     access = passage_access_for(user=user, messages=[*covered, *recent])
     if summary and not all(access.all_readable(m) for m in covered):
         summary = ""
-        recent = list(
-            turns.order_by("-created_at")
-            .only("id", "role", "content", "sources")
-            .prefetch_related("citations")[:HISTORY_TURNS]
-        )
+        recent = _recent_turns(turns)
         access = passage_access_for(user=user, messages=recent)
     history = []
     for message in reversed(recent):
@@ -174,3 +197,12 @@ def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
             0, llm.ChatMessage("system", f"Summary of the earlier conversation: {summary}")
         )
     return history
+
+
+def _recent_turns(turns: QuerySet[Message]) -> list[Message]:
+    """The latest turns, newest first, with their passage references (not the passages)."""
+    return list(
+        _with_passage_refs(turns)
+        .order_by("-created_at")
+        .only("id", "role", "content")[:HISTORY_TURNS]
+    )
