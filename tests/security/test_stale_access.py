@@ -23,10 +23,12 @@ from django.utils import timezone
 
 from assistant import llm, memory, services
 from assistant.answering.pipeline import answer_stream
-from assistant.models import Conversation, MemoryItem, Message
+from assistant.models import Citation, Conversation, MemoryItem, Message
 from assistant.selectors import UNREADABLE_ANSWER_PLACEHOLDER
 from knowledge import services as knowledge_services
 from knowledge.models import Collection, Source
+from tests.browser.conftest import log_in, watch_for_problems
+from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -300,3 +302,78 @@ def test_memory_never_learns_a_fact_only_a_passage_or_answer_held_even_when_the_
     shown = json.dumps(llm_server.requests[-1].body["messages"], ensure_ascii=False)
     assert "ANSWERSECRET" not in shown and "123456" not in shown and "confidential" not in shown
     assert "senior engineer in Oslo" in shown
+
+
+# --- the chat page in a browser -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web_server(django_db_setup, django_db_blocker, _allow_orm_next_to_playwright):
+    with django_db_blocker.unblock():
+        proc, port = processes.start_daphne()
+    yield f"http://127.0.0.1:{port}"
+    with django_db_blocker.unblock():
+        processes.stop_and_discard_late_writes(proc, timeout=3)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_chat_page_shows_a_lost_passage_as_no_longer_available(world, web_server, browser):
+    from playwright.sync_api import expect
+
+    conversation = Conversation.objects.create(owner=world.reader, title="Pay")
+    question = Message.objects.create(conversation=conversation, role="user", content=QUESTION)
+    passage = {
+        "n": 1,
+        "chunk_id": None,
+        "source_id": world.salaries.pk,
+        "collection_id": world.pay.pk,
+        "title": "Salary bands",
+        "source_name": "salaries.md",
+        "url": "",
+        "heading": "Engineering",
+        "page": None,
+        "text": SALARIES,
+    }
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="See the pay document [1].",
+        reply_to=question,
+        sources=[passage],
+    )
+    Citation.objects.create(
+        message=answer,
+        collection_id=world.pay.pk,
+        source_id=world.salaries.pk,
+        number=1,
+        quote=SALARIES,
+        document_title="Salary bands",
+        source_name="salaries.md",
+    )
+    world.remove_group()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        watch_for_problems(page)
+        log_in(page, web_server, world.reader.email)
+        page.goto(f"{web_server}/c/{conversation.pk}")
+
+        chip = page.locator(".message-answer .cite-chip").first
+        expect(chip).to_have_text("1")  # the marker keeps its number, as a chip
+        expect(chip).to_have_attribute("aria-label", "Source 1: No longer available")
+        expect(page.locator(".message-answer .source-label").first).to_have_text(
+            "No longer available"
+        )
+        chip.click()
+        expect(page.locator("[data-panel-title]")).to_have_text("No longer available")
+        expect(page.locator("[data-panel-quote]")).to_contain_text("no longer available")
+        expect(page.locator("[data-panel-link]")).to_be_hidden()
+        html = page.content()
+        for text in PASSAGE_TEXT:
+            assert text not in html
+        assert page.problems == [], page.problems
+    finally:
+        context.close()
