@@ -25,7 +25,9 @@ from assistant.answering.pipeline import SHARED_MEMORY_REPLY, answer_stream
 from assistant.celery import app as celery_app
 from assistant.consumers import EventsConsumer
 from assistant.models import Conversation, MemoryItem, Message
+from tests.browser.conftest import log_in, watch_for_problems
 from tests.conftest import session_cookie_for
+from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -299,3 +301,46 @@ def test_a_slack_conversation_asked_in_from_slack_stays_the_same(asker):
         user=user, conversation=slack, text="more", origin=Conversation.Origin.SLACK
     )
     assert question.conversation_id == slack.pk
+
+
+# --- the chat page ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web_server(django_db_setup, django_db_blocker, _allow_orm_next_to_playwright):
+    with django_db_blocker.unblock():
+        proc, port = processes.start_daphne(CHAT_RATE_LIMIT_PER_MINUTE="0")
+    yield f"http://127.0.0.1:{port}"
+    with django_db_blocker.unblock():
+        processes.stop_and_discard_late_writes(proc, timeout=3)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_chat_page_moves_a_question_asked_in_a_slack_conversation_to_a_new_one(
+    asker, web_server, browser
+):
+    from playwright.sync_api import expect
+
+    user, slack = asker
+    question = "Where is the nearest printer?"  # nothing found: answered without the model
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        watch_for_problems(page)
+        log_in(page, web_server, user.email)
+        page.goto(f"{web_server}/c/{slack.pk}")
+        expect(page.locator(".message-answer", has_text="EARLIERANSWER")).to_have_count(1)
+
+        page.fill("#question", question)
+        page.press("#question", "Enter")
+        expect(page.locator(".message-answer").last).to_have_attribute("data-status", "complete")
+
+        fresh = Conversation.objects.exclude(pk=slack.pk).get(owner=user)
+        expect(page).to_have_url(f"{web_server}/c/{fresh.pk}")
+        expect(page.locator(".message-question .question-text")).to_have_text([question])
+        expect(page.locator(".message-answer", has_text="EARLIERANSWER")).to_have_count(0)
+        assert page.problems == [], page.problems
+    finally:
+        context.close()
