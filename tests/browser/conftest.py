@@ -185,8 +185,10 @@ def log_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
 
 
 def wait_until_connected(page) -> None:
-    page.wait_for_function("document.getElementById('chat')?.dataset.ready === '1'")
-    page.wait_for_function("window.AppEvents && window.AppEvents.connected")
+    # Functions, not bare expressions: Playwright polls a bare expression with eval() in the
+    # page, which the Content-Security-Policy (rightly) refuses.
+    page.wait_for_function("() => document.getElementById('chat')?.dataset.ready === '1'")
+    page.wait_for_function("() => window.AppEvents && window.AppEvents.connected")
 
 
 def wait_for(

@@ -241,7 +241,7 @@ def test_after_a_dropped_connection_the_page_reconnects_and_catches_up(
     server.close(code=4000, reason="test: connection lost")
     route.close(code=4000, reason="test: connection lost")
     expect(page.locator("[data-connection-status]")).to_be_visible()
-    page.wait_for_function("window.AppEvents.connected", timeout=20_000)
+    page.wait_for_function("() => window.AppEvents.connected", timeout=20_000)
     assert len(sockets) == connections + 1  # a new socket, not the old one
     expect(page.locator("[data-connection-status]")).to_be_hidden()
 
@@ -485,6 +485,14 @@ def test_model_output_and_passages_render_inert(chat_server, page, reader, make_
     expect(quote).to_contain_text("<script>window.__pwned=2</script>")
     assert quote.locator("script").count() == 0
     assert page.evaluate("typeof window.__pwned") == "undefined"
+    # Parsing the hostile <img onerror> inside DOMPurify makes Chromium refuse (and report) the
+    # inline handler under the Content-Security-Policy: the second wall holding, not a problem
+    # of the page. Every other problem still fails the test.
+    page.problems = [
+        problem
+        for problem in page.problems
+        if not ("Content Security Policy" in problem and "inline event handler" in problem)
+    ]
     assert_no_page_problems(page)
 
 

@@ -31,6 +31,13 @@ def run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
         ({"DEBUG": "1", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DEBUG": "1", "CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
         ({"DEBUG": "1", "CSRF_TRUSTED_ORIGINS": "example.com"}, "CSRF_TRUSTED_ORIGINS"),
+        ({"DEBUG": "1", "WEBSOCKET_ALLOWED_ORIGINS": "example.com"}, "WEBSOCKET_ALLOWED_ORIGINS"),
+        (
+            {"DEBUG": "1", "WEBSOCKET_ALLOWED_ORIGINS": "https://*.example.com"},
+            "WEBSOCKET_ALLOWED_ORIGINS",
+        ),
+        ({"DEBUG": "1", "METRICS_PUBLIC": "sometimes"}, "METRICS_PUBLIC"),
+        ({"DEBUG": "1", "HEALTH_WORKER_CHECK_SECONDS": "-1"}, "HEALTH_WORKER_CHECK_SECONDS"),
         ({"DEBUG": "0"}, "SECRET_KEY"),
         ({"DEBUG": "0", "SECRET_KEY": "short"}, "SECRET_KEY"),
     ],

@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.test import override_settings
 from django.utils import timezone
 
 from assistant.asgi import application
@@ -124,3 +125,17 @@ async def test_a_socket_is_closed_when_its_session_now_signs_in_someone_else(mak
     await sync_to_async(rewrite)()
 
     await _assert_closed_as_signed_out(communicator)
+
+
+async def test_a_socket_survives_a_secret_key_rotation_that_keeps_the_old_key_as_a_fallback(
+    make_user,
+):
+    # Rotating SECRET_KEY with the old one in SECRET_KEY_FALLBACKS keeps people signed in over
+    # HTTP; their sockets must not be closed either.
+    user = await sync_to_async(make_user)()
+    old_key = settings.SECRET_KEY
+    communicator, _ = await _open_socket(user)
+    with override_settings(SECRET_KEY="n" * 60, SECRET_KEY_FALLBACKS=[old_key]):
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    await communicator.disconnect()
