@@ -692,7 +692,9 @@ def test_it_looks_right_in_light_and_dark_and_on_a_phone(
     assert_no_page_problems(page)
 
 
-def test_after_signing_out_elsewhere_the_open_chat_goes_to_the_sign_in_page(chat_server, page, reader):
+def test_after_signing_out_elsewhere_the_open_chat_goes_to_the_sign_in_page(
+    chat_server, page, reader
+):
     from django.contrib.sessions.models import Session
 
     log_in(page, chat_server, reader.email)
