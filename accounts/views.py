@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from accounts import sso
+from accounts.ratelimits import admin_login_rate_limited
 
 
 def account(request, *, extra_context: dict | None = None):
@@ -56,6 +57,7 @@ def _signed_in_with(request, names: dict) -> str:
 
 
 @login_not_required
+@admin_login_rate_limited
 def admin_login(request):
     """The admin's sign-in page: Django's password form only with ADMIN_LOCAL_LOGIN on.
 

@@ -361,4 +361,7 @@ SLACK_API_BASE_URL = env.url(
 )
 SLACK_TIMEOUT = env.int("SLACK_TIMEOUT", 10, min_value=1)
 SLACK_UNLINKED_USERS = env.choice("SLACK_UNLINKED_USERS", ["refuse", "public"], "refuse")
+# How long one attempt at answering a Slack question holds it; a worker that dies mid-answer
+# loses it after this, and the redelivered task takes over (longer than the task time limit).
+SLACK_ANSWER_LEASE_SECONDS = env.int("SLACK_ANSWER_LEASE_SECONDS", 360, min_value=1)
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")

@@ -506,7 +506,7 @@ def test_a_manager_uploads_watches_indexing_live_and_deletes_in_a_browser(
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{daphne_server}/knowledge/")
-        page.wait_for_function("window.AppEvents && window.AppEvents.connected")
+        page.wait_for_function("() => window.AppEvents && window.AppEvents.connected")
         section = page.locator(f"#collection-{runbooks.pk}")
         section.locator(".file-input").set_input_files(
             [str(tmp_path / "deploy.md"), str(tmp_path / "setup.exe")]

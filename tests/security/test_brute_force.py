@@ -11,19 +11,11 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from accounts import views as account_views
-
 PASSWORD = "correct horse battery"
-
-# accounts/views.py (another change) wraps admin_login with
-# accounts.ratelimits.admin_login_rate_limited; until it does, these tests are expected to fail,
-# and strictly so: once the wrapper is there they must pass.
-_NOT_YET_WRAPPED = not hasattr(account_views.admin_login, "__wrapped__")
 
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.usefixtures("_fresh_limits"),
-    pytest.mark.xfail(_NOT_YET_WRAPPED, reason="admin_login not yet rate limited", strict=True),
 ]
 
 

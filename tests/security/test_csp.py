@@ -13,7 +13,6 @@ import pytest
 from assistant.models import Conversation, Message
 from tests.browser.conftest import PASSWORD, log_in
 from tests.support.knowledge import index_text, make_collection
-from tests.support.processes import BASE_DIR
 
 pytestmark = [
     pytest.mark.slow,
@@ -115,12 +114,6 @@ def test_every_page_loads_under_the_policy_with_no_violation(daphne_server, csp_
     assert problems == [], "\n".join(problems)
 
 
-# templates/accounts/me.html (another change) still carries an inline <style>; its rules are in
-# static/css/app.css already. Strictly expected to fail until the block is removed there.
-_ACCOUNT_PAGE_INLINE_STYLE = "<style" in (BASE_DIR / "templates/accounts/me.html").read_text()
-
-
-@pytest.mark.xfail(_ACCOUNT_PAGE_INLINE_STYLE, reason="inline <style> in me.html", strict=True)
 def test_the_account_page_loads_under_the_policy_with_no_violation(daphne_server, csp_page, world):
     admin = world[0]
     log_in(csp_page, daphne_server, admin.email)
