@@ -17,7 +17,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from accounts.events import user_group
 from accounts.selectors import user_for_session
 from assistant import generation, selectors, services
-from assistant.models import Message
+from assistant.models import Conversation, Message
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -164,7 +164,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             conversation = selectors.conversation_get_for_user(
                 user=self.user, conversation_id=_uuid(conversation_id, "conversation")
             )
-            _refuse_if_busy(conversation)
+            if conversation.origin != Conversation.Origin.SLACK:
+                # A web question in a Slack conversation starts a new one (question_create),
+                # so a Slack answer still being written there does not make it busy.
+                _refuse_if_busy(conversation)
         services.rate_limit_check(user=self.user)
         return services.question_create(user=self.user, conversation=conversation, text=text)
 

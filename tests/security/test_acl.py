@@ -9,11 +9,13 @@ with another. Trust-relevant changes land in the audit trail.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
@@ -24,7 +26,15 @@ from knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, 
 from knowledge.retrieval import MODES, search_chunks_for_user
 from tests.knowledge.test_lexeme_stats import assert_statistics_exact
 from tests.support.fake_embeddings_server import FakeEmbeddingsServer, Scripted
-from tests.support.knowledge import index_text, make_collection
+from tests.support.knowledge import (
+    SECRET_QUESTION,
+    SECRET_TEXT,
+    SECRET_WORDS,
+    hr_world,
+    index_text,
+    make_collection,
+)
+from tests.support.sockets import open_tab
 
 pytestmark = pytest.mark.django_db
 
@@ -432,3 +442,64 @@ def test_collections_deleted_by_the_admin_bulk_action_are_audited(client, world)
     assert not Collection.objects.filter(pk=world.payroll.pk).exists()
     assert AuditEvent.objects.filter(action=Action.COLLECTION_DELETED).count() == 1
     assert_statistics_exact()
+
+
+# --- Privileges taken away while a socket is open --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_demoted_staff_member_cannot_keep_reading_every_collection_over_an_open_socket(
+    live_chat_server, make_user
+):
+    await sync_to_async(hr_world)(make_user)
+    bob = await sync_to_async(make_user)(email="bob@example.com", is_staff=True)  # not in "hr"
+    tab = await open_tab(live_chat_server, bob)
+
+    # Bob's staff flag is revoked (an SSO sign-in elsewhere with SSO_STAFF_GROUPS, or the admin).
+    bob.is_staff = False
+    await bob.asave(update_fields=["is_staff"])
+
+    await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
+    frames = await tab.frames_until("done", "error")
+    await tab.ws.close()
+    assert frames and SECRET_WORDS not in json.dumps(frames), "the socket used Bob's old staff flag"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_control_a_socket_opened_after_the_demotion_gets_no_hr_passage(
+    live_chat_server, make_user
+):
+    """The contrast to the attack above: the rule itself is right, only an old socket could be stale."""
+    await sync_to_async(hr_world)(make_user)
+    bob = await sync_to_async(make_user)(email="bob@example.com", is_staff=True)
+    bob.is_staff = False
+    await bob.asave(update_fields=["is_staff"])
+    tab = await open_tab(live_chat_server, bob)
+    await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
+    frames = await tab.frames_until("done", "error")
+    await tab.ws.close()
+    assert frames and SECRET_WORDS not in json.dumps(frames)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_progress_events_do_not_reach_an_uploader_who_lost_access_to_the_collection(
+    live_chat_server, celery_worker, make_user
+):
+    def world():
+        admin = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+        editors = Group.objects.create(name="hr-editors")
+        collection = make_collection("HR", managers=[editors])
+        dave = make_user(email="dave@example.com")
+        dave.groups.add(editors)
+        source = index_text(collection, "layoffs-2025-plan.md", SECRET_TEXT, user=dave)
+        dave.groups.remove(editors)  # Dave moves to another team: no read, no manage
+        return admin, dave, source
+
+    admin, dave, source = await sync_to_async(world)()
+    tab = await open_tab(live_chat_server, dave)
+    # A knowledge admin re-indexes the source; a real worker indexes it again.
+    await sync_to_async(services.source_reindex)(user=admin, source=source)
+    frames = await tab.quiet(6)
+    await tab.ws.close()
+    leaked = [f for f in frames if f.get("type", "").startswith("source.")]
+    assert leaked == [], f"Dave, who may no longer read the collection, got: {leaked[:2]}"

@@ -20,7 +20,14 @@ from assistant import memory
 from assistant.models import Conversation, Feedback, MemoryItem, Message
 from assistant.routing import websocket_urlpatterns
 from knowledge.models import Collection, Source
-from tests.support.knowledge import index_text, make_collection
+from tests.support import knowledge as hr
+from tests.support.knowledge import (
+    SECRET_WORDS,
+    hr_world,
+    index_text,
+    make_collection,
+)
+from tests.support.sockets import open_tab
 
 SECRET_TITLE = "Layoff plan for Q3"
 SECRET_QUESTION = "Which teams are in the layoff plan?"
@@ -189,9 +196,13 @@ def test_the_chat_page_for_someone_elses_conversation_shows_none_of_it(world):
 
 @pytest.mark.django_db
 def test_bulk_status_leaves_out_sources_of_collections_i_cannot_read(world):
-    response = _client_for(world["bob"]).get(f"/knowledge/sources/status?ids={world['source'].pk}")
+    bob = _client_for(world["bob"])
+
+    response = bob.get(f"/knowledge/sources/status?ids={world['source'].pk},{10**9}")
 
     assert response.json() == {"sources": []}
+    assert bob.get(f"/knowledge/sources/{world['source'].pk}/status").status_code == 404
+    _unchanged(world)
 
 
 # --- WebSocket -------------------------------------------------------------------------------
@@ -303,3 +314,18 @@ def test_a_collection_id_is_never_a_way_around_the_readable_set(world):
 
     assert result.hits == [] and widened.hits == []
     assert Collection.objects.filter(pk=world["collection"].pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_asking_through_a_real_server_with_a_collection_id_i_cannot_read_finds_nothing_there(
+    live_chat_server, make_user
+):
+    _, _, hr_collection, _ = await sync_to_async(hr_world)(make_user)
+    eve = await sync_to_async(make_user)(email="eve@example.com")
+    tab = await open_tab(live_chat_server, eve)
+    await tab.send(
+        type="ask", request_id="r1", text=hr.SECRET_QUESTION, collection_ids=[hr_collection.pk]
+    )
+    frames = await tab.frames_until("done", "error")
+    await tab.ws.close()
+    assert frames and SECRET_WORDS not in json.dumps(frames)

@@ -229,12 +229,8 @@ async def test_a_channel_answer_teaches_memory_nothing(asker, llm_server, eager_
 # --- a Slack thread continued on the web ------------------------------------------------------
 
 
-async def test_asking_on_the_web_in_a_slack_conversation_starts_a_new_conversation(
-    asker, llm_server
-):
-    user, slack = asker
-    before = await Message.objects.filter(conversation=slack).acount()
-    llm_server.script(Reply(tokens=["Use the travel desk [1]."]))
+async def _ask_on_the_web(user, conversation, llm_server) -> tuple[dict, dict]:
+    """Asks through the real consumer in ``conversation``: (the ack, the last frame)."""
     cookie = await sync_to_async(session_cookie_for)(user)
     # The consumer behind the session middleware (the Origin check is not what this is about).
     communicator = WebsocketCommunicator(
@@ -257,7 +253,12 @@ async def test_asking_on_the_web_in_a_slack_conversation_starts_a_new_conversati
         assert connected
         assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
         await communicator.send_json_to(
-            {"type": "ask", "request_id": "r1", "conversation_id": str(slack.pk), "text": QUESTION}
+            {
+                "type": "ask",
+                "request_id": "r1",
+                "conversation_id": str(conversation.pk),
+                "text": QUESTION,
+            }
         )
         ack = None
         while True:
@@ -267,6 +268,17 @@ async def test_asking_on_the_web_in_a_slack_conversation_starts_a_new_conversati
             if frame["type"] in ("done", "error"):
                 break
         await communicator.disconnect()
+    return ack, frame
+
+
+async def test_asking_on_the_web_in_a_slack_conversation_starts_a_new_conversation(
+    asker, llm_server
+):
+    user, slack = asker
+    before = await Message.objects.filter(conversation=slack).acount()
+    llm_server.script(Reply(tokens=["Use the travel desk [1]."]))
+
+    ack, frame = await _ask_on_the_web(user, slack, llm_server)
 
     assert frame["type"] == "done"
     assert ack["conversation_id"] != str(slack.pk)
@@ -281,6 +293,22 @@ async def test_asking_on_the_web_in_a_slack_conversation_starts_a_new_conversati
     # given the Slack conversation's turns either.
     assert await Message.objects.filter(conversation=slack).acount() == before
     assert "EARLIERANSWER" not in _prompt(llm_server) and "SUMMARYSECRET" not in _prompt(llm_server)
+
+
+async def test_a_slack_answer_still_being_written_does_not_block_a_web_question_in_its_conversation(
+    asker, llm_server
+):
+    """The web question goes to a new conversation, so the Slack one being busy is no reason."""
+    user, slack = asker
+    await Message.objects.acreate(
+        conversation=slack, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
+    )
+    llm_server.script(Reply(tokens=["Use the travel desk [1]."]))
+
+    ack, frame = await _ask_on_the_web(user, slack, llm_server)
+
+    assert frame["type"] == "done", frame
+    assert ack["conversation_id"] != str(slack.pk)
 
 
 def test_a_slack_answer_cannot_be_regenerated_or_its_question_edited_on_the_web(asker):

@@ -9,10 +9,13 @@ check and auth middleware included) and the real database session store.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 from importlib import import_module
 
 import pytest
+import websockets
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -23,6 +26,8 @@ from django.utils import timezone
 from assistant.asgi import application
 from assistant.consumers import CLOSE_UNAUTHENTICATED
 from tests.conftest import session_cookie_for
+from tests.support.knowledge import SECRET_QUESTION, SECRET_WORDS, hr_world
+from tests.support.sockets import open_tab
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,3 +144,43 @@ async def test_a_socket_survives_a_secret_key_rotation_that_keeps_the_old_key_as
         await communicator.send_json_to({"type": "ping"})
         assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
     await communicator.disconnect()
+
+
+# --- End to end, through a real Daphne -------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_deactivated_user_cannot_keep_reading_restricted_knowledge_over_an_open_socket(
+    live_chat_server, make_user
+):
+    _, hr, _, _ = await sync_to_async(hr_world)(make_user)
+    carol = await sync_to_async(make_user)(email="carol@example.com")
+    await sync_to_async(carol.groups.add)(hr)
+    tab = await open_tab(live_chat_server, carol)
+
+    # Carol leaves the company: her account is deactivated (HTTP requests are refused at once).
+    carol.is_active = False
+    await carol.asave(update_fields=["is_active"])
+
+    await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
+    frames = await tab.frames_until("done", "error")
+    await tab.ws.close()
+    assert SECRET_WORDS not in json.dumps(frames), "a deactivated account still got HR passages"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_signing_out_closes_the_sockets_of_that_session_at_their_next_frame(
+    live_chat_server, make_user
+):
+    _, hr, _, _ = await sync_to_async(hr_world)(make_user)
+    dave = await sync_to_async(make_user)(email="dave@example.com")
+    await sync_to_async(dave.groups.add)(hr)
+    tab = await open_tab(live_chat_server, dave)
+    await sync_to_async(Session.objects.all().delete)()  # what logging out does to the session
+
+    await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
+    frames = await tab.frames_until("done", "error", timeout=5)
+    assert SECRET_WORDS not in json.dumps(frames)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(tab.ws.recv(), 5)
+    assert closed.value.rcvd.code == 4401

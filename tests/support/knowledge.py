@@ -8,7 +8,9 @@ from knowledge import services
 from knowledge.models import Collection, Source
 
 
-def make_collection(name: str, *, everyone: bool = False, readers: list[Group] = (), managers: list[Group] = ()) -> Collection:
+def make_collection(
+    name: str, *, everyone: bool = False, readers: list[Group] = (), managers: list[Group] = ()
+) -> Collection:
     collection = Collection.objects.create(
         name=name,
         visibility=Collection.Visibility.EVERYONE if everyone else Collection.Visibility.GROUPS,
@@ -27,3 +29,21 @@ def index_text(collection: Collection, filename: str, text: str, *, user) -> Sou
     source = Source.objects.get(pk=result.source.pk)
     assert source.status == Source.Status.READY, source.error
     return source
+
+
+SECRET_TEXT = """# Salary bands
+
+## Engineering
+The confidential salary band for a senior engineer is 123456 kroner per year.
+"""
+SECRET_WORDS = "123456 kroner"
+SECRET_QUESTION = "What is the salary band for a senior engineer?"
+
+
+def hr_world(make_user):
+    """An HR-only collection holding a secret passage: (admin, hr group, collection, source)."""
+    admin = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    hr = Group.objects.create(name="hr")
+    collection = make_collection("HR", readers=[hr])
+    source = index_text(collection, "salaries.md", SECRET_TEXT, user=admin)
+    return admin, hr, collection, source
