@@ -224,8 +224,6 @@ if not DEBUG:
 if env.bool("TRUST_X_FORWARDED_PROTO", False):
     # Only behind a proxy that sets the header itself; otherwise clients could spoof HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# With DEBUG=0, /metrics answers only with this bearer token, unless METRICS_PUBLIC=1 says
-# the operator shields it some other way (a private network, a proxy rule).
 
 
 def _sso_form_targets(providers: dict) -> list[str]:
@@ -266,6 +264,8 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# With DEBUG=0, /metrics answers only with this bearer token, unless METRICS_PUBLIC=1 says
+# the operator shields it some other way (a private network, a proxy rule).
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", False)
 # /healthz asks the Celery workers at most once per this many seconds (a ping is a broadcast
