@@ -1,29 +1,53 @@
-"""Fetch a real documentation corpus for retrieval evaluation: Django's docs as HTML.
+"""Fetch a real documentation corpus for retrieval evaluation: Django's or Python's docs as HTML.
 
 Usage::
 
-    python bench/corpus.py [--dest var/corpus/django-docs] [--limit N] [--with-releases]
+    python bench/corpus.py [--corpus django-docs] [--dest var/corpus/django-docs]
+                           [--limit N] [--with-releases]
     python bench/corpus.py --check bench/eval/django_docs.jsonl   # validate a question set
+    python bench/corpus.py --corpus python-docs --check bench/eval/python_docs.jsonl
 
-The pages come from Debian's ``python-django-doc`` package (Django 3.2 documentation built
-by Sphinx). The package is fetched with ``apt-get download`` into a temporary directory and
-unpacked with ``dpkg -x``; nothing is installed on the system.
+Two corpora, each from a Debian package of Sphinx-built HTML:
+
+- ``django-docs`` (the default): ``python-django-doc``, the Django 3.2 documentation. The
+  retrieval is tuned on this one (``bench/eval/django_docs.jsonl``).
+- ``python-docs``: ``python3.11-doc``, the Python 3.11 documentation. Held out: nobody tunes
+  on it; its questions (``bench/eval/python_docs.jsonl``) were written from the pages alone.
+
+The package is fetched with ``apt-get download`` into a temporary directory and unpacked
+with ``dpkg -x``; nothing is installed on the system.
 
 Layout choice: the corpus is **flat**. Each page's path relative to the documentation root
 becomes its file name with ``/`` replaced by ``.``, so ``ref/contrib/admin/index.html`` is
-stored as ``ref.contrib.admin.index.html``. Django's docs reuse many base names
-(``settings.html`` sits in both ``ref/`` and ``topics/``, there are 32 ``index.html``), and a
-flat layout makes every file name unique, which is what the evaluation set
-(``bench/eval/django_docs.jsonl``) refers to.
+stored as ``ref.contrib.admin.index.html`` and ``library/os.path.html`` as
+``library.os.path.html``. Both sets of docs reuse base names (``settings.html`` sits in both
+``ref/`` and ``topics/``, every section has an ``index.html``), and a flat layout makes every
+file name unique, which is what the evaluation sets refer to.
 
-Left out: Sphinx machinery (``genindex``, ``search``, ``py-modindex``, ``_static``,
-``_sources``, ``_images``), the highlighted source code under ``_modules`` (code listings,
-not documentation) and, unless ``--with-releases`` is given, the release notes: they restate
-reference text version after version, so they would answer many questions as well as the
-page the evaluation set names, making its labels incomplete rather than the test harder.
+Left out of both: Sphinx machinery (``genindex``, ``search``, ``py-modindex``, ``_static``,
+``_sources``, ``_images``) and, unless ``--with-releases`` is given, the release notes
+(Django's ``releases/``, Python's ``whatsnew/`` with its changelog): they restate reference
+text version after version, so they would answer many questions as well as the page the
+evaluation set names, making its labels incomplete rather than the test harder.
 
-``--check QA_FILE`` validates a question set against the corpus (building it first if
-needed): every line parses, the fields are present and every expected source exists.
+Left out of Django's: the highlighted source code under ``_modules`` (code listings, not
+documentation).
+
+Left out of Python's, for the same reason as the release notes (they would answer what
+another page already answers): the per-letter index pages (``genindex-A.html`` …
+``genindex-all.html``) and ``_downloads``; ``includes/`` (a fragment, the WebAssembly
+availability note, that Sphinx already pasted into every page that uses it); and the legacy
+packaging manuals ``distutils/`` and ``install/`` ("Legacy version", for a module that 3.12
+removes), which restate for ``setup.py`` what ``installing/``, ``distributing/`` and
+``library/`` say for current tools. Kept, as for Django: ``contents.html``, ``glossary.html``
+and the section ``index`` pages (tables of contents and short definitions, realistic
+distractors that name many identifiers without explaining them), the C API, the FAQ and the
+top-level pages (about, bugs, copyright, license, download).
+
+``--check QA_FILE`` validates a question set against the chosen corpus (building it first if
+needed): every line parses, the fields are present and every expected source exists. A line
+marked ``"unanswerable": true`` (the answer evaluation's near misses) must instead have an
+empty ``expected_sources``.
 
 Idempotent: a finished corpus carries a ``.corpus.json`` manifest; when it matches the
 request the command does nothing. A different request rebuilds the folder from scratch.
@@ -43,13 +67,59 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PACKAGE = "python-django-doc"
-HTML_ROOT_IN_PACKAGE = Path("usr/share/doc/python-django-doc/html")
 MANIFEST_NAME = ".corpus.json"
-SKIPPED_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
-SKIPPED_DIRS = frozenset({"_static", "_sources", "_images", "_modules"})
-RELEASES_DIR = "releases"
 QUESTION_KINDS = frozenset({"natural", "identifier"})
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where a corpus comes from and which of its pages are documentation worth keeping."""
+
+    name: str
+    package: str
+    html_root_in_package: Path
+    skipped_pages: frozenset[str]  # top-level pages only
+    skipped_page_prefixes: tuple[str, ...]  # top-level pages only
+    skipped_dirs: frozenset[str]
+    releases_dir: str
+
+    def is_wanted(self, relative: Path, *, with_releases: bool) -> bool:
+        """Keep documentation pages; drop machinery, duplicates and, optionally, releases."""
+        if relative.suffix != ".html":
+            return False
+        if relative.parts[0] in self.skipped_dirs:
+            return False
+        if len(relative.parts) == 1 and (
+            relative.name in self.skipped_pages
+            or relative.name.startswith(self.skipped_page_prefixes)
+        ):
+            return False
+        return with_releases or relative.parts[0] != self.releases_dir
+
+
+SPHINX_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
+SPHINX_DIRS = frozenset({"_static", "_sources", "_images"})
+CORPORA = {
+    "django-docs": CorpusSpec(
+        name="django-docs",
+        package="python-django-doc",
+        html_root_in_package=Path("usr/share/doc/python-django-doc/html"),
+        skipped_pages=SPHINX_PAGES,
+        skipped_page_prefixes=(),
+        skipped_dirs=SPHINX_DIRS | {"_modules"},
+        releases_dir="releases",
+    ),
+    "python-docs": CorpusSpec(
+        name="python-docs",
+        package="python3.11-doc",
+        html_root_in_package=Path("usr/share/doc/python3.11/html"),
+        skipped_pages=SPHINX_PAGES,
+        skipped_page_prefixes=("genindex-",),
+        skipped_dirs=SPHINX_DIRS | {"_downloads", "includes", "distutils", "install"},
+        releases_dir="whatsnew",
+    ),
+}
+DEFAULT_CORPUS = "django-docs"
 
 
 class CorpusError(RuntimeError):
@@ -67,8 +137,13 @@ class Manifest:
     pages: int
     bytes: int
 
-    def matches(self, *, limit: int | None, with_releases: bool) -> bool:
-        return self.limit == limit and self.with_releases == with_releases
+    def matches(self, spec: CorpusSpec, *, limit: int | None, with_releases: bool) -> bool:
+        # The package too: pointing --dest at the other corpus's folder must rebuild it.
+        return (
+            self.package == spec.package
+            and self.limit == limit
+            and self.with_releases == with_releases
+        )
 
 
 def flat_name(relative: Path) -> str:
@@ -76,23 +151,14 @@ def flat_name(relative: Path) -> str:
     return ".".join(relative.parts)
 
 
-def is_wanted(relative: Path, *, with_releases: bool) -> bool:
-    """Keep documentation pages; drop Sphinx machinery and, optionally, release notes."""
-    if relative.suffix != ".html":
-        return False
-    if relative.parts[0] in SKIPPED_DIRS:
-        return False
-    if len(relative.parts) == 1 and relative.name in SKIPPED_PAGES:
-        return False
-    return with_releases or relative.parts[0] != RELEASES_DIR
-
-
-def select_pages(html_root: Path, *, with_releases: bool, limit: int | None) -> list[Path]:
+def select_pages(
+    spec: CorpusSpec, html_root: Path, *, with_releases: bool, limit: int | None
+) -> list[Path]:
     """Relative paths of the pages to copy, sorted so ``--limit`` is deterministic."""
     pages = sorted(
         path.relative_to(html_root)
         for path in html_root.rglob("*.html")
-        if is_wanted(path.relative_to(html_root), with_releases=with_releases)
+        if spec.is_wanted(path.relative_to(html_root), with_releases=with_releases)
     )
     return pages if limit is None else pages[:limit]
 
@@ -111,9 +177,9 @@ def _run(command: list[str], *, cwd: Path) -> str:
     return result.stdout
 
 
-def download_and_unpack(workdir: Path) -> tuple[Path, str]:
+def download_and_unpack(spec: CorpusSpec, workdir: Path) -> tuple[Path, str]:
     """Download the Debian package into ``workdir`` and unpack it; return (html root, version)."""
-    command = ["apt-get", "download", PACKAGE]
+    command = ["apt-get", "download", spec.package]
     if os.geteuid() == 0:
         # apt's sandbox user cannot write into a private temp dir; as root, skip the sandbox
         # instead of printing a warning on every run.
@@ -122,19 +188,19 @@ def download_and_unpack(workdir: Path) -> tuple[Path, str]:
         _run(command, cwd=workdir)
     except CorpusError as exc:
         raise CorpusError(
-            f"could not download {PACKAGE} with apt: {exc}\n"
+            f"could not download {spec.package} with apt: {exc}\n"
             "If apt says the package is unknown, run `apt-get update` first; "
             "this needs access to a Debian mirror."
         ) from exc
-    debs = sorted(workdir.glob(f"{PACKAGE}_*.deb"))
+    debs = sorted(workdir.glob(f"{spec.package}_*.deb"))
     if not debs:
-        raise CorpusError(f"apt-get reported success but no {PACKAGE} .deb is in {workdir}")
+        raise CorpusError(f"apt-get reported success but no {spec.package} .deb is in {workdir}")
     version = _run(["dpkg-deb", "--field", str(debs[0]), "Version"], cwd=workdir).strip()
     unpacked = workdir / "unpacked"
     _run(["dpkg", "-x", str(debs[0]), str(unpacked)], cwd=workdir)
-    html_root = unpacked / HTML_ROOT_IN_PACKAGE
+    html_root = unpacked / spec.html_root_in_package
     if not html_root.is_dir():
-        raise CorpusError(f"{PACKAGE} {version} has no {HTML_ROOT_IN_PACKAGE}")
+        raise CorpusError(f"{spec.package} {version} has no {spec.html_root_in_package}")
     return html_root, version
 
 
@@ -145,22 +211,22 @@ def read_manifest(dest: Path) -> Manifest | None:
         return None
 
 
-def build(dest: Path, *, limit: int | None, with_releases: bool) -> Manifest:
+def build(spec: CorpusSpec, dest: Path, *, limit: int | None, with_releases: bool) -> Manifest:
     """Build the corpus in a staging folder next to ``dest``, then swap it into place.
 
     Building beside ``dest`` and renaming at the end means an interrupted run never leaves a
     half-filled folder that a later run would mistake for a finished one.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="django-doc-") as tmp:
-        html_root, version = download_and_unpack(Path(tmp))
-        pages = select_pages(html_root, with_releases=with_releases, limit=limit)
+    with tempfile.TemporaryDirectory(prefix=f"{spec.name}-") as tmp:
+        html_root, version = download_and_unpack(spec, Path(tmp))
+        pages = select_pages(spec, html_root, with_releases=with_releases, limit=limit)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
         try:
             for relative in pages:
                 shutil.copyfile(html_root / relative, staging / flat_name(relative))
             manifest = Manifest(
-                package=PACKAGE,
+                package=spec.package,
                 package_version=version,
                 limit=limit,
                 with_releases=with_releases,
@@ -178,20 +244,28 @@ def build(dest: Path, *, limit: int | None, with_releases: bool) -> Manifest:
     return manifest
 
 
-def ensure_corpus(dest: Path, *, limit: int | None = None, with_releases: bool = False) -> bool:
+def ensure_corpus(
+    dest: Path,
+    *,
+    spec: CorpusSpec = CORPORA[DEFAULT_CORPUS],
+    limit: int | None = None,
+    with_releases: bool = False,
+) -> bool:
     """Make sure ``dest`` holds the requested corpus; return True if it had to be built."""
     existing = read_manifest(dest)
-    if existing is not None and existing.matches(limit=limit, with_releases=with_releases):
+    if existing is not None and existing.matches(spec, limit=limit, with_releases=with_releases):
         return False
-    build(dest, limit=limit, with_releases=with_releases)
+    build(spec, dest, limit=limit, with_releases=with_releases)
     return True
 
 
 def validate_qa(qa_path: Path, corpus: Path) -> list[str]:
     """Return the problems of a JSONL question set, one message per problem (empty: valid).
 
-    Each line must be an object with a non-empty ``question``, a non-empty list of
-    ``expected_sources`` naming files present in ``corpus``, and optionally a ``kind``.
+    Each line must be an object with a non-empty ``question`` and a non-empty list of
+    ``expected_sources`` naming files present in ``corpus``; optionally a ``kind`` and an
+    ``answer_contains`` list of non-empty strings. A line with ``"unanswerable": true`` must
+    have an empty ``expected_sources`` instead (no page answers it).
     """
     present = {path.name for path in corpus.glob("*.html")}
     problems: list[str] = []
@@ -206,28 +280,61 @@ def validate_qa(qa_path: Path, corpus: Path) -> list[str]:
         if not isinstance(item, dict):
             problems.append(f"{where}: not a JSON object")
             continue
-        question, sources = item.get("question"), item.get("expected_sources")
+        question = item.get("question")
         if not isinstance(question, str) or not question.strip():
             problems.append(f"{where}: missing or empty 'question'")
         elif question in seen:
             problems.append(f"{where}: duplicate question {question!r}")
         else:
             seen.add(question)
-        if not isinstance(sources, list) or not sources:
-            problems.append(f"{where}: 'expected_sources' must be a non-empty list")
-        else:
-            problems += [f"{where}: {s!r} is not in {corpus}" for s in sources if s not in present]
-        if "kind" in item and item["kind"] not in QUESTION_KINDS:
-            problems.append(f"{where}: unknown kind {item['kind']!r}")
+        problems += [f"{where}: {problem}" for problem in _item_problems(item, present, corpus)]
     return problems
+
+
+def _item_problems(item: dict, present: set[str], corpus: Path) -> list[str]:
+    problems: list[str] = []
+    sources, unanswerable = item.get("expected_sources"), item.get("unanswerable", False)
+    if unanswerable not in (True, False):
+        problems.append(f"'unanswerable' must be true or false, not {unanswerable!r}")
+    elif unanswerable:
+        if sources != []:
+            problems.append("an unanswerable question needs 'expected_sources': []")
+    elif not isinstance(sources, list) or not sources:
+        problems.append("'expected_sources' must be a non-empty list")
+    else:
+        problems += [f"{s!r} is not in {corpus}" for s in sources if s not in present]
+    if "kind" in item and item["kind"] not in QUESTION_KINDS:
+        problems.append(f"unknown kind {item['kind']!r}")
+    contains = item.get("answer_contains")
+    if "answer_contains" in item and not (
+        isinstance(contains, list)
+        and contains
+        and all(isinstance(c, str) and c.strip() for c in contains)
+    ):
+        problems.append("'answer_contains' must be a non-empty list of non-empty strings")
+    return problems
+
+
+def _kind_of(item: dict) -> str:
+    return "unanswerable" if item.get("unanswerable") else item.get("kind", "unspecified")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=Path("var/corpus/django-docs"))
+    parser.add_argument(
+        "--corpus",
+        choices=sorted(CORPORA),
+        default=DEFAULT_CORPUS,
+        help=f"which documentation to fetch (default {DEFAULT_CORPUS})",
+    )
+    parser.add_argument(
+        "--dest", type=Path, default=None, help="target folder (default var/corpus/CORPUS)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="copy only the first N pages")
     parser.add_argument(
-        "--with-releases", action="store_true", help="also copy the release notes (276 pages)"
+        "--with-releases",
+        action="store_true",
+        help="also copy the release notes (Django: 276 pages; Python: whatsnew/, 21 pages)",
     )
     parser.add_argument(
         "--check", type=Path, metavar="QA_FILE", help="validate a JSONL question set"
@@ -235,26 +342,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be a positive number")
+    spec = CORPORA[args.corpus]
+    dest = args.dest if args.dest is not None else Path("var/corpus") / spec.name
     try:
-        built = ensure_corpus(args.dest, limit=args.limit, with_releases=args.with_releases)
+        built = ensure_corpus(dest, spec=spec, limit=args.limit, with_releases=args.with_releases)
     except CorpusError as exc:
         print(f"corpus: {exc}", file=sys.stderr)
         return 1
-    manifest = read_manifest(args.dest)
+    manifest = read_manifest(dest)
     assert manifest is not None
     state = "built" if built else "already present, nothing to do"
     print(
-        f"corpus: {args.dest} {state}: {manifest.pages} pages, "
+        f"corpus: {dest} {state}: {manifest.pages} pages, "
         f"{manifest.bytes / 1_000_000:.1f} MB ({manifest.package} {manifest.package_version})"
     )
     if args.check is not None:
-        problems = validate_qa(args.check, args.dest)
+        problems = validate_qa(args.check, dest)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
             return 1
         lines = args.check.read_text().splitlines()
-        kinds = Counter(json.loads(line).get("kind", "unspecified") for line in lines)
+        kinds = Counter(_kind_of(json.loads(line)) for line in lines)
         print(f"check: {args.check} is valid: {len(lines)} questions ({dict(kinds)})")
     return 0
 
