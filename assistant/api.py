@@ -97,6 +97,9 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         "error": message.error,
         "sources": sources,
         "citations": citations,
+        # Sentences only: the reason names a number and the passage it is missing from, never
+        # the passage's text, so it stays safe to show after the reader lost access to it.
+        "unsupported": message.unsupported,
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,

@@ -80,6 +80,11 @@ class Message(models.Model):
     memory_used = models.JSONField(
         default=list, blank=True, help_text="The memory items given to the model: [{id, text}]."
     )
+    unsupported = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Cited sentences their passages do not support: [{sentence, numbers, reason}].",
+    )
     model = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -134,14 +134,17 @@ def answer_finish(
     completion_tokens: int | None = None,
     timings: dict | None = None,
     citations: list[dict] | None = None,
+    unsupported: list[dict] | None = None,
     learn: bool = True,
 ) -> Message:
     """Stores the answer as it ended. ``learn=False`` (an answer posted where many people read
-    it) skips the after-turn work: no memory is learned and no summary is made from it."""
+    it) skips the after-turn work: no memory is learned and no summary is made from it.
+    ``unsupported``: the cited sentences the grounding check found no support for."""
     message = Message.objects.select_for_update().select_related("conversation").get(pk=message_id)
     timings = timings or {}
     message.content, message.status, message.error = content, status, error[:2000]
     message.model = model
+    message.unsupported = list(unsupported or [])
     message.prompt_tokens, message.completion_tokens = prompt_tokens, completion_tokens
     message.retrieval_ms = _ms(timings.get("retrieval_ms"))
     message.first_token_ms = _ms(timings.get("first_token_ms"))

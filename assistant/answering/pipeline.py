@@ -8,14 +8,16 @@ runs; the answer row is created before the model is called and finished in every
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assistant import llm, memory, selectors, services
-from assistant.answering import metrics, prompts
+from assistant.answering import grounding, metrics, prompts
 from assistant.answering.events import (
     CitationEvent,
     DeltaEvent,
@@ -30,6 +32,8 @@ from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 
 CHECKPOINT_SECONDS = 1.0  # how often a streaming answer's text is saved
+
+log = logging.getLogger(__name__)
 
 
 def db(fn):
@@ -208,6 +212,8 @@ async def answer_stream(
                 await db(services.answer_checkpoint)(message_id=answer.pk, content=state.text)
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
+        # Inside the try: a stop pressed while the check runs still stores the answer as stopped.
+        state.unsupported = await _unsupported_sentences(state, sources)
     except llm.LLMError as exc:
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
@@ -287,6 +293,7 @@ class _AnswerState:
         self.completion: llm.Completion | None = None
         self.first_token_ms: float | None = None
         self.saved_at = time.monotonic()
+        self.unsupported: list[dict] = []
 
     @property
     def text(self) -> str:
@@ -329,8 +336,30 @@ async def _finish(
         completion_tokens=completion.completion_tokens if completion else None,
         timings=timings,
         citations=list(state.cited.values()),
+        unsupported=state.unsupported if status == Message.Status.COMPLETE else [],
         learn=not shared,
     )
+
+
+def _check_citations(text: str, passages: dict[int, str]) -> list[dict]:
+    report = grounding.check_answer(text, passages, embeddings.get_embedder())
+    return [v.as_dict() for v in report.unsupported]
+
+
+async def _unsupported_sentences(state: _AnswerState, sources: list[dict]) -> list[dict]:
+    """The cited sentences their passages do not support (see ``grounding``).
+
+    Checked against each passage as the model read it (widened with its neighbours). Skipped
+    when nothing is cited; a failing check is logged and never fails the answer.
+    """
+    if not state.cited:
+        return []
+    passages = {s["n"]: s.get("context") or s["text"] for s in sources}
+    try:
+        return await sync_to_async(_check_citations, thread_sensitive=False)(state.text, passages)
+    except Exception:
+        log.exception("citation check failed; the answer is stored unchecked")
+        return []
 
 
 def _message_dict(message: Message) -> dict:
@@ -342,4 +371,5 @@ def _message_dict(message: Message) -> dict:
         "status": message.status,
         "error": message.error,
         "model": message.model,
+        "unsupported": message.unsupported,
     }

@@ -5,10 +5,12 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
+from django.test import Client
 
 from assistant import llm, services
 from assistant.answering.pipeline import answer_stream, search_query
 from assistant.models import Citation, Message
+from knowledge import embeddings
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -32,8 +34,14 @@ def llm_server():
 
 
 def config_for(server, **overrides) -> llm.LLMConfig:
-    values = dict(base_url=server.base_url, api_key="test", model="scripted-model",
-                  read_timeout=2, max_retries=1, backoff_base=0.01)
+    values = dict(
+        base_url=server.base_url,
+        api_key="test",
+        model="scripted-model",
+        read_timeout=2,
+        max_retries=1,
+        backoff_base=0.01,
+    )
     values.update(overrides)
     return llm.LLMConfig(**values)
 
@@ -50,16 +58,23 @@ def handbook(make_user):
 
 
 async def collect(user, question, config, **kwargs):
-    return [event async for event in answer_stream(user=user, question=question, config=config, **kwargs)]
+    return [
+        event
+        async for event in answer_stream(user=user, question=question, config=config, **kwargs)
+    ]
 
 
 async def ask(user, text, conversation=None):
-    return await sync_to_async(services.question_create)(user=user, conversation=conversation, text=text)
+    return await sync_to_async(services.question_create)(
+        user=user, conversation=conversation, text=text
+    )
 
 
 async def test_a_grounded_answer_streams_with_citations_and_is_stored(handbook, llm_server):
     _, reader = handbook
-    llm_server.script(Reply(tokens=["Book ", "through the travel desk", " [", "1", "]."], delay=0.005))
+    llm_server.script(
+        Reply(tokens=["Book ", "through the travel desk", " [", "1", "]."], delay=0.005)
+    )
     question = await ask(reader, "How do I book a flight?")
 
     events = await collect(reader, question, config_for(llm_server))
@@ -78,7 +93,11 @@ async def test_a_grounded_answer_streams_with_citations_and_is_stored(handbook, 
     assert answer.status == Message.Status.COMPLETE
     assert answer.content == text
     assert answer.reply_to_id == question.pk
-    assert answer.retrieval_ms is not None and answer.first_token_ms is not None and answer.total_ms is not None
+    assert (
+        answer.retrieval_ms is not None
+        and answer.first_token_ms is not None
+        and answer.total_ms is not None
+    )
     assert answer.completion_tokens is not None
     stored = [c async for c in Citation.objects.filter(message=answer)]
     assert [c.number for c in stored] == [1]
@@ -99,7 +118,9 @@ async def test_markers_for_sources_that_were_not_given_are_dropped(handbook, llm
     assert [e.number for e in events if e.type == "citation"] == [1]
 
 
-async def test_when_nothing_relevant_is_found_it_says_so_without_calling_the_model(handbook, llm_server, make_user):
+async def test_when_nothing_relevant_is_found_it_says_so_without_calling_the_model(
+    handbook, llm_server, make_user
+):
     _, reader = handbook
     question = await ask(reader, "What is the airspeed velocity of an unladen swallow?")
     events = await collect(reader, question, config_for(llm_server))
@@ -109,7 +130,9 @@ async def test_when_nothing_relevant_is_found_it_says_so_without_calling_the_mod
     assert events[-1].type == "done" and events[-1].message["status"] == "complete"
 
 
-async def test_a_user_without_access_gets_nothing_from_the_collection(handbook, llm_server, make_user):
+async def test_a_user_without_access_gets_nothing_from_the_collection(
+    handbook, llm_server, make_user
+):
     outsider = await sync_to_async(make_user)(email="outsider@example.com")
     question = await ask(outsider, "How do I book a flight?")
     events = await collect(outsider, question, config_for(llm_server))
@@ -118,7 +141,9 @@ async def test_a_user_without_access_gets_nothing_from_the_collection(handbook, 
     assert "couldn't find" in "".join(e.text for e in events if e.type == "delta")
 
 
-async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generated(handbook, llm_server):
+async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generated(
+    handbook, llm_server
+):
     _, reader = handbook
     llm_server.script(Reply.error(500), Reply.error(500))
     question = await ask(reader, "How do I book a flight?")
@@ -154,14 +179,18 @@ async def test_a_hanging_model_fails_within_the_timeout(handbook, llm_server):
     assert answer.status == Message.Status.FAILED
 
 
-async def test_stopping_mid_stream_cancels_the_request_and_saves_a_stopped_answer(handbook, llm_server):
+async def test_stopping_mid_stream_cancels_the_request_and_saves_a_stopped_answer(
+    handbook, llm_server
+):
     _, reader = handbook
     llm_server.script(Reply(tokens=[f"word{i} " for i in range(200)], delay=0.02))
     question = await ask(reader, "How do I book a flight?")
     seen = []
 
     async def consume():
-        async for event in answer_stream(user=reader, question=question, config=config_for(llm_server)):
+        async for event in answer_stream(
+            user=reader, question=question, config=config_for(llm_server)
+        ):
             seen.append(event)
 
     task = asyncio.create_task(consume())
@@ -194,8 +223,79 @@ async def test_follow_up_questions_are_searched_with_the_previous_question(handb
 
 
 def test_search_query_joins_a_short_follow_up_with_the_previous_question():
-    history = [llm.ChatMessage("user", "How do I install it on Debian?"), llm.ChatMessage("assistant", "...")]
-    assert search_query("and on Windows?", history) == "How do I install it on Debian?\nand on Windows?"
+    history = [
+        llm.ChatMessage("user", "How do I install it on Debian?"),
+        llm.ChatMessage("assistant", "..."),
+    ]
+    assert (
+        search_query("and on Windows?", history)
+        == "How do I install it on Debian?\nand on Windows?"
+    )
     long_question = "Please explain in detail how the release process works for the mobile apps and who signs off"
     assert search_query(long_question, history) == long_question
     assert search_query("hello", []) == "hello"
+
+
+async def test_a_sentence_citing_a_passage_that_does_not_say_it_is_marked_unsupported_everywhere(
+    handbook, llm_server
+):
+    _, reader = handbook
+    llm_server.script(
+        Reply(
+            tokens=[
+                "Book flights through the travel desk at least fourteen days before departure [1]. ",
+                "Managers may always fly business class on long trips [1].",
+            ]
+        )
+    )
+    question = await ask(reader, "How do I book a flight?")
+    events = await collect(reader, question, config_for(llm_server))
+
+    expected = [
+        {
+            "sentence": "Managers may always fly business class on long trips.",
+            "numbers": [1],
+            "reason": "not found in source 1",
+        }
+    ]
+    done = events[-1]
+    assert done.type == "done" and done.message["status"] == "complete"
+    assert done.message["unsupported"] == expected
+    assert done.as_dict()["message"]["unsupported"] == expected
+    answer = await Message.objects.aget(pk=done.message["id"])
+    assert answer.unsupported == expected
+
+    client = Client()
+    await sync_to_async(client.force_login)(reader)
+    response = await sync_to_async(client.get)(f"/api/conversations/{question.conversation_id}")
+    assert response.status_code == 200
+    messages = response.json()["messages"]
+    assert [m["unsupported"] for m in messages] == [[], expected]
+
+
+async def test_an_answer_without_citations_is_not_checked_and_a_broken_check_never_fails_one(
+    handbook, llm_server, settings, caplog
+):
+    _, reader = handbook
+    # A broken embeddings backend: retrieval is already done, the check then fails.
+    llm_server.script(
+        Reply(tokens=["Managers fly business class."]), Reply(tokens=["Managers fly business [1]."])
+    )
+    question = await ask(reader, "How do I book a flight?")
+    events = await collect(reader, question, config_for(llm_server))
+    assert events[-1].message["unsupported"] == []
+
+    question = await ask(reader, "How do I book a flight?")
+    gen = answer_stream(user=reader, question=question, config=config_for(llm_server))
+    events = [await gen.__anext__()]  # the retrieval event: searching is over
+    embeddings.reset_embedder()
+    settings.EMBEDDINGS_BACKEND = "no-such-backend"
+    try:
+        events += [event async for event in gen]
+    finally:
+        embeddings.reset_embedder()
+    done = events[-1]
+    assert done.type == "done" and done.message["status"] == "complete"
+    assert done.message["unsupported"] == []
+    assert done.message["content"] == "Managers fly business [1]."
+    assert "citation check failed" in caplog.text
