@@ -33,10 +33,10 @@ evaluation set names, making its labels incomplete rather than the test harder.
 Left out of Django's: the highlighted source code under ``_modules`` (code listings, not
 documentation).
 
-Left out of Python's, for the same reason as the release notes (they would answer what
-another page already answers): the per-letter index pages (``genindex-A.html`` …
-``genindex-all.html``) and ``_downloads``; ``includes/`` (a fragment, the WebAssembly
-availability note, that Sphinx already pasted into every page that uses it); and the legacy
+Left out of Python's: more Sphinx machinery (the per-letter indexes ``genindex-A.html`` …
+``genindex-all.html``, ``_downloads``) and, for the same reason as the release notes (they
+would answer what another page already answers), ``includes/`` (a fragment, the WebAssembly
+availability note, that Sphinx already pasted into every page that uses it) and the legacy
 packaging manuals ``distutils/`` and ``install/`` ("Legacy version", for a module that 3.12
 removes), which restate for ``setup.py`` what ``installing/``, ``distributing/`` and
 ``library/`` say for current tools. Kept, as for Django: ``contents.html``, ``glossary.html``
