@@ -13,6 +13,9 @@ from knowledge.retrieval import SearchHit
 
 @dataclass(frozen=True)
 class Budget:
+    """How the model's context is shared: the answer's reserve, the fixed rules, then 65% of
+    what is left for the sources and 25% for history (the rest: the question and memory)."""
+
     context_tokens: int
     answer_tokens: int
 
@@ -21,22 +24,40 @@ class Budget:
         return max(256, self.context_tokens - self.answer_tokens)
 
     @property
+    def variable_tokens(self) -> int:
+        return max(128, self.prompt_tokens - fixed_prompt_tokens())
+
+    @property
     def sources_tokens(self) -> int:
-        return int(self.prompt_tokens * 0.65)
+        return int(self.variable_tokens * 0.65)
 
     @property
     def history_tokens(self) -> int:
-        return int(self.prompt_tokens * 0.25)
+        return int(self.variable_tokens * 0.25)
+
+
+SOURCE_HEADER_TOKENS = 20  # "[n] title — heading (page p)" and the line breaks around it
+
+
+def fixed_prompt_tokens() -> int:
+    """What the system prompt costs before any name, memory, context or source is added."""
+    return count_tokens(_render_system(sources=[], user_name="", memory=[], thread_context=[]))
 
 
 def number_sources(hits: list[SearchHit], budget_tokens: int) -> list[dict]:
-    """Numbers the passages from 1, best first, adding neighbours while the budget allows."""
+    """Numbers the passages from 1, best first, adding neighbours while the budget allows.
+
+    Everything stays within ``budget_tokens``: a first passage too long for it on its own is
+    cut to fit (better part of the best passage than a prompt the model cannot take)."""
     sources, used = [], 0
     for n, hit in enumerate(hits, 1):
         text = hit.text
-        cost = count_tokens(text) + 20
-        if sources and used + cost > budget_tokens:
-            break
+        cost = count_tokens(text) + SOURCE_HEADER_TOKENS
+        if used + cost > budget_tokens:
+            if sources:
+                break
+            text = _cut(text, budget_tokens - SOURCE_HEADER_TOKENS)
+            cost = count_tokens(text) + SOURCE_HEADER_TOKENS
         used += cost
         sources.append(
             {
@@ -68,6 +89,21 @@ def number_sources(hits: list[SearchHit], budget_tokens: int) -> list[dict]:
     return sources
 
 
+def _cut(text: str, tokens: int) -> str:
+    """The longest start of ``text`` (ending at a word) that costs at most ``tokens``."""
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix within the budget, by bisection on characters
+        middle = (low + high + 1) // 2
+        if count_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    cut = text[:low]
+    if low < len(text) and " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip()
+
+
 def public_sources(sources: list[dict]) -> list[dict]:
     """What the user's screen gets: the passage itself, not the prompt's widened context."""
     return [{k: v for k, v in s.items() if k != "context"} for s in sources]
@@ -83,16 +119,20 @@ def build_messages(
     thread_context: Sequence[tuple[str, str]] = (),
 ) -> list[ChatMessage]:
     prompt_sources = [{**s, "text": s.get("context", s["text"])} for s in sources]
-    system = render_to_string(
-        "prompts/system.txt",
-        {
-            "sources": prompt_sources,
-            "user_name": user_name,
-            "memory": memory,
-            "thread_context": list(thread_context),
-        },
+    system = _render_system(
+        sources=prompt_sources,
+        user_name=user_name,
+        memory=memory,
+        thread_context=list(thread_context),
     )
-    return [ChatMessage("system", system.strip()), *history, ChatMessage("user", question)]
+    return [ChatMessage("system", system), *history, ChatMessage("user", question)]
+
+
+def _render_system(**context) -> str:
+    """The system prompt: fixed rules and a citing example first, identical for every
+    question and person, then what varies. llama.cpp reuses the longest prefix it has already
+    read, so on a local model the rules cost prompt time once, not on every question."""
+    return render_to_string("prompts/system.txt", context).strip()
 
 
 def nothing_found_text() -> str:
