@@ -9,6 +9,7 @@ reciprocal rank; neighbouring chunks of each hit are added for context.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,11 @@ SELECT id, distance FROM nearest ORDER BY distance
 # equal sums compare equal whatever order the floats were added in). Lexemes found in more
 # than ``max_df`` of the readable chunks weigh almost nothing and cost the most, so they are
 # dropped (unless that would leave none).
+#
+# Each row also carries the query's weight: the idf of its kept lexemes plus, for each lexeme
+# no readable chunk holds, the largest idf (a word the corpus never uses says the most about
+# the question). cover / query_weight is the share of the question a chunk holds, which the
+# hybrid fusion uses to let only clear lexical matches move the vector ranking.
 _LEXICAL_SQL = """
 WITH lex AS (
     SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme
@@ -109,7 +115,10 @@ WITH lex AS (
     ) m
     GROUP BY m.id ORDER BY cover DESC, m.id LIMIT 200
 )
-SELECT s.id, s.cover, ts_rank_cd(c.search_vector, q.query, 1) AS rank
+SELECT s.id, s.cover, ts_rank_cd(c.search_vector, q.query, 1) AS rank,
+       (SELECT coalesce(sum(w.idf), 0) FROM w)
+         + ((SELECT count(*) FROM lex) - (SELECT count(*) FROM idf))
+           * (SELECT ln(greatest(total.n, 1)) FROM total) AS query_weight
 FROM scored s JOIN knowledge_chunk c ON c.id = s.id, q
 ORDER BY s.cover DESC, rank DESC, s.id
 LIMIT %(limit)s
@@ -139,18 +148,26 @@ WHERE c.collection_id = ANY(%(collections)s)
 
 
 def _vector_ranking(cursor, query_vector, collections, limit, ef_search) -> list[int]:
+    return [
+        chunk_id
+        for chunk_id, _ in _vector_scores(cursor, query_vector, collections, limit, ef_search)
+    ]
+
+
+def _vector_scores(cursor, query_vector, collections, limit, ef_search) -> list[tuple[int, float]]:
+    """The nearest chunks with their cosine similarity to the query, best first."""
     cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
     cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(ef_search, limit)])
     cursor.execute(
         _VECTOR_SQL,
         {"vec": _vector_literal(query_vector), "collections": collections, "limit": limit},
     )
-    return [row[0] for row in cursor.fetchall()]
+    return [(row[0], 1.0 - float(row[1])) for row in cursor.fetchall()]
 
 
 def _lexical_ranking(
     cursor, text, collections, limit, timeout_ms: int, max_df: float = 1.0
-) -> list[int] | None:
+) -> list[LexicalHit] | None:
     """The lexical ranking, or None when it took longer than ``timeout_ms``.
 
     Coverage scoring reads the postings of every word of the question; on a large corpus a
@@ -171,7 +188,7 @@ def _lexical_ranking(
         if getattr(exc.__cause__, "sqlstate", None) != "57014":  # query_canceled
             raise
         return None
-    return [row[0] for row in rows]
+    return [LexicalHit(row[0], float(row[1]) / float(row[3]) if row[3] else 0.0) for row in rows]
 
 
 def _vector_literal(vector: Sequence[float]) -> str:
@@ -188,6 +205,139 @@ def fuse(
         for rank, chunk_id in enumerate(ids, 1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+# -- what the query looks like ---------------------------------------------------------------
+
+# Tokens that name something exactly: a lexical match on them identifies the passage that
+# documents it, which a sentence embedding blurs. Plain acronyms (URL, CSRF, HTML) are left out:
+# they appear in ordinary questions and in many passages alike.
+_IDENTIFIER = re.compile(
+    # Each alternative starts only where a token starts (the look-behinds), so a long run of
+    # word characters is scanned once, not once per position.
+    r"""
+      (?<![\w.])[A-Za-z_]\w*+(?:\.[A-Za-z_]\w*+)+    # dotted names: os.path.join, QuerySet.filter
+    | (?<!\w)\w*?[A-Za-z0-9]_\w                      # snake_case, __dunder__, ALL_CAPS_SETTINGS
+    | (?<!\w)_\w                                     # _private, __init__
+    | (?<!\w)[A-Z][a-z0-9]++(?:[A-Z][a-z0-9]++)+(?!\w)  # CamelCase: TransactionTestCase
+    | (?<!\w)[a-z]++[A-Z][A-Za-z0-9]*+(?!\w)           # camelCase: getElementById
+    | (?<!\w)[A-Z]{1,6}-?\d{2,}(?!\w)                # error codes: E-4711, HTTP404, W042
+    | (?<!\w)\w++\(\)                                # calls: len()
+    | \{[%{]|[%}]\}                                  # template syntax: {% spaceless %}
+    | (?<![\w-])--?[a-z][\w-]*+                       # command-line options: --fake, -v
+    """,
+    re.VERBOSE,
+)
+# Enough of a query to see its shape; a pasted page is not scanned to the end.
+_SHAPE_PREFIX = 500
+_WORD = re.compile(r"[^\W_][\w'.-]*|_\w+")
+# Two-letter abbreviations with dots ("e.g.", "i.e.") look dotted but are prose.
+_PROSE_DOTTED = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|a\.m|p\.m)\.", re.IGNORECASE)
+# A query of a few words without a question is a keyword search ("intcomma", "regroup
+# template tag"): people type those when they know the exact term.
+KEYWORD_QUERY_MAX_WORDS = 3
+_QUESTION_WORDS = frozenset(
+    [
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "can",
+        "could",
+        "should",
+        "would",
+        "is",
+        "are",
+        "does",
+        "do",
+        "did",
+        "wie",
+        "was",
+        "warum",
+        "wann",
+        "wo",
+        "welche",
+        "kann",
+        "comment",
+        "quoi",
+        "pourquoi",
+        "quand",
+        "où",
+        "quel",
+        "quelle",
+    ]
+)
+
+QUERY_SHAPES = ("identifier", "natural")
+
+
+def query_shape(query: str) -> str:
+    """``"identifier"`` when the query names something exactly, else ``"natural"``.
+
+    Identifiers: dotted names, snake_case, CamelCase, camelCase, ALL_CAPS_WITH_UNDERSCORES,
+    error codes, calls, template tags, command-line options; or a short keyword query (at
+    most three words, no question mark, not opening with a question word).
+    """
+    text = _PROSE_DOTTED.sub(" ", query[:_SHAPE_PREFIX]).strip()
+    if _IDENTIFIER.search(text):
+        return "identifier"
+    words = _WORD.findall(text)
+    if (
+        0 < len(words) <= KEYWORD_QUERY_MAX_WORDS
+        and "?" not in text
+        and words[0].lower() not in _QUESTION_WORDS
+    ):
+        return "identifier"
+    return "natural"
+
+
+# -- fusion ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    chunk_id: int
+    coverage: float  # share of the query's idf mass (its kept lexemes) this chunk contains
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How much the lexical ranking may move the vector ranking, for one query shape."""
+
+    lexical_weight: float
+    min_coverage: float  # lexical hits holding less of the query are left out of the fusion
+
+
+# The vector ranking leads; lexical matches lift what they clearly identify. Chosen on the
+# Django set and checked, untuned, on the Python set (docs/BENCHMARKS.md): equal weights let
+# lexical matches on a question's incidental words push good vector hits down on documents
+# the lexical side was not tuned for, which put the first hybrid below vector alone.
+FUSION = {
+    "identifier": Fusion(lexical_weight=1.0, min_coverage=0.0),
+    "natural": Fusion(lexical_weight=0.5, min_coverage=0.5),
+}
+
+
+def fuse_hybrid(
+    vector_ids: list[int],
+    lexical: list[LexicalHit] | None,
+    *,
+    shape: str,
+    fusion: dict[str, Fusion] | None = None,
+) -> tuple[list[tuple[int, float]], list[int]]:
+    """The hybrid ranking for a query of ``shape``, and the lexical ids that took part."""
+    rule = (fusion or FUSION)[shape]
+    lexical_ids = [h.chunk_id for h in lexical or () if h.coverage >= rule.min_coverage]
+    fused = fuse(
+        {"vector": vector_ids, "lexical": lexical_ids},
+        {"vector": 1.0, "lexical": rule.lexical_weight},
+    )
+    return fused, lexical_ids
 
 
 def search_chunks_for_user(
@@ -236,9 +386,15 @@ def search_chunks_for_user(
             timings["lexical_ms"] = _ms(t)
             if lexical is None:
                 timings["lexical_timed_out"] = True
-            else:
-                rankings["lexical"] = lexical
-        fused = fuse(rankings)[:k]
+        if mode == "hybrid":
+            fused, rankings["lexical"] = fuse_hybrid(
+                rankings["vector"], lexical, shape=query_shape(query)
+            )
+        else:
+            if mode == "lexical":
+                rankings["lexical"] = [h.chunk_id for h in lexical or ()]
+            fused = fuse(rankings)
+        fused = fused[:k]
         hits = _load_hits(cursor, fused, rankings, allowed, vector)
         if neighbours and hits:
             _attach_neighbours(cursor, hits, allowed)

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from knowledge.embeddings import get_embedder
 from knowledge.models import Chunk, Collection, Document, Source
-from knowledge.retrieval import MODES, fuse, search_chunks_for_user
+from knowledge.retrieval import (
+    FUSION,
+    MODES,
+    Fusion,
+    LexicalHit,
+    fuse,
+    fuse_hybrid,
+    query_shape,
+    search_chunks_for_user,
+)
 from tests.support.knowledge import index_text, make_collection
 
 TOPICS = [
@@ -90,6 +99,113 @@ def test_reciprocal_rank_fusion_rewards_agreement():
     fused = dict(fuse({"vector": [1, 2, 3], "lexical": [3, 4, 1]}))
     assert fused[1] > fused[2] and fused[3] > fused[4]
     assert list(dict(fuse({"vector": [1, 2, 3], "lexical": [3, 4, 1]})))[:2] == [1, 3]
+
+
+# --- What the query looks like decides how much lexical matches may move the ranking --------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SECURE_HSTS_SECONDS",
+        "os.path.join",
+        "how do I use select_for_update with nowait",
+        "TransactionTestCase",
+        "What does getElementById return?",
+        "error E-4711 on checkout",
+        "HTTP404 from the gateway",
+        "why does len() of a generator fail",
+        "{% spaceless %}",
+        "the --fake option of migrate",
+        "__init__ of a dataclass",
+        "intcomma",  # a keyword search: a few words, no question
+        "regroup template tag",
+    ],
+)
+def test_queries_naming_something_exactly_are_identifier_shaped(query):
+    assert query_shape(query) == "identifier"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "How can I lock the rows I'm about to update?",
+        "how do I cache a view for fifteen minutes",
+        "Why is my URL not matching, e.g. with a trailing slash?",  # "e.g." is prose
+        "Is CSRF protection on by default for API views?",  # a plain acronym is prose
+        "What is parental leave",
+        "Wie lange dauert die Elternzeit",
+        "",
+        "   ",
+    ],
+)
+def test_questions_in_plain_words_are_natural_shaped(query):
+    assert query_shape(query) == "natural"
+
+
+@pytest.mark.parametrize(
+    "query", ["x" * 5000, "_" * 300, "a." * 2000, "{%" * 1000, "é" * 1000, "\x00\n\t", "😀 leave"]
+)
+def test_query_shape_answers_quickly_for_hostile_input(query):
+    import time
+
+    started = time.perf_counter()
+    assert query_shape(query) in ("identifier", "natural")
+    assert time.perf_counter() - started < 0.5  # no regex backtracking blow-up
+
+
+def test_a_natural_question_lets_only_lexical_hits_holding_most_of_it_lift_a_passage():
+    vector = [1, 2, 3, 4]
+    lexical = [LexicalHit(4, coverage=0.2), LexicalHit(3, coverage=0.9)]
+    fused, used = fuse_hybrid(vector, lexical, shape="natural")
+    assert used == [3]  # chunk 4 shares only a fifth of the question's weight: left out
+    assert [cid for cid, _ in fused] == [3, 1, 2, 4]  # 3 holds nine tenths of it: lifted
+
+
+def test_an_identifier_query_lets_the_lexical_match_lead():
+    fused, used = fuse_hybrid([1, 2, 3], [LexicalHit(3, 0.4), LexicalHit(9, 0.4)], shape="identifier")
+    assert used == [3, 9]
+    assert [cid for cid, _ in fused][0] == 3
+
+
+def test_fusion_rules_keep_the_vector_ranking_in_the_lead():
+    for shape, rule in FUSION.items():
+        assert 0 <= rule.lexical_weight <= 1.0, shape  # never more than the vector side
+        assert 0 <= rule.min_coverage <= 1.0, shape
+    assert FUSION["natural"].lexical_weight < FUSION["identifier"].lexical_weight
+    # With no lexical weight the hybrid ranking is the vector ranking.
+    fused, _ = fuse_hybrid([5, 6, 7], [LexicalHit(7, 1.0)], shape="natural", fusion={"natural": Fusion(0.0, 0.0)})
+    assert [cid for cid, _ in fused][:3] == [5, 6, 7]
+
+
+@pytest.mark.django_db
+def test_a_passage_sharing_one_incidental_word_of_a_natural_question_does_not_outrank_the_answer(make_user):
+    """The landed hybrid let any lexical match weigh as much as the vector ranking: a passage
+    that merely repeats one word of a question was lifted above the passage that answers it."""
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Handbook", everyone=True)
+    for i, text in enumerate(TOPICS):
+        index_text(collection, f"policy-{i}.md", f"# Policy {i}\n\n{text}", user=admin)
+    index_text(collection, "photos.md", "# Notes\n\nBaby photos may be posted in the team chat.", user=admin)
+    question = "Can I take paid time away from work after having a baby?"
+    assert query_shape(question) == "natural"
+    assert search_chunks_for_user(user=admin, query=question, k=3, mode="vector").hits[0].source_name == "policy-2.md"
+    assert search_chunks_for_user(user=admin, query=question, k=3, mode="lexical").hits[0].source_name == "photos.md"
+
+    hits = search_chunks_for_user(user=admin, query=question, k=3, mode="hybrid").hits
+    assert hits[0].source_name == "policy-2.md"
+    assert hits[1].source_name == "photos.md" and hits[1].lexical_rank is None  # "baby" alone: not a clear match
+
+
+@pytest.mark.django_db
+def test_an_exact_identifier_lifts_the_passage_that_names_it_in_hybrid_mode(make_user):
+    admin = make_user(is_superuser=True, is_staff=True)
+    collection = make_collection("Runbooks", everyone=True)
+    index_text(collection, "errors.md", "# Errors\n\nError E-4711 means the payment gateway timed out.", user=admin)
+    for i, text in enumerate(TOPICS):
+        index_text(collection, f"policy-{i}.md", f"# Policy {i}\n\n{text}", user=admin)
+    hits = search_chunks_for_user(user=admin, query="E-4711", k=3, mode="hybrid").hits
+    assert hits[0].source_name == "errors.md" and hits[0].lexical_rank == 1
 
 
 # --- Property: nothing ever leaks ------------------------------------------------------------
