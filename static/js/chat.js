@@ -226,8 +226,77 @@ function renderMarkdown(text, message) {
   const html = markdown.parse(text || "");
   const fragment = window.DOMPurify.sanitize(html, PURIFY_CONFIG);
   addCitationChips(fragment, message);
+  markUnsupported(fragment, message);
   enhanceCode(fragment);
   return fragment;
+}
+
+// --- sentences the citation check did not find in their source --------------------------------
+
+/** Letters and digits only: the stored sentence is the model's markdown, the page shows it rendered. */
+function squashed(text) {
+  return (text || "").toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
+}
+
+/** The text of `block` before `group`, without the chips' numbers. */
+function textBefore(block, group) {
+  const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+  let text = "";
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (group.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING) break;
+    if (!node.parentElement || !node.parentElement.closest(".cite-group")) text += node.nodeValue;
+  }
+  return text;
+}
+
+function unsupportedLabel(numbers) {
+  return "not found in " + (numbers.length === 1 ? "source " : "sources ") + numbers.join(", ");
+}
+
+function unsupportedMark(entry) {
+  const mark = document.createElement("span");
+  mark.className = "cite-unsupported";
+  mark.textContent = unsupportedLabel(entry.numbers);
+  mark.title = "The citation check did not find this sentence in its source" + (entry.reason ? ": " + entry.reason : "");
+  return mark;
+}
+
+/**
+ * Puts a discreet "not found in source n" after the markers of each sentence the citation
+ * check marked unsupported: the last marker group of that sentence whose text (letters and
+ * digits) ends like the sentence. A sentence not found on the page is listed under the answer.
+ */
+function markUnsupported(fragment, message) {
+  const entries = (message.unsupported || []).filter(
+    (u) => u && typeof u.sentence === "string" && Array.isArray(u.numbers) && u.numbers.length
+  );
+  if (!entries.length) return;
+  const places = new Map();
+  for (const group of fragment.querySelectorAll(".cite-group")) {
+    const block = group.closest("p, li, td, th, h1, h2, h3, h4, h5, h6, blockquote") || fragment;
+    const before = squashed(textBefore(block, group));
+    const numbers = [...group.querySelectorAll(".cite-chip")].map((chip) => Number(chip.dataset.cite));
+    for (const entry of entries) {
+      const tail = squashed(entry.sentence).slice(-40);
+      if (tail && before.endsWith(tail) && numbers.some((n) => entry.numbers.includes(n))) places.set(entry, group);
+    }
+  }
+  const missing = [];
+  for (const entry of entries) {
+    const group = places.get(entry);
+    if (group) group.after(unsupportedMark(entry));
+    else missing.push(entry);
+  }
+  if (!missing.length) return;
+  const list = document.createElement("ul");
+  list.className = "unsupported-list";
+  for (const entry of missing) {
+    const item = document.createElement("li");
+    item.append(unsupportedMark(entry), document.createTextNode(" " + entry.sentence));
+    list.append(item);
+  }
+  fragment.append(list);
 }
 
 /** Swaps `[n]` markers in text nodes (not in code or links) for chip buttons. */
@@ -367,6 +436,7 @@ function fromApi(raw) {
     sources: (raw.sources || []).map(asSource),
     citations,
     cited: new Set(citations.map((c) => c.n)),
+    unsupported: Array.isArray(raw.unsupported) ? raw.unsupported : [],
     feedback: raw.feedback || null,
     replyTo: raw.reply_to || null,
     notUsed: raw.status === "failed",
@@ -378,13 +448,14 @@ function fromApi(raw) {
 function localMessage(role, content) {
   return {
     id: null, role, content, status: role === "user" ? "complete" : "pending", error: "", sources: [],
-    citations: [], cited: new Set(), feedback: null, replyTo: null, notUsed: false, memory: [], el: null,
+    citations: [], cited: new Set(), unsupported: [], feedback: null, replyTo: null, notUsed: false, memory: [], el: null,
   };
 }
 
 function signature(m) {
   return JSON.stringify([
     m.role, m.content, m.status, m.error, m.feedback && m.feedback.rating, m.sources.length, [...m.cited],
+    m.unsupported,
   ]);
 }
 
@@ -434,7 +505,7 @@ function renderAnswerStatus(m) {
   let kind = "info";
   if (isLive(m) && state.live.stopRequested) text = "Stopping…";
   else if (m.status === "pending") text = "Searching the knowledge…";
-  else if (m.status === "streaming" && isLive(m)) text = m.content ? "" : "Writing…";
+  else if (m.status === "streaming" && isLive(m)) text = m.content ? "" : readingText(m);
   else if (m.status === "streaming") text = "Still writing… this answer refreshes when it is finished.";
   else if (m.status === "stopped") text = "Stopped";
   else if (m.status === "failed") {
@@ -444,6 +515,12 @@ function renderAnswerStatus(m) {
   line.textContent = text;
   line.dataset.kind = kind;
   line.hidden = !text;
+}
+
+/** While the model reads its prompt (before the first token) the wait says what it is reading. */
+function readingText(m) {
+  const found = m.sources.length;
+  return found ? "Reading " + plural(found, "source") + "…" : "Thinking…";
 }
 
 /** Which of the user's memory items the answer was given (their own, shown only to them). */
@@ -739,6 +816,7 @@ function onDone(frame) {
   answer.status = message.status || "complete";
   if (typeof message.content === "string" && answer.status === "complete") answer.content = message.content;
   answer.error = message.error || "";
+  answer.unsupported = Array.isArray(message.unsupported) ? message.unsupported : [];
   finishLive();
 }
 
