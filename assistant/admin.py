@@ -9,7 +9,7 @@ from assistant.models import Conversation, Feedback, MemoryItem, Message
 
 
 def _explicitly_granted(user, codename: str) -> bool:
-    # Superusers pass every has_perm() check; memory needs a grant someone made on purpose.
+    # Superusers pass every has_perm() check; private data needs a grant someone made on purpose.
     return (
         user.is_active
         and Permission.objects.filter(codename=codename, content_type__app_label="assistant")
@@ -23,15 +23,15 @@ def _explicitly_granted(user, codename: str) -> bool:
     )
 
 
-@admin.register(MemoryItem)
-class MemoryItemAdmin(admin.ModelAdmin):
-    list_display = ["owner", "text", "updated_at"]
-    search_fields = ["owner__email"]
-    exclude = ["embedding"]
-    readonly_fields = ["owner", "text", "source_message", "created_at", "updated_at"]
+class PrivateDataAdmin(admin.ModelAdmin):
+    """Read-only views of people's private data: only with the explicit ``permission``, and
+    every list and every opening recorded as ``viewed_action`` about the ``owner``."""
+
+    permission: str
+    viewed_action: str
 
     def _granted(self, request) -> bool:
-        return _explicitly_granted(request.user, "read_user_memory")
+        return _explicitly_granted(request.user, self.permission)
 
     def has_module_permission(self, request):
         return self._granted(request)
@@ -46,47 +46,58 @@ class MemoryItemAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return self._granted(request)
+        return False
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         if response.status_code == 200:
             audit_record(
                 actor=request.user,
-                action=Action.MEMORY_VIEWED,
+                action=self.viewed_action,
                 detail={"list": True, "query": request.GET.urlencode()[:500]},
             )
         return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)
-        item = self.get_object(request, object_id)
-        if response.status_code == 200 and item is not None:
+        obj = self.get_object(request, object_id)
+        if response.status_code == 200 and obj is not None:
             audit_record(
-                actor=request.user, action=Action.MEMORY_VIEWED, target=item, subject=item.owner
+                actor=request.user, action=self.viewed_action, target=obj, subject=obj.owner
             )
         return response
 
+
+@admin.register(MemoryItem)
+class MemoryItemAdmin(PrivateDataAdmin):
+    permission = "read_user_memory"
+    viewed_action = Action.MEMORY_VIEWED
+    list_display = ["owner", "text", "updated_at"]
+    search_fields = ["owner__email"]
+    exclude = ["embedding"]
+    readonly_fields = ["owner", "text", "source_message", "created_at", "updated_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return self._granted(request)
+
     def delete_model(self, request, obj):
-        audit_record(
-            actor=request.user,
-            action=Action.MEMORY_DELETED,
-            target=obj,
-            subject=obj.owner,
-            detail={"text": obj.text},
-        )
+        self._record_deletion(request, obj)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for item in queryset.select_related("owner"):
-            audit_record(
-                actor=request.user,
-                action=Action.MEMORY_DELETED,
-                target=item,
-                subject=item.owner,
-                detail={"text": item.text},
-            )
+            self._record_deletion(request, item)
         super().delete_queryset(request, queryset)
+
+    @staticmethod
+    def _record_deletion(request, item) -> None:
+        audit_record(
+            actor=request.user,
+            action=Action.MEMORY_DELETED,
+            target=item,
+            subject=item.owner,
+            detail={"text": item.text},
+        )
 
 
 class MessageInline(admin.TabularInline):
@@ -95,7 +106,6 @@ class MessageInline(admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
-    show_change_link = False
     ordering = ["created_at"]
 
     def has_add_permission(self, request, obj=None):
@@ -106,10 +116,12 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(PrivateDataAdmin):
     """Another person's conversation, read-only, for those explicitly granted the right (e.g. to
-    follow up a 👎 or a complaint). Every list and every opening is audited."""
+    follow up a 👎 or a complaint)."""
 
+    permission = "read_user_conversations"
+    viewed_action = Action.CONVERSATION_VIEWED
     list_display = ["title", "owner", "origin", "updated_at"]
     list_filter = ["origin"]
     search_fields = ["owner__email", "title"]
@@ -117,46 +129,6 @@ class ConversationAdmin(admin.ModelAdmin):
     readonly_fields = ["owner", "title", "origin", "remember", "created_at", "updated_at"]
     exclude = ["summary", "summary_until", "slack_team", "slack_channel", "slack_thread_ts"]
     inlines = [MessageInline]
-
-    def _granted(self, request) -> bool:
-        return _explicitly_granted(request.user, "read_user_conversations")
-
-    def has_module_permission(self, request):
-        return self._granted(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._granted(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        response = super().changelist_view(request, extra_context)
-        if response.status_code == 200:
-            audit_record(
-                actor=request.user,
-                action=Action.CONVERSATION_VIEWED,
-                detail={"list": True, "query": request.GET.urlencode()[:500]},
-            )
-        return response
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        response = super().change_view(request, object_id, form_url, extra_context)
-        conversation = self.get_object(request, object_id)
-        if response.status_code == 200 and conversation is not None:
-            audit_record(
-                actor=request.user,
-                action=Action.CONVERSATION_VIEWED,
-                target=conversation,
-                subject=conversation.owner,
-            )
-        return response
 
 
 @admin.register(Feedback)
