@@ -278,3 +278,16 @@ def test_refusals_are_recognised(text):
 )
 def test_answers_are_not_mistaken_for_refusals(text):
     assert not is_refusal(text)
+
+
+def test_the_shipped_django_answer_set_is_valid_and_a_quarter_unanswerable():
+    from pathlib import Path
+
+    from assistant.management.commands.evaluate import load_answer_questions
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "eval" / "django_answers.jsonl"
+    questions = load_answer_questions(path)
+    unanswerable = [q for q in questions if q["unanswerable"]]
+    assert len(questions) >= 40 and len(unanswerable) * 4 >= len(questions)
+    assert all(q["answer_contains"] for q in questions if not q["unanswerable"])
+    assert len({q["question"] for q in questions}) == len(questions)
