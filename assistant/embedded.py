@@ -2,11 +2,13 @@
 
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
              a Celery worker and Daphne on http://127.0.0.1:PORT; Ctrl-C stops them all.
-``test``     the same services under their own data folder and ports, then pytest.
+``test``     the same services under their own data folder and ports, then pytest
+             (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
 ``services`` the services only, around any command: ``services -- python manage.py ingest docs/``.
 
 Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
-``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM). The app itself never starts anything;
+``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM; ``EMBEDDED_LLM_MODEL`` chooses the local one:
+``qwen2.5-coder-1.5b`` by default, ``smollm2-135m``). The app itself never starts anything;
 it only reads those variables, which this launcher sets for the processes it starts.
 Every child runs in its own process group and is stopped by PID, so nothing is left behind.
 """
@@ -22,6 +24,8 @@ import sys
 import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
+
+from assistant import localmodel
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -167,19 +171,45 @@ def start_llm(var_dir: Path, env: dict, children: Children) -> None:
     if importlib.util.find_spec("llama_cpp") is None:
         log("llama-cpp-python is not installed: no local model (set OPENAI_BASE_URL to use one)")
         return
-    from assistant import localmodel
-
     port = int(env.get("EMBEDDED_LLM_PORT", "8081"))
     if _port_in_use(port):
         raise SystemExit(f"Port {port} (EMBEDDED_LLM_PORT) is already in use.")
-    argv = localmodel.server_argv(host="127.0.0.1", port=port)
+    try:
+        model = localmodel.choose(env.get(localmodel.MODEL_ENV))
+        if model.assembled:
+            log(f"checking the {model.key} model (assembled from its parts on first use)")
+        argv = localmodel.server_argv(host="127.0.0.1", port=port, model=model)
+    except localmodel.LocalModelError as exc:
+        raise SystemExit(f"The local model cannot be served: {exc}") from None
     # llama-cpp's server also reads HOST/PORT from the environment, over its flags: drop ours.
     llm_env = {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
     proc = children.start("llm", argv, env=llm_env, log_file=var_dir / "llm.log")
-    _wait_for_port(port, timeout=60, proc=proc)
-    env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
-    env.setdefault("OPENAI_API_KEY", "local")
-    env.setdefault("LLM_MODEL", localmodel.DEFAULT_MODEL_ALIAS)
+    # Loading 1.1 GB from a cold disk cache takes a while on a small machine.
+    _wait_for_port(port, timeout=180, proc=proc)
+    env.update(embedded_llm_env(model, env, base_url=f"http://127.0.0.1:{port}/v1"))
+    log(f"local model {model.key} serving (context budget {env['LLM_CONTEXT_TOKENS']} tokens)")
+
+
+def embedded_llm_env(model: localmodel.LocalModel, env: dict, *, base_url: str) -> dict[str, str]:
+    """What the web and worker processes are told about the local model the launcher started.
+
+    Per-model defaults (the prompt budget, the wait for a first token) apply only where the
+    operator set nothing. ``EMBEDDED_LLM_BASE_URL`` names this server, so the app can tell its
+    own small local model from an external endpoint (background memory work is off for it).
+    """
+    exported = {
+        "OPENAI_BASE_URL": base_url,
+        "EMBEDDED_LLM_BASE_URL": base_url,
+        "EMBEDDED_LLM_MODEL": model.key,
+    }
+    defaults = {
+        "OPENAI_API_KEY": "local",
+        "LLM_MODEL": model.alias,
+        "LLM_CONTEXT_TOKENS": str(model.context_tokens),
+        "LLM_TIMEOUT": str(model.timeout),
+    }
+    exported.update({k: v for k, v in defaults.items() if not env.get(k)})
+    return exported
 
 
 def _interrupt(signum, frame):
@@ -276,6 +306,9 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
         env.setdefault("TEST_DATABASE_NAME", f"test_assistant_{os.getpid()}")
         env.setdefault("EMBEDDED_REDIS_PORT", str(_free_port()))
         env.setdefault("EMBEDDED_LLM_PORT", str(_free_port()))
+        # Tests keep the small, fast model; the one test about the default model starts
+        # its own server (tests/e2e/test_default_model.py).
+        env.setdefault(localmodel.MODEL_ENV, localmodel.TEST_MODEL)
     children = Children()
     command = args.command or (["pytest"] if for_tests else [])
     if not command:

@@ -348,6 +348,37 @@ def learn_from_turn(*, answer_id) -> list[str]:
     return [fact.text for fact in facts]
 
 
+# --- after each answer ----------------------------------------------------------------------
+
+
+def auto_learn_enabled() -> bool:
+    """Whether the work after an answer (learning facts, summarising) may ask the model.
+
+    ``MEMORY_AUTO_LEARN`` decides when set. Unset, it is off for the embedded local model:
+    that server answers one request at a time on the same cores, so an extraction queued
+    behind an answer delays the next person's first token by tens of seconds (and replaces
+    the system prompt prefix llama.cpp keeps cached). An external endpoint has no such cost.
+    """
+    if settings.MEMORY_AUTO_LEARN is not None:
+        return settings.MEMORY_AUTO_LEARN
+    base_url = (settings.OPENAI_BASE_URL or llm.DEFAULT_BASE_URL).rstrip("/")
+    embedded = {llm.DEFAULT_BASE_URL, settings.EMBEDDED_LLM_BASE_URL.rstrip("/")}
+    return base_url not in embedded
+
+
+def after_turn(*, answer_id) -> None:
+    """Learns durable facts from the turn and summarises the conversation when it grows long,
+    unless background model work is off (``auto_learn_enabled``)."""
+    if not auto_learn_enabled():
+        return
+    learn_from_turn(answer_id=answer_id)
+    conversation_id = (
+        Message.objects.filter(pk=answer_id).values_list("conversation_id", flat=True).first()
+    )
+    if conversation_id:
+        summarise_if_long(conversation_id=conversation_id)
+
+
 # --- long conversations ---------------------------------------------------------------------
 
 

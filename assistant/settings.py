@@ -350,6 +350,14 @@ RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
 RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)
 RETRIEVAL_LEXICAL_TIMEOUT_MS = env.int("RETRIEVAL_LEXICAL_TIMEOUT_MS", 400, min_value=0)
 MEMORY_TOP_K = env.int("MEMORY_TOP_K", 5, min_value=0)
+# The local model server the launcher started, if any (assistant/embedded.py exports it).
+EMBEDDED_LLM_BASE_URL = env.str("EMBEDDED_LLM_BASE_URL", "")
+# Learning memory items and summaries after an answer asks the model again. On the embedded
+# local model that work queues in front of the next person's answer (and evicts the cached
+# prompt prefix), so unset means on for an external endpoint, off for the embedded one.
+MEMORY_AUTO_LEARN = (
+    env.bool("MEMORY_AUTO_LEARN", False) if env.is_set("MEMORY_AUTO_LEARN") else None
+)
 CHAT_MAX_QUESTION_CHARS = env.int("CHAT_MAX_QUESTION_CHARS", 4000, min_value=10)
 CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", 20, min_value=0)
 

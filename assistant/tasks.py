@@ -8,17 +8,18 @@ def echo(key: str, value: str) -> None:
     cache.set(f"echo:{key}", value, timeout=60)
 
 
-@shared_task(name="assistant.after_turn", acks_late=True, reject_on_worker_lost=True,
-             soft_time_limit=120, time_limit=150)
+@shared_task(
+    name="assistant.after_turn",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
 def after_turn(answer_id: str) -> None:
-    """Learns durable facts from the turn and summarises the conversation when it grows long."""
+    """Learns from the turn and summarises long conversations (see memory.after_turn)."""
     from assistant import memory
-    from assistant.models import Message
 
-    memory.learn_from_turn(answer_id=answer_id)
-    conversation_id = Message.objects.filter(pk=answer_id).values_list("conversation_id", flat=True).first()
-    if conversation_id:
-        memory.summarise_if_long(conversation_id=conversation_id)
+    memory.after_turn(answer_id=answer_id)
 
 
 from assistant.slack.tasks import answer_in_slack  # noqa: E402,F401  (registers the task)

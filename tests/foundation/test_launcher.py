@@ -1,5 +1,6 @@
 """`make run`'s launcher as a new user meets it: starts everything, serves, stops everything."""
 
+import json
 import os
 import re
 import signal
@@ -11,19 +12,46 @@ import httpx
 import psutil
 import pytest
 
+from assistant import localmodel
+from assistant.embedded import embedded_llm_env
 from tests.support.processes import BASE_DIR, free_ports
 
-pytestmark = pytest.mark.slow
+LAUNCHER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "TEST_DATABASE_NAME")
+LLM_VARIABLES = (
+    "EMBEDDED_LLM_MODEL",
+    "EMBEDDED_LLM_BASE_URL",
+    "LLM_MODEL",
+    "LLM_CONTEXT_TOKENS",
+    "LLM_TIMEOUT",
+    "OPENAI_API_KEY",
+)
 
 
 def launch(var_dir, port, redis_port, llm_port):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "TEST_DATABASE_NAME", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    env.update(VAR_DIR=str(var_dir), PORT=str(port), EMBEDDED_REDIS_PORT=str(redis_port),
-               EMBEDDED_LLM_PORT=str(llm_port), DEMO_ADMIN_PASSWORD="demo pass 1234", WORKER_CONCURRENCY="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (*LAUNCHER_VARIABLES, *LLM_VARIABLES, "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
+    # The small model: this is about the launcher (test_default_model.py is about the default).
+    env.update(
+        VAR_DIR=str(var_dir),
+        PORT=str(port),
+        EMBEDDED_REDIS_PORT=str(redis_port),
+        EMBEDDED_LLM_PORT=str(llm_port),
+        DEMO_ADMIN_PASSWORD="demo pass 1234",
+        WORKER_CONCURRENCY="1",
+        EMBEDDED_LLM_MODEL="smollm2-135m",
+    )
     log = open(var_dir / "launcher.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.embedded", "run"], cwd=BASE_DIR, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant.embedded", "run"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return proc, log
 
 
@@ -56,6 +84,7 @@ def stop(proc, log):
     log.close()
 
 
+@pytest.mark.slow
 def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
     var_dir = tmp_path / "var"
     var_dir.mkdir()
@@ -69,15 +98,22 @@ def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
         with httpx.Client(base_url=base) as client:
             client.get("/accounts/login/")
             token = client.cookies["csrftoken"]
-            response = client.post("/accounts/login/", data={
-                "login": "admin@example.com", "password": "demo pass 1234", "csrfmiddlewaretoken": token,
-            }, headers={"Referer": f"{base}/accounts/login/"})
+            response = client.post(
+                "/accounts/login/",
+                data={
+                    "login": "admin@example.com",
+                    "password": "demo pass 1234",
+                    "csrfmiddlewaretoken": token,
+                },
+                headers={"Referer": f"{base}/accounts/login/"},
+            )
             assert response.status_code == 302
             assert client.get("/admin/").status_code == 200
     finally:
         stop(proc, log)
     output = (var_dir / "launcher.log").read_text()
     assert "Demo admin created" in output and "admin@example.com" in output
+    assert "local model smollm2-135m serving (context budget 4096 tokens)" in output
     time.sleep(1)
     assert ours(var_dir, [port, redis_port, llm_port]) == []
 
@@ -90,3 +126,95 @@ def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
     assert (var_dir / "launcher.log").read_text().count("Demo admin created") == 0
     time.sleep(1)
     assert ours(var_dir, [port, redis_port, llm_port]) == []
+
+
+# -- which local model, and what the app is told about it --------------------------------------
+
+
+def test_the_launcher_tells_the_app_the_model_and_its_per_model_defaults():
+    qwen = localmodel.choose("qwen2.5-coder-1.5b")
+
+    exported = embedded_llm_env(qwen, {}, base_url="http://127.0.0.1:8081/v1")
+
+    assert exported == {
+        "OPENAI_BASE_URL": "http://127.0.0.1:8081/v1",
+        "EMBEDDED_LLM_BASE_URL": "http://127.0.0.1:8081/v1",
+        "EMBEDDED_LLM_MODEL": "qwen2.5-coder-1.5b",
+        "OPENAI_API_KEY": "local",
+        "LLM_MODEL": "qwen2.5-coder-1.5b-instruct",
+        "LLM_CONTEXT_TOKENS": "2048",
+        "LLM_TIMEOUT": "180",
+    }
+    small = embedded_llm_env(localmodel.choose("smollm2-135m"), {}, base_url="http://x/v1")
+    assert (small["LLM_MODEL"], small["LLM_CONTEXT_TOKENS"]) == ("smollm2-135m-instruct", "4096")
+
+
+def test_what_the_operator_set_explicitly_always_wins_over_the_model_defaults():
+    qwen = localmodel.choose("qwen2.5-coder-1.5b")
+    operator = {"LLM_CONTEXT_TOKENS": "3000", "LLM_TIMEOUT": "99", "LLM_MODEL": "mine"}
+
+    exported = embedded_llm_env(qwen, operator, base_url="http://127.0.0.1:8081/v1")
+
+    assert not {"LLM_CONTEXT_TOKENS", "LLM_TIMEOUT", "LLM_MODEL"} & exported.keys()
+
+
+def _launched_llm_env(mode: str, tmp_path, **extra: str) -> dict:
+    """Runs the launcher in ``mode`` around a command that prints what it was given; the
+    database and Redis of this test run are reused, so only the model server starts."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", *LLM_VARIABLES)}
+    env.update(VAR_DIR=str(tmp_path), EMBEDDED_LLM_PORT=str(free_ports(1)[0]), **extra)
+    script = (
+        f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {LLM_VARIABLES!r}}}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.embedded", mode, "--", "python", "-c", script],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+
+
+@pytest.mark.slow
+def test_the_test_launcher_serves_the_small_model_and_exports_it(tmp_path):
+    given = _launched_llm_env("test", tmp_path)
+
+    assert given["EMBEDDED_LLM_MODEL"] == "smollm2-135m"
+    assert given["LLM_MODEL"] == "smollm2-135m-instruct"
+    assert given["LLM_CONTEXT_TOKENS"] == "4096"
+    assert given["EMBEDDED_LLM_BASE_URL"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_outside_tests_the_launcher_serves_the_default_qwen_model(tmp_path):
+    given = _launched_llm_env("services", tmp_path, LLM_CONTEXT_TOKENS="1800")
+
+    assert given["EMBEDDED_LLM_MODEL"] == "qwen2.5-coder-1.5b"
+    assert given["LLM_MODEL"] == "qwen2.5-coder-1.5b-instruct"
+    assert given["LLM_CONTEXT_TOKENS"] == "1800"  # set explicitly: it wins
+    assert given["LLM_TIMEOUT"] == "180"
+
+
+def test_an_unknown_model_stops_the_launcher_with_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", *LLM_VARIABLES)}
+    env.update(
+        VAR_DIR=str(tmp_path),
+        EMBEDDED_LLM_PORT=str(free_ports(1)[0]),
+        EMBEDDED_LLM_MODEL="gpt-9000",
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.embedded", "services", "--", "python", "-c", "pass"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode != 0
+    assert "EMBEDDED_LLM_MODEL='gpt-9000' is not a known local model" in done.stderr
+    assert "Traceback" not in done.stderr
