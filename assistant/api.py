@@ -65,6 +65,20 @@ def _unavailable(n) -> dict:
     return {"n": n, "unavailable": True}
 
 
+def _unsupported(message: Message, sources: list[dict]) -> list[dict]:
+    """The citation check's marks on sentences citing passages the reader can still read.
+
+    A mark says what a passage does not contain ("says 80, not found in source 2"): about a
+    passage the reader lost access to, that is knowledge of text they may no longer read.
+    """
+    readable = {s.get("n") for s in sources if not s.get("unavailable")}
+    return [
+        u
+        for u in message.unsupported
+        if isinstance(u, dict) and u.get("numbers") and set(u["numbers"]) <= readable
+    ]
+
+
 def _message_json(access: selectors.PassageAccess, message: Message, feedback) -> dict:
     sources = [
         s
@@ -97,9 +111,7 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         "error": message.error,
         "sources": sources,
         "citations": citations,
-        # Sentences only: the reason names a number and the passage it is missing from, never
-        # the passage's text, so it stays safe to show after the reader lost access to it.
-        "unsupported": message.unsupported,
+        "unsupported": _unsupported(message, sources),
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,

@@ -30,7 +30,7 @@ from typing import Protocol
 MAX_CLAIMS = 40  # cited sentences checked per answer; later ones are left unchecked
 MAX_SENTENCE_CHARS = 600  # longer sentences are checked on their start
 MAX_PASSAGE_CHARS = 20_000
-MAX_CANDIDATES = 6  # passage sentences compared by embedding, per (sentence, passage)
+MAX_CANDIDATES = 4  # passage sentences compared by embedding, per (sentence, passage)
 MAX_TEXTS = 200  # texts in the one embedding batch
 
 # Calibrated on paraphrases and wrong-passage citations with all-MiniLM-L6-v2
@@ -54,7 +54,7 @@ _ABBREVIATION_TEXT = (
     "resp incl min max sec ca vol p pp ch eq"
 )
 _ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
-_NEXT_CHAR_RE = re.compile(r"[ \t]*(\S)")
+_NEXT_WORD_RE = re.compile(r"[ \t]*(\S+)")
 _NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*(?![\w])")
 _QUOTED_RE = re.compile(r"\"([^\"\n]{2,120})\"|“([^”\n]{2,120})”|(?<!\w)'([^'\n]{2,80})'(?!\w)")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
@@ -148,9 +148,16 @@ def _is_boundary(masked: str, start: int, end_match: re.Match) -> bool:
             return False
         if word and len(word.group(1)) == 1 and word.group(1).isupper():
             return False  # an initial: "J. Smith"
-    # Before a lowercase word ("e.g. this", an unknown abbreviation) the sentence goes on.
-    following = _NEXT_CHAR_RE.match(masked, end_match.end())
-    return not (following and following.group(1).islower())
+    if "[" in end_match.group(0):
+        return True  # markers after the full stop close a cited sentence
+    # Before a lowercase word ("e.g. this", an unknown abbreviation) the sentence goes on,
+    # unless that word is an identifier starting the next sentence ("skip_locked=True ...").
+    following = _NEXT_WORD_RE.match(masked, end_match.end())
+    return not (
+        following
+        and following.group(1)[:1].islower()
+        and not re.search(r"[_.(=]", following.group(1))
+    )
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -224,6 +231,12 @@ def _numbers(text: str) -> set[str]:
     return {_normal_number(n) for n in _NUMBER_RE.findall(text)}
 
 
+def _claim_numbers(claim: str) -> set[str]:
+    """The digits of a claim. Counts written in words are not demanded: "two weeks ahead" is a
+    fair paraphrase of "fourteen days before", and no unit arithmetic is attempted."""
+    return _numbers(_INLINE_CODE_RE.sub(" ", claim))
+
+
 def _passage_numbers(text: str) -> set[str]:
     numbers = _numbers(text)
     numbers.update(str(v) for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", text, re.I))
@@ -256,6 +269,16 @@ def _identifiers(claim: str) -> set[str]:
     return {f for f in found if f}
 
 
+def _named_in(identifier: str, squashed_passage: str) -> bool:
+    """A dotted name counts when the passage names its last part: the docs write
+    ``on_commit()`` next to ``from django.db import transaction``, the answer
+    ``transaction.on_commit()``."""
+    if identifier.lower() in squashed_passage:
+        return True
+    last = identifier.rsplit(".", 1)[-1].lower()
+    return "." in identifier and len(last) >= 3 and last in squashed_passage
+
+
 def _quoted(claim: str) -> set[str]:
     return {" ".join(next(g for g in m.groups() if g).split()) for m in _QUOTED_RE.finditer(claim)}
 
@@ -266,11 +289,11 @@ def _squash(text: str) -> str:
 
 def _missing_fact(claim: str, passage: str, squashed_passage: str, numbers: set[str]) -> str:
     """Why the passage cannot support the claim's hard facts, or "" if it can."""
-    for number in sorted(_numbers(claim)):
+    for number in sorted(_claim_numbers(claim)):
         if number not in numbers:
             return f"says {number}"
     for identifier in sorted(_identifiers(claim)):
-        if identifier.lower() not in squashed_passage:
+        if not _named_in(identifier, squashed_passage):
             return f"names {identifier}"
     for quote in sorted(_quoted(claim)):
         if _squash(quote) not in squashed_passage:

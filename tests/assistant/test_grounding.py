@@ -228,3 +228,23 @@ def test_a_long_run_of_lowercase_sentences_splits_in_linear_time():
     started = time.monotonic()
     assert len(cited_sentences(text)) == 1
     assert time.monotonic() - started < 5
+
+
+def test_a_sentence_starting_with_a_lowercase_identifier_is_a_sentence_of_its_own():
+    text = "Pass nowait=True to fail [1]. skip_locked=True skips locked rows [2]. Use it e.g. here."
+    assert sentences(text) == [
+        "Pass nowait=True to fail [1].",
+        "skip_locked=True skips locked rows [2].",
+        "Use it e.g. here.",
+    ]
+    text = "Lock the rows.[1] select_for_update() does it."
+    assert sentences(text) == ["Lock the rows.[1]", "select_for_update() does it."]
+
+
+def test_a_dotted_name_counts_when_the_passage_names_its_last_part(embedder):
+    v = verdict(
+        "Call transaction.select_for_update() on the queryset to lock the rows [3].", embedder
+    )
+    assert v.supported, v
+    v = verdict("Call transaction.lock_rows() on the queryset to lock the rows [3].", embedder)
+    assert not v.supported and v.reason.startswith("names transaction.lock_rows")

@@ -283,3 +283,44 @@ def test_sources_and_citations_of_a_collection_i_lost_access_to_are_shown_as_una
     )
     assert "Salaries" not in json.dumps(answer["citations"]) + json.dumps(answer["sources"])
     assert "Doc 1" not in json.dumps(answer) and "doc1.md" not in json.dumps(answer)
+
+
+def test_a_citation_check_mark_on_a_passage_i_lost_access_to_is_no_longer_sent(client_for, alice):
+    hr = Group.objects.create(name="hr")
+    alice.groups.add(hr)
+    private = make_collection("HR only", readers=[hr])
+    public = make_collection("Everyone", everyone=True)
+    found = [
+        source(1, private, "Salaries are reviewed in March."),
+        source(2, public, "Payday is the 25th."),
+    ]
+    conversation = conversation_with_answer(
+        alice,
+        title="Pay",
+        question="When is pay?",
+        answer="Reviews in May [1]. Pay on the 28th [2]. Both [1][2].",
+        sources=found,
+        citations=found,
+    )
+    marks = [
+        {"sentence": "Reviews in May.", "numbers": [1], "reason": "not found in source 1"},
+        {
+            "sentence": "Pay on the 28th.",
+            "numbers": [2],
+            "reason": "says 28, not found in source 2",
+        },
+        {
+            "sentence": "Both.",
+            "numbers": [1, 2],
+            "reason": "not found in source 1; not found in source 2",
+        },
+    ]
+    Message.objects.filter(role="assistant").update(unsupported=marks)
+    client = client_for(alice)
+    answer = client.get(f"/api/conversations/{conversation.pk}").json()["messages"][1]
+    assert answer["unsupported"] == marks
+
+    # "not found in source 1" tells what the HR passage does not say: not once it is unreadable.
+    alice.groups.remove(hr)
+    answer = client.get(f"/api/conversations/{conversation.pk}").json()["messages"][1]
+    assert answer["unsupported"] == [marks[1]]
