@@ -156,15 +156,15 @@ def test_query_shape_answers_quickly_for_hostile_input(query):
 
 def test_a_natural_question_lets_only_lexical_hits_holding_most_of_it_lift_a_passage():
     vector = [1, 2, 3, 4]
-    lexical = [LexicalHit(4, coverage=0.2), LexicalHit(3, coverage=0.9)]
+    lexical = [LexicalHit(4, coverage=0.2), LexicalHit(3, coverage=0.9)]  # ranked by coverage
     fused, used = fuse_hybrid(vector, lexical, shape="natural")
     assert used == [3]  # chunk 4 shares only a fifth of the question's weight: left out
     assert [cid for cid, _ in fused] == [3, 1, 2, 4]  # 3 holds nine tenths of it: lifted
 
 
 def test_an_identifier_query_lets_the_lexical_match_lead():
-    fused, used = fuse_hybrid([1, 2, 3], [LexicalHit(3, 0.4), LexicalHit(9, 0.4)], shape="identifier")
-    assert used == [3, 9]
+    fused, used = fuse_hybrid([1, 2, 3], [LexicalHit(3, 0.9), LexicalHit(9, 0.6), LexicalHit(2, 0.1)], shape="identifier")
+    assert used == [3, 9]  # chunk 2 holds a word of the query but not the identifier's weight
     assert [cid for cid, _ in fused][0] == 3
 
 
