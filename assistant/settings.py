@@ -349,6 +349,11 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", 3, min_value=0)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
 RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)
 RETRIEVAL_LEXICAL_TIMEOUT_MS = env.int("RETRIEVAL_LEXICAL_TIMEOUT_MS", 400, min_value=0)
+# Up to this many readable chunks, vector search compares with each instead of walking the HNSW
+# graph, which misses near neighbours when the readable collections are a small part of it.
+RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS = env.int(
+    "RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS", 20000, min_value=0
+)
 MEMORY_TOP_K = env.int("MEMORY_TOP_K", 5, min_value=0)
 # The local model server the launcher started, if any (assistant/embedded.py exports it).
 EMBEDDED_LLM_BASE_URL = env.str("EMBEDDED_LLM_BASE_URL", "")

@@ -154,15 +154,40 @@ def _vector_ranking(cursor, query_vector, collections, limit, ef_search) -> list
     ]
 
 
-def _vector_scores(cursor, query_vector, collections, limit, ef_search) -> list[tuple[int, float]]:
-    """The nearest chunks with their cosine similarity to the query, best first."""
+_SCOPE_SQL = """
+SELECT coalesce(sum(ndoc), 0) FROM knowledge_lexemestat
+WHERE lexeme = '' AND collection_id = ANY(%(collections)s)
+"""
+
+
+def _readable_chunks(cursor, collections) -> int:
+    cursor.execute(_SCOPE_SQL, {"collections": collections})
+    return int(cursor.fetchone()[0])
+
+
+def _vector_scores(
+    cursor, query_vector, collections, limit, ef_search, *, exact: bool = False
+) -> list[tuple[int, float]]:
+    """The nearest chunks with their cosine similarity to the query, best first.
+
+    ``exact`` compares the query with every readable chunk instead of walking the HNSW graph.
+    The graph holds every collection's chunks: when the readable ones are a small part of it,
+    a filtered walk misses some of their nearest (measured: docs/BENCHMARKS.md), while an exact
+    scan of a few thousand vectors takes milliseconds.
+    """
+    if exact:
+        # The planner then reads the readable chunks through the collection index and sorts.
+        cursor.execute("SET LOCAL enable_indexscan = off")
     cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
     cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(ef_search, limit)])
     cursor.execute(
         _VECTOR_SQL,
         {"vec": _vector_literal(query_vector), "collections": collections, "limit": limit},
     )
-    return [(row[0], 1.0 - float(row[1])) for row in cursor.fetchall()]
+    rows = cursor.fetchall()
+    if exact:
+        cursor.execute("SET LOCAL enable_indexscan = on")
+    return [(row[0], 1.0 - float(row[1])) for row in rows]
 
 
 def _lexical_ranking(
@@ -380,7 +405,13 @@ def search_chunks_for_user(
     with transaction.atomic(), connection.cursor() as cursor:
         if mode in ("vector", "hybrid"):
             t = time.perf_counter()
-            rankings["vector"] = _vector_ranking(cursor, vector, allowed, pool, ef_search)
+            exact = _readable_chunks(cursor, allowed) <= settings.RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS
+            rankings["vector"] = [
+                chunk_id
+                for chunk_id, _ in _vector_scores(
+                    cursor, vector, allowed, pool, ef_search, exact=exact
+                )
+            ]
             timings["vector_ms"] = _ms(t)
         if mode in ("lexical", "hybrid"):
             t = time.perf_counter()

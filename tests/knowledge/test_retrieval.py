@@ -208,6 +208,40 @@ def test_an_exact_identifier_lifts_the_passage_that_names_it_in_hybrid_mode(make
     assert hits[0].source_name == "errors.md" and hits[0].lexical_rank == 1
 
 
+@pytest.mark.django_db
+def test_a_collection_that_is_a_small_part_of_the_index_still_gets_its_true_nearest_passages(make_user, settings):
+    """The HNSW graph holds every collection's chunks; a walk filtered to a few of them returns
+    some of theirs, not their nearest. Up to RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS readable chunks
+    the search compares with each."""
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    query = "parental leave"
+    q = np.array(get_embedder().embed_query(query), dtype=np.float32)
+
+    def unit(vectors):
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    # Another collection crowds the graph around the question; this reader's chunks lie apart.
+    crowd = unit(q + 0.35 * rng.standard_normal((1500, q.size)).astype(np.float32) / np.sqrt(q.size) * 8)
+    mine_vectors = unit(rng.standard_normal((200, q.size)).astype(np.float32) - 0.5 * q)
+    mine = make_collection("Mine", everyone=True)
+    theirs = make_collection("Theirs")  # only admins read it
+    for collection, vectors in ((theirs, crowd), (mine, mine_vectors)):
+        source = Source.objects.create(collection=collection, kind="file", name=f"{collection.name}.md", status="ready")
+        document = Document.objects.create(source=source, title=collection.name, text="", content_hash="x")
+        Chunk.objects.bulk_create(
+            Chunk(document=document, source=source, collection=collection, ordinal=i, text=f"note {i}",
+                  context=collection.name, embedding=vector.tolist())
+            for i, vector in enumerate(vectors)
+        )
+    ids = list(Chunk.objects.filter(collection=mine).order_by("ordinal").values_list("pk", flat=True))
+    expected = [ids[i] for i in np.argsort(-(mine_vectors @ q), kind="stable")[:10]]
+    settings.RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS = 1000
+    hits = search_chunks_for_user(user=make_user(), query=query, k=10, mode="vector", neighbours=False).hits
+    assert [hit.chunk_id for hit in hits] == expected
+
+
 # --- Property: nothing ever leaks ------------------------------------------------------------
 
 world = st.fixed_dictionaries(
