@@ -5,8 +5,14 @@
 
 What runs, in order:
 
-1. ``migrate``; previous ``bench-ingest`` collections (and their files) are deleted and a fresh
-   one is created, so every source is parsed, chunked and embedded from scratch.
+1. ``migrate``; the corpus's previous ``bench-ingest NAME`` collection (and its files) is deleted
+   and a fresh one is created, so every source is parsed, chunked and embedded from scratch.
+   Other corpora's collections stay. Each collection is readable only by the group
+   ``bench-NAME`` and its one account ``bench-NAME@example.com`` (``--name``, default the corpus
+   folder's name), so an evaluation sees one corpus alone::
+
+       python bench/ingest.py --corpus var/corpus/python-docs --if-missing
+       python manage.py evaluate --qa bench/eval/python_docs.jsonl --user bench-python-docs@example.com
 2. Every page is parsed and chunked here exactly as ``source_index`` does it (same settings,
    same tokenizer), timing parse and chunk CPU on their own. A sample of whole pages spread
    over the corpus (``--baseline-chunks``, default 1500 chunks) is set aside for the baseline.
@@ -55,6 +61,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="only the first N pages (default: all 260)")
     parser.add_argument("--workers", type=int, default=1, help="worker --concurrency (default 1)")
     parser.add_argument("--corpus", type=Path, default=common.CORPUS_DIR)
+    parser.add_argument(
+        "--name",
+        help="the corpus's name: its collection is 'bench-ingest NAME', readable only by the "
+        "group 'bench-NAME' and its account bench-NAME@example.com, so `manage.py evaluate "
+        "--user bench-NAME@example.com` sees that corpus alone (default: the corpus folder's "
+        "name, e.g. django-docs)",
+    )
     parser.add_argument(
         "--baseline-chunks",
         type=int,
@@ -105,14 +118,17 @@ def main(argv=None) -> int:
     if not files:
         raise SystemExit(f"no *.html under {corpus}")
     user = common.bench_superuser()
+    name = collection_name(args.name or corpus.name)
     batch = settings.EMBEDDING_BATCH_SIZE
     embedder = get_embedder()
     if args.no_pipeline:
         return without_pipeline(args, files, embedder, batch)
-    if args.if_missing and already_ingested(files):
-        print(f"{len(files)} pages already ingested in {COLLECTION_PREFIX!r}: nothing to do")
+    if args.if_missing and already_ingested(files, name):
+        reader = restrict_to_reader(name)
+        print(f"{len(files)} pages already ingested in {name!r} (read by {reader}): nothing to do")
         return 0
-    collection = fresh_collection(user)
+    collection = fresh_collection(user, name)
+    print(f"collection {name!r}, read by {restrict_to_reader(name)}")
     print(common.machine_line(machine))
     print(
         f"{common.pg_version()}; {len(files)} pages, {sum(f.stat().st_size for f in files) / 2**20:.1f} MB; "
@@ -200,7 +216,8 @@ def without_pipeline(args, files, embedder, batch) -> int:
     prepared, _ = prepare_chunks(files, embedder)
     results = {}
     if args.profile_docs:
-        collection = Collection.objects.filter(name__startswith=COLLECTION_PREFIX).first()
+        name = collection_name(args.name or args.corpus.name)
+        collection = Collection.objects.filter(name=name).first()
         if collection is None:
             raise SystemExit("no bench-ingest collection yet: run bench/ingest.py once first")
         results["profile"] = profile_inline(collection, args.profile_docs, prepared, batch)
@@ -211,29 +228,55 @@ def without_pipeline(args, files, embedder, batch) -> int:
     return 0
 
 
-def already_ingested(files) -> bool:
+def collection_name(corpus_name: str) -> str:
+    return f"{COLLECTION_PREFIX} {corpus_name}"
+
+
+def reader_email(collection: str) -> str:
+    return f"bench-{collection.removeprefix(COLLECTION_PREFIX).strip()}@example.com"
+
+
+def already_ingested(files, name: str) -> bool:
     from knowledge.models import Source
 
     names = {f.name for f in files}
     ready = set(
-        Source.objects.filter(
-            collection__name__startswith=COLLECTION_PREFIX, status="ready"
-        ).values_list("name", flat=True)
+        Source.objects.filter(collection__name=name, status="ready").values_list("name", flat=True)
     )
     return names <= ready
 
 
-def fresh_collection(user):
+def restrict_to_reader(name: str) -> str:
+    """Make the collection readable only by its own group, with one account in it; returns the
+    account's email. Several corpora share the database, and an evaluation must see one alone
+    (a superuser reads them all)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from knowledge.models import Collection
+
+    email = reader_email(name)
+    group, _ = Group.objects.get_or_create(name=email.split("@")[0])
+    users = get_user_model().objects
+    reader = users.filter(email=email).first() or users.create_user(email=email, password=None)
+    reader.groups.add(group)
+    collection = Collection.objects.get(name=name)
+    if collection.visibility != "groups":
+        collection.visibility = "groups"
+        collection.save(update_fields=["visibility"])
+    collection.read_groups.set([group])
+    return email
+
+
+def fresh_collection(user, name: str):
     from knowledge.models import Collection, Source
 
-    for old in Collection.objects.filter(name__startswith=COLLECTION_PREFIX):
-        names = [s.file.name for s in Source.objects.filter(collection=old) if s.file]
+    for old in Collection.objects.filter(name=name):
+        files = [s.file.name for s in Source.objects.filter(collection=old) if s.file]
         old.delete()
-        for name in names:
-            Source._meta.get_field("file").storage.delete(name)
-    return Collection.objects.create(
-        name=f"{COLLECTION_PREFIX} django-docs", visibility="everyone", created_by=user
-    )
+        for file_name in files:
+            Source._meta.get_field("file").storage.delete(file_name)
+    return Collection.objects.create(name=name, visibility="groups", created_by=user)
 
 
 # --- the real path ---------------------------------------------------------------------------
