@@ -69,7 +69,7 @@ def fetch(questions, collections) -> list[dict]:
             exact = retrieval._vector_scores(cursor, vector, collections, POOL, 80, exact=True)
             timings["exact"].append(time.perf_counter() - started)
             scores = exact if product_exact else walk
-            hybrid_side = retrieval._lexical_ranking(
+            hybrid_side = retrieval._lexical_hits(
                 cursor, text, collections, POOL, 0, max_df=retrieval.LEXICAL_MAX_DF["hybrid"]
             )
             lexical_side = retrieval._lexical_ranking(
@@ -82,7 +82,7 @@ def fetch(questions, collections) -> list[dict]:
                 "similarity": dict(scores),
                 "top_similarity": scores[0][1] if scores else 0.0,
                 "lexical_hybrid": hybrid_side or [],
-                "lexical": [h.chunk_id for h in lexical_side or ()],
+                "lexical": lexical_side or [],
                 "shape": retrieval.query_shape(text),
             }
         )

@@ -192,6 +192,14 @@ def _vector_scores(
 
 def _lexical_ranking(
     cursor, text, collections, limit, timeout_ms: int, max_df: float = 1.0
+) -> list[int] | None:
+    """The chunk ids of :func:`_lexical_hits`, best first, or None when it timed out."""
+    hits = _lexical_hits(cursor, text, collections, limit, timeout_ms, max_df)
+    return None if hits is None else [hit.chunk_id for hit in hits]
+
+
+def _lexical_hits(
+    cursor, text, collections, limit, timeout_ms: int, max_df: float = 1.0
 ) -> list[LexicalHit] | None:
     """The lexical ranking, or None when it took longer than ``timeout_ms``.
 
@@ -416,7 +424,7 @@ def search_chunks_for_user(
         if mode in ("lexical", "hybrid"):
             t = time.perf_counter()
             timeout = settings.RETRIEVAL_LEXICAL_TIMEOUT_MS if mode == "hybrid" else 0
-            lexical = _lexical_ranking(
+            lexical = _lexical_hits(
                 cursor, query, allowed, pool, timeout, max_df=LEXICAL_MAX_DF[mode]
             )
             timings["lexical_ms"] = _ms(t)
