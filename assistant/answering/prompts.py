@@ -75,14 +75,17 @@ def number_sources(hits: list[SearchHit], budget_tokens: int) -> list[dict]:
                 "_after": hit.after,
             }
         )
-    # Widen passages with their neighbours, best first, with whatever budget is left.
+    # Widen passages with their neighbours, best first, with whatever budget is left. A
+    # neighbour that is itself a source, or already another's neighbour, is not sent twice:
+    # on a local model every repeated token is prompt time.
+    sent = {source["text"] for source in sources}
     for source in sources:
-        extra = count_tokens(source["_before"]) + count_tokens(source["_after"])
+        before, after = (p if p not in sent else "" for p in (source["_before"], source["_after"]))
+        extra = count_tokens(before) + count_tokens(after)
         if used + extra <= budget_tokens:
             used += extra
-            source["context"] = "\n".join(
-                p for p in (source["_before"], source["text"], source["_after"]) if p
-            )
+            sent.update(p for p in (before, after) if p)
+            source["context"] = "\n".join(p for p in (before, source["text"], after) if p)
     for source in sources:
         source.pop("_before")
         source.pop("_after")
