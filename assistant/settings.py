@@ -347,7 +347,13 @@ LLM_TIMEOUT = env.float("LLM_TIMEOUT", 60.0, min_value=1)
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", 5.0, min_value=0.1)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", 3, min_value=0)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", 6, min_value=1)
-RETRIEVAL_MIN_SIMILARITY = env.float("RETRIEVAL_MIN_SIMILARITY", 0.2)
+# A passage below this cosine similarity to the question is not given to the model. Measured for
+# all-MiniLM-L6-v2 (docs/BENCHMARKS.md): off-topic questions peak at 0.17-0.36, answerable ones
+# at 0.27-0.82, near misses at 0.39-0.74 (no floor separates those: the prompt must). Other
+# embedders score on other scales and keep the old default until measured.
+RETRIEVAL_MIN_SIMILARITY = env.float(
+    "RETRIEVAL_MIN_SIMILARITY", 0.35 if EMBEDDINGS_BACKEND == "local" else 0.2
+)
 RETRIEVAL_LEXICAL_TIMEOUT_MS = env.int("RETRIEVAL_LEXICAL_TIMEOUT_MS", 400, min_value=0)
 # Up to this many readable chunks, vector search compares with each instead of walking the HNSW
 # graph, which misses near neighbours when the readable collections are a small part of it.
