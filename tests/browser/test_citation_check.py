@@ -18,7 +18,9 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-QUESTION = "Which class do I fly in?"
+# Specific enough to clear the similarity floor (0.35 with MiniLM: "Which class do I fly in?"
+# alone scores 0.33 against the handbook and is answered "not covered", docs/BENCHMARKS.md).
+QUESTION = "Which class do I fly in on short flights?"
 SUPPORTED = "Economy class is the default for flights shorter than six hours [1]. "
 INVENTED = "Managers always fly business class on long trips [1]."
 
