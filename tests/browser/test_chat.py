@@ -345,13 +345,17 @@ def test_another_tab_follows_a_conversation_and_its_answer(
 
     # A follow-up asked in the first tab shows up in the other one.
     follow_up = "And for trains?"
-    answers.set(follow_up, Reply(tokens=["Trains are booked the same way [1]."]))
+    # A sentence its passage supports (an unsupported one would carry the citation check's mark).
+    answers.set(
+        follow_up,
+        Reply(tokens=["Book through the travel desk at least fourteen days before departure [1]."]),
+    )
     page.bring_to_front()
     ask(page, follow_up)
     expect(other_tab.locator(".message-question .question-text")).to_have_text([BOOKING, follow_up])
     expect(other_tab.locator(".message-answer").last).to_have_attribute("data-status", "complete")
     expect(other_tab.locator(".message-answer").last.locator(".answer-body")).to_have_text(
-        "Trains are booked the same way 1."
+        "Book through the travel desk at least fourteen days before departure 1."
     )
     assert_no_page_problems(page)
 
