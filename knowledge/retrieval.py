@@ -160,9 +160,22 @@ WHERE lexeme = '' AND collection_id = ANY(%(collections)s)
 """
 
 
-def _readable_chunks(cursor, collections) -> int:
-    cursor.execute(_SCOPE_SQL, {"collections": collections})
-    return int(cursor.fetchone()[0])
+def _readable_chunks(cursor, collections, timeout_ms: int = 0) -> int | None:
+    """How many chunks the reader may search, or None when counting took over ``timeout_ms``
+    (the statistics table locked, e.g. by a migration): the search then walks the graph
+    rather than wait."""
+    try:
+        with transaction.atomic():  # a savepoint: a cancelled statement must not end the search
+            if timeout_ms:
+                cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
+            cursor.execute(_SCOPE_SQL, {"collections": collections})
+            count = int(cursor.fetchone()[0])
+            cursor.execute("SET LOCAL statement_timeout = 0")
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "57014":  # query_canceled
+            raise
+        return None
+    return count
 
 
 def _vector_scores(
@@ -413,7 +426,8 @@ def search_chunks_for_user(
     with transaction.atomic(), connection.cursor() as cursor:
         if mode in ("vector", "hybrid"):
             t = time.perf_counter()
-            exact = _readable_chunks(cursor, allowed) <= settings.RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS
+            scope = _readable_chunks(cursor, allowed, settings.RETRIEVAL_LEXICAL_TIMEOUT_MS)
+            exact = scope is not None and scope <= settings.RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS
             rankings["vector"] = [
                 chunk_id
                 for chunk_id, _ in _vector_scores(
