@@ -160,22 +160,30 @@ WHERE lexeme = '' AND collection_id = ANY(%(collections)s)
 """
 
 
-def _readable_chunks(cursor, collections, timeout_ms: int = 0) -> int | None:
-    """How many chunks the reader may search, or None when counting took over ``timeout_ms``
-    (the statistics table locked, e.g. by a migration): the search then walks the graph
-    rather than wait."""
+def _fetch_within(cursor, sql: str, params: dict, timeout_ms: int) -> list[tuple] | None:
+    """The rows of ``sql``, or None when it ran longer than ``timeout_ms`` (0: no limit).
+
+    In a savepoint, so a cancelled statement does not end the search's transaction."""
     try:
-        with transaction.atomic():  # a savepoint: a cancelled statement must not end the search
+        with transaction.atomic():
             if timeout_ms:
                 cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
-            cursor.execute(_SCOPE_SQL, {"collections": collections})
-            count = int(cursor.fetchone()[0])
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
             cursor.execute("SET LOCAL statement_timeout = 0")
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != "57014":  # query_canceled
             raise
         return None
-    return count
+    return rows
+
+
+def _readable_chunks(cursor, collections, timeout_ms: int = 0) -> int | None:
+    """How many chunks the reader may search, or None when counting took over ``timeout_ms``
+    (the statistics table locked, e.g. by a migration): the search then walks the graph
+    rather than wait."""
+    rows = _fetch_within(cursor, _SCOPE_SQL, {"collections": collections}, timeout_ms)
+    return None if rows is None else int(rows[0][0])
 
 
 def _vector_scores(
@@ -220,19 +228,9 @@ def _lexical_hits(
     long question can still take a while. Hybrid search then answers from the vector side alone
     instead of making the user wait.
     """
-    try:
-        with transaction.atomic():  # a savepoint: a cancelled statement must not end the search
-            if timeout_ms:
-                cursor.execute("SET LOCAL statement_timeout = %s", [int(timeout_ms)])
-            cursor.execute(
-                _LEXICAL_SQL,
-                {"text": text, "collections": collections, "limit": limit, "max_df": max_df},
-            )
-            rows = cursor.fetchall()
-            cursor.execute("SET LOCAL statement_timeout = 0")
-    except OperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != "57014":  # query_canceled
-            raise
+    params = {"text": text, "collections": collections, "limit": limit, "max_df": max_df}
+    rows = _fetch_within(cursor, _LEXICAL_SQL, params, timeout_ms)
+    if rows is None:
         return None
     # A query whose every word is in every chunk weighs nothing: no word tells chunks apart,
     # so each match holds all there is (the tie-breaker ranks them).
