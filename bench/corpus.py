@@ -1,4 +1,4 @@
-"""Fetch a real documentation corpus for retrieval evaluation: Django's or Python's docs as HTML.
+"""Fetch a real documentation corpus for retrieval evaluation: Django, Python or PostgreSQL docs.
 
 Usage::
 
@@ -6,13 +6,19 @@ Usage::
                            [--limit N] [--with-releases]
     python bench/corpus.py --check bench/eval/django_docs.jsonl   # validate a question set
     python bench/corpus.py --corpus python-docs --check bench/eval/python_docs.jsonl
+    python bench/corpus.py --corpus postgres-docs --check bench/eval/postgres_docs.jsonl
 
-Two corpora, each from a Debian package of Sphinx-built HTML:
+Three corpora, each from a Debian package of HTML documentation:
 
-- ``django-docs`` (the default): ``python-django-doc``, the Django 3.2 documentation. The
-  retrieval is tuned on this one (``bench/eval/django_docs.jsonl``).
-- ``python-docs``: ``python3.11-doc``, the Python 3.11 documentation. Held out: nobody tunes
-  on it; its questions (``bench/eval/python_docs.jsonl``) were written from the pages alone.
+- ``django-docs`` (the default): ``python-django-doc``, the Django 3.2 documentation
+  (Sphinx). The retrieval is tuned on this one (``bench/eval/django_docs.jsonl``).
+- ``python-docs``: ``python3.11-doc``, the Python 3.11 documentation (Sphinx). Held out:
+  nobody tunes on it; its questions (``bench/eval/python_docs.jsonl``) were written from the
+  pages alone.
+- ``postgres-docs``: ``postgresql-doc-15``, the PostgreSQL 15 documentation (DocBook), a
+  subset of it (below). Held out too, a second time: its questions
+  (``bench/eval/postgres_docs.jsonl``) were written from the pages alone, to confirm a
+  ranking choice made on the other two.
 
 The package is fetched with ``apt-get download`` into a temporary directory and unpacked
 with ``dpkg -x``; nothing is installed on the system.
@@ -20,15 +26,17 @@ with ``dpkg -x``; nothing is installed on the system.
 Layout choice: the corpus is **flat**. Each page's path relative to the documentation root
 becomes its file name with ``/`` replaced by ``.``, so ``ref/contrib/admin/index.html`` is
 stored as ``ref.contrib.admin.index.html`` and ``library/os.path.html`` as
-``library.os.path.html``. Both sets of docs reuse base names (``settings.html`` sits in both
-``ref/`` and ``topics/``, every section has an ``index.html``), and a flat layout makes every
-file name unique, which is what the evaluation sets refer to.
+``library.os.path.html``. Both Sphinx sets of docs reuse base names (``settings.html`` sits in
+both ``ref/`` and ``topics/``, every section has an ``index.html``), and a flat layout makes
+every file name unique, which is what the evaluation sets refer to. PostgreSQL's HTML is
+already flat (one folder, one page per section), so its pages keep their own names.
 
-Left out of both: Sphinx machinery (``genindex``, ``search``, ``py-modindex``, ``_static``,
-``_sources``, ``_images``) and, unless ``--with-releases`` is given, the release notes
-(Django's ``releases/``, Python's ``whatsnew/`` with its changelog): they restate reference
-text version after version, so they would answer many questions as well as the page the
-evaluation set names, making its labels incomplete rather than the test harder.
+Left out of Django's and Python's: Sphinx machinery (``genindex``, ``search``,
+``py-modindex``, ``_static``, ``_sources``, ``_images``) and, unless ``--with-releases`` is
+given, the release notes (Django's ``releases/``, Python's ``whatsnew/`` with its
+changelog): they restate reference text version after version, so they would answer many
+questions as well as the page the evaluation set names, making its labels incomplete rather
+than the test harder.
 
 Left out of Django's: the highlighted source code under ``_modules`` (code listings, not
 documentation).
@@ -44,6 +52,42 @@ and the section ``index`` pages (tables of contents and short definitions, reali
 distractors that name many identifiers without explaining them), the C API, the FAQ and the
 top-level pages (about, bugs, copyright, license, download).
 
+PostgreSQL's documentation is 1,169 pages, too many to embed in reasonable time, so
+``postgres-docs`` is a **subset of 431 pages**, whole chapters chosen by file name
+(``POSTGRES_PAGES``): what a user of SQL or the administrator of a running server reads,
+prose chapters (Parts II and III explain and compare) next to reference pages (Part VI, one
+page per command or tool, and the configuration chapter, one page per group of settings),
+so that a question often has a prose page and a reference page that both answer it:
+
+- Part II, The SQL Language, in full (137 pages): syntax, data definition and manipulation,
+  queries, data types, functions and operators, type conversion, indexes, full text search,
+  concurrency control, performance tips, parallel query (``sql-syntax*``, ``ddl*``,
+  ``dml*``, ``queries*``, ``datatype*``, ``functions*``, ``indexes*``, ``textsearch*``,
+  ``mvcc*`` …).
+- Part III, Server Administration, the chapters on running a server (71 pages): server
+  configuration (``runtime-config*``), client authentication (``client-authentication*``,
+  ``auth-*``), database roles, routine maintenance (vacuum, reindex), backup and restore,
+  high availability and replication, monitoring (``monitoring*``, progress reporting), disk
+  usage, and reliability and the WAL (``wal*``, checksums).
+- Part VI, Reference, in full (219 pages): every SQL command (``sql-*``, one page each) and
+  the client and server applications (``app-*``, ``pgbench``, ``pgupgrade``, ``pgwaldump`` …).
+- Appendix A, the error codes table (``errcodes-appendix.html``).
+- The tables of contents of those three parts (``sql.html``, ``admin.html``,
+  ``reference.html``), as for the other corpora.
+
+Left out of PostgreSQL's, to stay within the page budget or because another kept page
+already says it: the preface and Part I, the tutorial (it restates Part II's basics); from
+Part III, installation (binaries, from source, on Windows), server setup and operation,
+managing databases, localization, logical replication, JIT and the regression tests; Parts
+IV (client interfaces: libpq, ECPG, the information schema), V (server programming:
+PL/pgSQL, triggers, SPI …) and VII (internals, system catalogs); the other appendixes
+(among them F, the contrib modules, whose ``auth-delay.html`` a pattern would otherwise
+catch, C's key-word table, and O's redirect stubs for renamed tools, such as
+``app-pgresetxlog.html``); the release notes (``release*.html``, unless ``--with-releases``,
+for the same reason as the others'); and the book machinery: ``index.html`` (the title page
+and full table of contents), ``bookindex.html`` (the back-of-book index), the stylesheet and
+SVG figures.
+
 ``--check QA_FILE`` validates a question set against the chosen corpus (building it first if
 needed): every line parses, the fields are present and every expected source exists. A line
 marked ``"unanswerable": true`` (the answer evaluation's near misses) must instead have an
@@ -57,6 +101,7 @@ Only the standard library is used.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -81,7 +126,8 @@ class CorpusSpec:
     skipped_pages: frozenset[str]  # top-level pages only
     skipped_page_prefixes: tuple[str, ...]  # top-level pages only
     skipped_dirs: frozenset[str]
-    releases_dir: str
+    releases: str  # the release notes: a folder, or a pattern of top-level page names
+    kept_pages: tuple[str, ...] = ()  # if given, keep only top-level pages matching one
 
     def is_wanted(self, relative: Path, *, with_releases: bool) -> bool:
         """Keep documentation pages; drop machinery, duplicates and, optionally, releases."""
@@ -94,11 +140,100 @@ class CorpusSpec:
             or relative.name.startswith(self.skipped_page_prefixes)
         ):
             return False
-        return with_releases or relative.parts[0] != self.releases_dir
+        if fnmatch.fnmatchcase(relative.parts[0], self.releases):
+            return with_releases
+        return not self.kept_pages or (
+            len(relative.parts) == 1
+            and any(fnmatch.fnmatchcase(relative.name, pattern) for pattern in self.kept_pages)
+        )
 
 
 SPHINX_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
 SPHINX_DIRS = frozenset({"_static", "_sources", "_images"})
+# The PostgreSQL subset, whole chapters by file name (see the module docstring) ...
+POSTGRES_PAGES = (
+    # Part II, The SQL Language, in full.
+    "sql.html",
+    "sql-*.html",  # SQL syntax (Part II) and every SQL command (Part VI)
+    "ddl*.html",
+    "dml*.html",
+    "queries*.html",
+    "datatype*.html",
+    "arrays.html",
+    "rowtypes.html",
+    "rangetypes.html",
+    "domains.html",
+    "functions*.html",
+    "typeconv*.html",
+    "indexes*.html",
+    "textsearch*.html",
+    "mvcc*.html",
+    "transaction-iso.html",
+    "explicit-locking.html",
+    "applevel-consistency.html",
+    "locking-indexes.html",
+    "performance-tips.html",
+    "using-explain.html",
+    "planner-stats.html",
+    "explicit-joins.html",
+    "populate.html",
+    "non-durability.html",
+    "parallel-*.html",
+    "how-parallel-query-works.html",
+    "when-can-parallel-query-be-used.html",
+    # Part III, Server Administration: configuration, authentication, roles, maintenance,
+    # backup, high availability, monitoring, disk usage, WAL.
+    "admin.html",
+    "runtime-config*.html",
+    "config-setting.html",
+    "client-authentication*.html",
+    "auth-*.html",
+    "gssapi-auth.html",
+    "sspi-auth.html",
+    "user-manag.html",
+    "database-roles.html",
+    "role-*.html",
+    "predefined-roles.html",
+    "perm-functions.html",
+    "maintenance.html",
+    "routine-*.html",
+    "logfile-maintenance.html",
+    "backup.html",
+    "backup-dump.html",
+    "backup-file.html",
+    "continuous-archiving.html",
+    "high-availability.html",
+    "different-replication-solutions.html",
+    "warm-standby*.html",
+    "hot-standby.html",
+    "monitoring*.html",
+    "progress-reporting.html",
+    "dynamic-trace.html",
+    "diskusage.html",
+    "disk-*.html",
+    "wal*.html",
+    "checksums.html",
+    # Part VI, Reference, in full: SQL commands, client and server applications.
+    "reference*.html",
+    "app-*.html",
+    "pgbench.html",
+    "pgarchivecleanup.html",
+    "pgtestfsync.html",
+    "pgtesttiming.html",
+    "pgupgrade.html",
+    "pgwaldump.html",
+    # Appendix A, the error codes.
+    "errcodes-appendix.html",
+)
+# ... less the pages of other chapters that those patterns catch.
+POSTGRES_STRAYS = frozenset(
+    {
+        "sql-keywords-appendix.html",  # Appendix C, SQL Key Words
+        "auth-delay.html",  # Appendix F, the auth_delay module
+        "app-pgreceivexlog.html",  # Appendix O, redirect stubs for renamed tools
+        "app-pgresetxlog.html",
+    }
+)
 CORPORA = {
     "django-docs": CorpusSpec(
         name="django-docs",
@@ -107,7 +242,7 @@ CORPORA = {
         skipped_pages=SPHINX_PAGES,
         skipped_page_prefixes=(),
         skipped_dirs=SPHINX_DIRS | {"_modules"},
-        releases_dir="releases",
+        releases="releases",
     ),
     "python-docs": CorpusSpec(
         name="python-docs",
@@ -116,7 +251,17 @@ CORPORA = {
         skipped_pages=SPHINX_PAGES,
         skipped_page_prefixes=("genindex-",),
         skipped_dirs=SPHINX_DIRS | {"_downloads", "includes", "distutils", "install"},
-        releases_dir="whatsnew",
+        releases="whatsnew",
+    ),
+    "postgres-docs": CorpusSpec(
+        name="postgres-docs",
+        package="postgresql-doc-15",
+        html_root_in_package=Path("usr/share/doc/postgresql-doc-15/html"),
+        skipped_pages=POSTGRES_STRAYS,
+        skipped_page_prefixes=(),
+        skipped_dirs=frozenset(),
+        releases="release*.html",
+        kept_pages=POSTGRES_PAGES,
     ),
 }
 DEFAULT_CORPUS = "django-docs"
@@ -334,7 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--with-releases",
         action="store_true",
-        help="also copy the release notes (Django: 276 pages; Python: whatsnew/, 21 pages)",
+        help=(
+            "also copy the release notes (Django: 276 pages; Python: whatsnew/, 21 pages; "
+            "PostgreSQL: release*.html, 23 pages)"
+        ),
     )
     parser.add_argument(
         "--check", type=Path, metavar="QA_FILE", help="validate a JSONL question set"
