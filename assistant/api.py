@@ -112,6 +112,7 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         "sources": sources,
         "citations": citations,
         "unsupported": _unsupported(message, sources),
+        "from_cache": message.from_cache,
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,

@@ -171,7 +171,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         services.rate_limit_check(user=self.user)
         return services.question_create(user=self.user, conversation=conversation, text=text)
 
-    async def _answer(self, question, content, collection_ids=None):
+    async def _answer(self, question, content, collection_ids=None, use_cache=True):
         await self.send_json(
             {
                 "type": "ack",
@@ -186,6 +186,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             send=self.safe_send,
             collection_ids=collection_ids,
             request_id=str(content.get("request_id", ""))[:100],
+            use_cache=use_cache,
         )
 
     async def on_stop(self, content):
@@ -196,7 +197,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def on_regenerate(self, content):
         message_id = _uuid(content.get("message_id"), "message")
         question = await db(self._regenerate)(message_id)
-        await self._answer(question, content)
+        # Regenerating means "ask the model again": never the cached answer.
+        await self._answer(question, content, use_cache=False)
 
     def _regenerate(self, message_id):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)

@@ -74,11 +74,21 @@ class DeltaBatcher:
 
 
 async def _run(
-    *, user, question, send: Send, collection_ids, started: asyncio.Event, box: dict, request_id: str
+    *,
+    user,
+    question,
+    send: Send,
+    collection_ids,
+    started: asyncio.Event,
+    box: dict,
+    request_id: str,
+    use_cache: bool = True,
 ) -> None:
     batcher: DeltaBatcher | None = None
     watcher: asyncio.Task | None = None
-    stream = answer_stream(user=user, question=question, collection_ids=collection_ids)
+    stream = answer_stream(
+        user=user, question=question, collection_ids=collection_ids, use_cache=use_cache
+    )
     try:
         # aclosing: a stop while a frame is being sent closes the model request at once.
         async with contextlib.aclosing(stream) as events:
@@ -86,7 +96,9 @@ async def _run(
                 if event.type == "retrieval":
                     box["message_id"] = event.message_id
                     _running[event.message_id] = asyncio.current_task()
-                    watcher = asyncio.create_task(_watch_stop(event.message_id, asyncio.current_task()))
+                    watcher = asyncio.create_task(
+                        _watch_stop(event.message_id, asyncio.current_task())
+                    )
                     batcher = DeltaBatcher(send, event.message_id)
                     started.set()
                 if event.type == "delta" and batcher is not None:
@@ -103,12 +115,25 @@ async def _run(
     except asyncio.CancelledError:
         if batcher is not None:
             await batcher.flush()
-        await send({"type": "done", "message": {"id": box.get("message_id"), "status": "stopped"},
-                    "usage": {}, "timings": {}})
+        await send(
+            {
+                "type": "done",
+                "message": {"id": box.get("message_id"), "status": "stopped"},
+                "usage": {},
+                "timings": {},
+            }
+        )
     except Exception:
         logger.exception("answer generation crashed", extra={"question_id": str(question.pk)})
-        await send({"type": "error", "code": "internal", "message": "Something went wrong while answering.",
-                    "message_id": box.get("message_id"), "request_id": request_id})
+        await send(
+            {
+                "type": "error",
+                "code": "internal",
+                "message": "Something went wrong while answering.",
+                "message_id": box.get("message_id"),
+                "request_id": request_id,
+            }
+        )
     finally:
         started.set()
         if watcher is not None:
@@ -129,12 +154,23 @@ async def _watch_stop(message_id: str, task: asyncio.Task) -> None:
             logger.warning("stop flag check failed", exc_info=True)
 
 
-async def start_answer(*, user, question, send: Send, collection_ids=None, request_id: str = "") -> str | None:
-    """Starts generating; returns the answer's message id once the answer row exists."""
+async def start_answer(
+    *, user, question, send: Send, collection_ids=None, request_id: str = "", use_cache: bool = True
+) -> str | None:
+    """Starts generating; returns the answer's message id once the answer row exists.
+    ``use_cache=False`` asks the model afresh (see ``answering.cache``)."""
     started, box = asyncio.Event(), {}
     task = asyncio.create_task(
-        _run(user=user, question=question, send=send, collection_ids=collection_ids, started=started,
-             box=box, request_id=request_id)
+        _run(
+            user=user,
+            question=question,
+            send=send,
+            collection_ids=collection_ids,
+            started=started,
+            box=box,
+            request_id=request_id,
+            use_cache=use_cache,
+        )
     )
     _keep.add(task)
     task.add_done_callback(_keep.discard)
@@ -155,5 +191,3 @@ async def request_stop(message_id: str) -> None:
 
 def is_running_here(message_id: str) -> bool:
     return message_id in _running
-
-

@@ -18,6 +18,7 @@ from pgvector.django import CosineDistance
 
 from assistant import llm
 from assistant.models import Conversation, MemoryItem, MemorySettings, Message
+from knowledge import embeddings
 from knowledge.embeddings import get_embedder
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def relevant_items(
     query already embedded (by retrieval), to avoid embedding it twice."""
     if not is_enabled(user) or not MemoryItem.objects.filter(owner=user).exists():
         return []
-    vector = query_vector if query_vector is not None else get_embedder().embed_query(query)
+    vector = query_vector if query_vector is not None else embeddings.embed_query(query)
     items = (
         MemoryItem.objects.filter(owner=user)
         .annotate(distance=CosineDistance("embedding", vector))

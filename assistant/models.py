@@ -85,6 +85,12 @@ class Message(models.Model):
         blank=True,
         help_text="Cited sentences their passages do not support: [{sentence, numbers, reason}].",
     )
+    # An answer reused from an identical recent question (``answering.cache``): the answer it
+    # copies, never shown to this reader (it belongs to someone else's conversation).
+    from_cache = models.BooleanField(default=False)
+    cached_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     model = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -131,6 +137,26 @@ class Citation(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.number}] {self.source_name}"
+
+
+class AnswerCacheEntry(models.Model):
+    """An answer that may be given again, at once, to an identical question.
+
+    ``key`` hashes everything the answer depended on: the normalised question, the exact set
+    of collections the asker could read with each one's knowledge version, the model, the
+    prompt and the retrieval settings (``assistant.answering.cache``). Only first questions
+    answered with no memory, history or thread in the prompt are stored. Deleting the answer
+    (its conversation) deletes the entry.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(db_index=True)
+    last_hit_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}… → {self.message_id}"
 
 
 class Feedback(models.Model):

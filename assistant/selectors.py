@@ -148,6 +148,16 @@ def citations_visible_to(*, user, message: Message) -> list[Citation]:
 # --- what is sent back to the model --------------------------------------------------------
 
 
+def is_first_question(question: Message) -> bool:
+    """Nothing was said before ``question`` in its conversation (superseded turns aside)."""
+    return not (
+        Message.objects.filter(conversation_id=question.conversation_id, superseded=False)
+        .exclude(pk=question.pk)
+        .filter(created_at__lt=question.created_at)
+        .exists()
+    )
+
+
 def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
     """The earlier turns sent to the model with ``question``, as ``user`` may read them now.
 

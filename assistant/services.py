@@ -136,15 +136,18 @@ def answer_finish(
     citations: list[dict] | None = None,
     unsupported: list[dict] | None = None,
     learn: bool = True,
+    cached_from: Message | None = None,
 ) -> Message:
     """Stores the answer as it ended. ``learn=False`` (an answer posted where many people read
     it) skips the after-turn work: no memory is learned and no summary is made from it.
-    ``unsupported``: the cited sentences the grounding check found no support for."""
+    ``unsupported``: the cited sentences the grounding check found no support for.
+    ``cached_from``: the answer this one copies (an identical recent question's)."""
     message = Message.objects.select_for_update().select_related("conversation").get(pk=message_id)
     timings = timings or {}
     message.content, message.status, message.error = content, status, error[:2000]
     message.model = model
     message.unsupported = list(unsupported or [])
+    message.from_cache, message.cached_from = cached_from is not None, cached_from
     message.prompt_tokens, message.completion_tokens = prompt_tokens, completion_tokens
     message.retrieval_ms = _ms(timings.get("retrieval_ms"))
     message.first_token_ms = _ms(timings.get("first_token_ms"))

@@ -229,3 +229,30 @@ class LexemeStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lexeme or '(chunks)'}: {self.ndoc}"
+
+
+class KnowledgeVersion(models.Model):
+    """A number that changes whenever anything retrieval could read in a collection changes.
+
+    Written only by triggers on ``knowledge_source`` and ``knowledge_chunk`` (migration 0007),
+    on every path (admin, ORM, raw SQL, a cascade): a source added, moved, renamed, re-indexed
+    or removed, a chunk inserted, edited or deleted. Values come from one sequence, so they
+    never repeat, even for a collection deleted and made again. The answer cache keys on it
+    (``assistant.answering.cache``): an answer made from older knowledge is never reused.
+    No model field holds it, so a ``Collection.save()`` from a stale form cannot roll it back.
+    """
+
+    # No constraint, for the reason given on LexemeStat: Django's cascade must not delete the
+    # row a trigger writes in the same statement. A row left behind by a deleted collection is
+    # harmless (collection ids are never reused).
+    collection = models.OneToOneField(
+        Collection,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    version = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"collection {self.collection_id}: version {self.version}"

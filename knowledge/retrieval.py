@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from knowledge import embeddings
-from knowledge.selectors import readable_collection_ids
+from knowledge.selectors import knowledge_versions, readable_collection_ids
 
 MODES = ("vector", "lexical", "hybrid")
 RRF_K = 60
@@ -54,6 +54,8 @@ class SearchResult:
     mode: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     query_vector: list[float] | None = None  # the embedded query, for callers that reuse it
+    # The collections searched, each with its knowledge version read before the search.
+    knowledge_versions: dict[int, int] = field(default_factory=dict)
 
 
 _VECTOR_SQL = """
@@ -410,16 +412,17 @@ def search_chunks_for_user(
     allowed = readable_collection_ids(user)
     if collection_ids is not None:
         allowed = sorted(set(allowed) & {int(c) for c in collection_ids})
+    versions = knowledge_versions(allowed)
     timings = {"acl_ms": _ms(started)}
     query = query.strip()
     if not allowed or not query:
-        return SearchResult([], mode, timings)
+        return SearchResult([], mode, timings, knowledge_versions=versions)
     pool = max(candidates, k)
     rankings: dict[str, list[int]] = {}
     vector = None
     if mode in ("vector", "hybrid"):
         t = time.perf_counter()
-        vector = embeddings.get_embedder().embed_query(query)
+        vector = embeddings.embed_query(query)
         timings["embed_ms"] = _ms(t)
     with transaction.atomic(), connection.cursor() as cursor:
         if mode in ("vector", "hybrid"):
@@ -455,7 +458,7 @@ def search_chunks_for_user(
         if neighbours and hits:
             _attach_neighbours(cursor, hits, allowed)
     timings["total_ms"] = _ms(started)
-    return SearchResult(hits, mode, timings, query_vector=vector)
+    return SearchResult(hits, mode, timings, query_vector=vector, knowledge_versions=versions)
 
 
 def _load_hits(cursor, fused, rankings, allowed, vector) -> list[SearchHit]:

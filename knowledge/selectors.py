@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from knowledge.models import Chunk, Collection, Source
+from knowledge.models import Chunk, Collection, KnowledgeVersion, Source
 
 
 def _is_knowledge_admin(user) -> bool:
@@ -79,6 +79,27 @@ def readable_collection_ids(user) -> list[int]:
             _READABLE_IDS_SQL, {"everyone": Collection.Visibility.EVERYONE, "user": user.pk}
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def knowledge_versions(collection_ids) -> dict[int, int]:
+    """Each collection's knowledge version (0 before anything was ever written there).
+
+    Read before a search: an answer is then keyed with the knowledge its passages came from,
+    and a change made while it is being written makes that key unreachable."""
+    ids = sorted({int(c) for c in collection_ids})
+    found = dict(
+        KnowledgeVersion.objects.filter(collection_id__in=ids).values_list(
+            "collection_id", "version"
+        )
+    )
+    return {c: found.get(c, 0) for c in ids}
+
+
+def chunks_all_readable(*, chunk_ids, collection_ids) -> bool:
+    """Whether every chunk still exists inside ``collection_ids`` (the reader's scope)."""
+    ids = {int(c) for c in chunk_ids}
+    found = Chunk.objects.filter(pk__in=ids, collection_id__in=list(collection_ids)).count()
+    return found == len(ids)
 
 
 def can_manage_collection(user, collection: Collection) -> bool:

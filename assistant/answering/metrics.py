@@ -45,13 +45,16 @@ def search_observe(timings_ms: dict) -> None:
         SEARCH_LEXICAL_TIMEOUTS.inc()
 
 
-def answer_log(*, message_id: str, status: str, timings: dict, search_timings: dict) -> None:
+def answer_log(
+    *, message_id: str, status: str, timings: dict, search_timings: dict, from_cache: bool = False
+) -> None:
     """One structured line per answer, with the search's stage timings beside the totals."""
     logger.info(
         "answer finished",
         extra={
             "message_id": message_id,
             "status": status,
+            "from_cache": from_cache,
             "retrieval_ms": _round(timings.get("retrieval_ms")),
             "first_token_ms": _round(timings.get("first_token_ms")),
             "total_ms": _round(timings.get("total_ms")),

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assistant import llm, memory, selectors, services
-from assistant.answering import grounding, metrics, prompts
+from assistant.answering import cache, grounding, metrics, prompts
 from assistant.answering.events import (
     CitationEvent,
     DeltaEvent,
@@ -59,7 +60,17 @@ def relevant(hits: list[SearchHit], min_similarity: float) -> list[SearchHit]:
     return [h for h in hits if h.similarity is None or h.similarity >= min_similarity]
 
 
-def _retrieve(user, question: Message, collection_ids, shared: bool = False):
+@dataclass
+class _Retrieved:
+    history: list[llm.ChatMessage]
+    hits: list[SearchHit]
+    search_timings: dict
+    remembered: list[dict]
+    knowledge_versions: dict[int, int]  # the collections searched, at the version read
+    first_question: bool
+
+
+def _retrieve(user, question: Message, collection_ids, shared: bool = False) -> _Retrieved:
     # A shared answer (a Slack channel) is read by many people: nothing private goes into its
     # prompt, so neither the stored history (nor its summary) nor memory items are loaded.
     history = [] if shared else selectors.history_for_prompt(user=user, question=question)
@@ -79,11 +90,13 @@ def _retrieve(user, question: Message, collection_ids, shared: bool = False):
                 query_vector=result.query_vector if same_text else None,
             )
         ]
-    return (
-        history,
-        relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY),
-        result.timings_ms,
-        remembered,
+    return _Retrieved(
+        history=history,
+        hits=relevant(result.hits, settings.RETRIEVAL_MIN_SIMILARITY),
+        search_timings=result.timings_ms,
+        remembered=remembered,
+        knowledge_versions=result.knowledge_versions,
+        first_question=shared or selectors.is_first_question(question),
     )
 
 
@@ -123,6 +136,7 @@ async def answer_stream(
     config: llm.LLMConfig | None = None,
     shared: bool = False,
     thread_context: Sequence[tuple[str, str]] = (),
+    use_cache: bool = True,
 ) -> AsyncIterator[Event]:
     """Answers ``question`` as ``user``.
 
@@ -131,6 +145,8 @@ async def answer_stream(
     feeds no memory extraction. ``thread_context``: (author, text) of other messages in that
     place, given to the model as quoted context with their authors, never as the asker's turns.
     Malformed ``thread_context`` raises ``ValueError`` before the answer is started.
+    ``use_cache``: False asks the model afresh (regenerate, evaluation) instead of reusing an
+    identical recent question's answer (``answering.cache``); the fresh answer is still stored.
     """
     started = time.perf_counter()
     context = prompts.clean_thread_context(thread_context)
@@ -142,16 +158,43 @@ async def answer_stream(
             yield event
         return
     try:
-        history, hits, search_timings, remembered = await db(_retrieve)(
-            user, question, collection_ids, shared
-        )
+        found = await db(_retrieve)(user, question, collection_ids, shared)
     except embeddings.EmbeddingError as exc:
         yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
         return
+    history, hits, search_timings, remembered = (
+        found.history,
+        found.hits,
+        found.search_timings,
+        found.remembered,
+    )
     retrieval_ms = (time.perf_counter() - started) * 1000
     metrics.search_observe(search_timings)
     sources = prompts.number_sources(hits, budget.sources_tokens)
     shown = prompts.public_sources(sources)
+    cache_key = None
+    if (
+        sources
+        and cache.enabled()
+        and found.first_question
+        and not (history or remembered or context)
+    ):
+        # Nothing personal is in this prompt (not even the name), so its answer can be shared
+        # with whoever asks the same thing over exactly the same knowledge.
+        cache_key = cache.key(
+            question=question.content, knowledge_versions=found.knowledge_versions, config=config
+        )
+        cached = (
+            await db(cache.lookup)(key=cache_key, collection_ids=list(found.knowledge_versions))
+            if use_cache
+            else None
+        )
+        if cached is not None:
+            async for event in _cached_answer(
+                question, cached, started, retrieval_ms, search_timings, shared
+            ):
+                yield event
+            return
     answer = await db(services.answer_start)(
         question=question, sources=shown, memory_used=remembered
     )
@@ -190,7 +233,7 @@ async def answer_stream(
         question=question.content,
         sources=sources,
         history=prompts.trim_history(history, budget.history_tokens),
-        user_name=user.get_short_name(),
+        user_name="" if cache_key else user.get_short_name(),
         memory=[m["text"] for m in remembered],
         thread_context=prompts.trim_thread_context(context, budget.history_tokens),
     )
@@ -250,6 +293,8 @@ async def answer_stream(
         raise
     timings.update(state.timings(started))
     final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, shared)
+    if cache_key and not final.unsupported:
+        await db(cache.store)(key=cache_key, message=final)
     metrics.answer_log(
         message_id=message_id, status=final.status, timings=timings, search_timings=search_timings
     )
@@ -284,6 +329,58 @@ async def _fixed_answer(
         learn=learn,
     )
     yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
+
+
+async def _cached_answer(
+    question: Message,
+    cached: Message,
+    started: float,
+    retrieval_ms: float,
+    search_timings: dict,
+    shared: bool,
+) -> AsyncIterator[Event]:
+    """An identical recent question's answer (``answering.cache``), given at once and stored
+    as this conversation's own answer, marked ``from_cache``."""
+    shown = cached.sources
+    numbers = await db(cache.cited_numbers)(cached)
+    by_number = {s["n"]: s for s in shown}
+    cited = [by_number[n] for n in numbers if n in by_number]
+    answer = await db(services.answer_start)(question=question, sources=shown)
+    message_id = str(answer.pk)
+    yield RetrievalEvent(
+        conversation_id=str(question.conversation_id),
+        question_id=str(question.pk),
+        message_id=message_id,
+        sources=shown,
+    )
+    first_token_ms = (time.perf_counter() - started) * 1000
+    yield DeltaEvent(message_id=message_id, text=cached.content)
+    for source in cited:
+        yield CitationEvent(message_id=message_id, number=source["n"], source=source)
+    timings = {
+        "retrieval_ms": retrieval_ms,
+        "first_token_ms": first_token_ms,
+        "total_ms": (time.perf_counter() - started) * 1000,
+    }
+    final = await db(services.answer_finish)(
+        message_id=answer.pk,
+        content=cached.content,
+        status=Message.Status.COMPLETE,
+        model=cached.model,
+        timings=timings,
+        citations=cited,
+        learn=not shared,
+        cached_from=cached,
+    )
+    metrics.answer_log(
+        message_id=message_id,
+        status=final.status,
+        timings=timings,
+        search_timings=search_timings,
+        from_cache=True,
+    )
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "model": cached.model}
+    yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
 
 
 class _AnswerState:
@@ -372,4 +469,5 @@ def _message_dict(message: Message) -> dict:
         "error": message.error,
         "model": message.model,
         "unsupported": message.unsupported,
+        "from_cache": message.from_cache,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
 
 from assistant.llm import ChatMessage, count_tokens
 from knowledge.retrieval import SearchHit
@@ -37,6 +37,11 @@ class Budget:
 
 
 SOURCE_HEADER_TOKENS = 20  # "[n] title — heading (page p)" and the line breaks around it
+
+
+def template_source() -> str:
+    """The system prompt's template as written (what the answer cache keys on)."""
+    return get_template("prompts/system.txt").template.source
 
 
 def fixed_prompt_tokens() -> int:

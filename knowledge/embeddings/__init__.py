@@ -10,6 +10,7 @@ neither Django settings, ONNX Runtime nor the ``openai`` client is touched until
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "TransientEmbeddingError",
+    "embed_query",
     "embedder_from_settings",
     "get_embedder",
     "register_backend",
@@ -69,6 +71,10 @@ BACKENDS: dict[str, BackendFactory] = {
 _lock = threading.Lock()
 _embedder: Embedder | None = None
 
+QUERY_CACHE_SIZE = 2048  # query vectors kept per process (384 floats each: ~3 KB)
+_queries: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+_queries_lock = threading.Lock()
+
 
 def register_backend(name: str, factory: BackendFactory) -> None:
     """Make ``EMBEDDINGS_BACKEND=name`` build its embedder with ``factory(settings)``."""
@@ -85,11 +91,34 @@ def get_embedder() -> Embedder:
     return _embedder
 
 
+def embed_query(text: str) -> list[float]:
+    """The query's vector from the configured embedder, cached by model and text.
+
+    A question asked again (by anyone: a vector is no secret of the asker) costs no model
+    call. Least recently used entries go first; keyed by the embedder's ``name``, so a switch
+    of model never returns a vector from another space."""
+    embedder = get_embedder()
+    key = (embedder.name, text)
+    with _queries_lock:
+        vector = _queries.get(key)
+        if vector is not None:
+            _queries.move_to_end(key)
+            return list(vector)
+    vector = embedder.embed_query(text)
+    with _queries_lock:
+        _queries[key] = list(vector)
+        while len(_queries) > QUERY_CACHE_SIZE:
+            _queries.popitem(last=False)
+    return vector
+
+
 def reset_embedder() -> None:
     """Forget the cached embedder (tests that change settings, ``reindex`` after a switch)."""
     global _embedder
     with _lock:
         _embedder = None
+    with _queries_lock:
+        _queries.clear()
 
 
 def embedder_from_settings(settings: Any) -> Embedder:

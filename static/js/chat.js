@@ -437,6 +437,7 @@ function fromApi(raw) {
     citations,
     cited: new Set(citations.map((c) => c.n)),
     unsupported: Array.isArray(raw.unsupported) ? raw.unsupported : [],
+    fromCache: raw.from_cache === true,
     feedback: raw.feedback || null,
     replyTo: raw.reply_to || null,
     notUsed: raw.status === "failed",
@@ -448,14 +449,15 @@ function fromApi(raw) {
 function localMessage(role, content) {
   return {
     id: null, role, content, status: role === "user" ? "complete" : "pending", error: "", sources: [],
-    citations: [], cited: new Set(), unsupported: [], feedback: null, replyTo: null, notUsed: false, memory: [], el: null,
+    citations: [], cited: new Set(), unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false,
+    memory: [], el: null,
   };
 }
 
 function signature(m) {
   return JSON.stringify([
     m.role, m.content, m.status, m.error, m.feedback && m.feedback.rating, m.sources.length, [...m.cited],
-    m.unsupported,
+    m.unsupported, m.fromCache,
   ]);
 }
 
@@ -489,6 +491,7 @@ function renderAnswer(m) {
   body.setAttribute("aria-busy", String(writing));
   renderAnswerStatus(m);
   renderMemory(m);
+  m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
   renderSources(m);
   li.querySelector(".answer-tools").hidden = writing || !m.id;
   // Nothing to copy or rate when the answer failed before writing anything.
@@ -634,7 +637,9 @@ function refreshChrome() {
   for (const m of state.messages) {
     if (!m.el) continue;
     if (m.role === "assistant") {
-      m.el.querySelector('[data-action="regenerate"]').hidden = busy || m !== lastAnswer || !m.id;
+      const canRegenerate = !busy && m === lastAnswer && Boolean(m.id);
+      m.el.querySelector('[data-action="regenerate"]').hidden = !canRegenerate;
+      m.el.querySelector('[data-action="ask-afresh"]').hidden = !canRegenerate;
     } else {
       m.el.querySelector('[data-action="edit"]').hidden = busy || m !== lastQuestion || !m.id;
     }
@@ -817,6 +822,7 @@ function onDone(frame) {
   if (typeof message.content === "string" && answer.status === "complete") answer.content = message.content;
   answer.error = message.error || "";
   answer.unsupported = Array.isArray(message.unsupported) ? message.unsupported : [];
+  answer.fromCache = message.from_cache === true;
   finishLive();
 }
 
@@ -1416,6 +1422,7 @@ function onListClick(event) {
       m.el.querySelector('[data-action="thumbs-down"]').focus();
       break;
     case "regenerate":
+    case "ask-afresh":
       regenerate(m);
       break;
     case "edit":

@@ -286,7 +286,11 @@ async def test_an_answer_without_citations_is_not_checked_and_a_broken_check_nev
     assert events[-1].message["unsupported"] == []
 
     question = await ask(reader, "How do I book a flight?")
-    gen = answer_stream(user=reader, question=question, config=config_for(llm_server))
+    # A fresh answer from the model (the same first question would otherwise be answered from
+    # the answer cache, tests/assistant/test_answer_cache.py).
+    gen = answer_stream(
+        user=reader, question=question, config=config_for(llm_server), use_cache=False
+    )
     events = [await gen.__anext__()]  # the retrieval event: searching is over
     embeddings.reset_embedder()
     settings.EMBEDDINGS_BACKEND = "no-such-backend"

@@ -177,7 +177,8 @@ class AnswerRun:
 async def _run(user, question) -> AnswerRun:
     run = AnswerRun()
     started = time.perf_counter()
-    async for event in answer_stream(user=user, question=question):
+    # Measures the model's answers: a cached one would measure nothing.
+    async for event in answer_stream(user=user, question=question, use_cache=False):
         if event.type == "retrieval":
             run.sources = event.sources
         elif event.type == "delta":
