@@ -98,10 +98,13 @@ bench: bench-ingest bench-retrieval bench-chat
 eval: install
 	$(BIN)/python bench/corpus.py
 	$(BIN)/python bench/corpus.py --corpus python-docs
+	$(BIN)/python bench/corpus.py --corpus postgres-docs
 	$(BENCH) python bench/ingest.py --if-missing
 	$(BENCH) python bench/ingest.py --corpus var/corpus/python-docs --name python-docs --if-missing
+	$(BENCH) python bench/ingest.py --corpus var/corpus/postgres-docs --name postgres-docs --if-missing
 	$(BENCH) python manage.py evaluate --qa bench/eval/django_docs.jsonl --user bench-django-docs@example.com --mode all --json var/bench/results/evaluate.json
 	$(BENCH) python manage.py evaluate --qa bench/eval/python_docs.jsonl --user bench-python-docs@example.com --mode all --json var/bench/results/evaluate-python.json
+	$(BENCH) python manage.py evaluate --qa bench/eval/postgres_docs.jsonl --user bench-postgres-docs@example.com --mode all --json var/bench/results/evaluate-postgres.json
 
 clean:
 	rm -rf var/test
