@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.events import user_event_send
 from assistant.models import Citation, Conversation, Feedback, Message
+from assistant.tasking import enqueue_on_commit
 
 TITLE_CHARS = 60
 
@@ -174,9 +175,7 @@ def answer_finish(
     )
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
     if status == Message.Status.COMPLETE and learn:
-        from assistant.tasks import after_turn
-
-        transaction.on_commit(lambda: after_turn.delay(str(message.pk)))
+        enqueue_on_commit("assistant.after_turn", str(message.pk))
     user_event_send(
         user_ids=message.conversation.owner_id,
         event={

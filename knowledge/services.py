@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.audit import Action, audit_record
 from accounts.events import user_event_send
+from assistant.tasking import enqueue_on_commit
 from knowledge import embeddings, fetching, parsing
 from knowledge.chunking import chunk_document
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
@@ -187,9 +188,7 @@ def _delete_files(storage, names: list[str]) -> None:
 
 
 def _enqueue_index(source: Source) -> None:
-    from knowledge.tasks import index_source
-
-    transaction.on_commit(lambda: index_source.delay(source.pk))
+    enqueue_on_commit("knowledge.index_source", source.pk)
 
 
 def _check_manage(user, collection: Collection) -> None:

@@ -22,6 +22,7 @@ from assistant.answering.pipeline import answer_stream
 from assistant.models import Conversation, Message, SlackEventReceipt
 from assistant.slack import client, formatting
 from assistant.slack.linking import account_for_slack_user, is_provisional
+from assistant.tasking import enqueue_on_commit
 from knowledge.models import Collection
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,7 @@ def receipt_record(*, key: str, kind: str, payload: dict) -> SlackEventReceipt |
 
 
 def receipt_enqueue(receipt: SlackEventReceipt) -> None:
-    from assistant.slack.tasks import answer_in_slack
-
-    transaction.on_commit(lambda: answer_in_slack.delay(receipt.pk))
+    enqueue_on_commit("assistant.slack.answer", receipt.pk)
 
 
 def _receipt_claim(receipt_id: int) -> SlackEventReceipt | None:
