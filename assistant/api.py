@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Exists, OuterRef, Q
 from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,13 +29,7 @@ def _conversation_json(c) -> dict:
 
 @require_GET
 def conversation_list(request):
-    conversations = selectors.conversations_of(request.user)
-    query = request.GET.get("q", "").strip()[:200]
-    if query:
-        matching = Message.objects.filter(
-            conversation=OuterRef("pk"), superseded=False, content__icontains=query
-        )
-        conversations = conversations.filter(Q(title__icontains=query) | Exists(matching))
+    conversations = selectors.conversations_of(request.user, query=request.GET.get("q", ""))
     return JsonResponse(
         {"conversations": [_conversation_json(c) for c in conversations[:LIST_LIMIT]]}
     )
@@ -45,7 +38,6 @@ def conversation_list(request):
 @require_GET
 def conversation_detail(request, conversation_id):
     conversation = _conversation_or_404(request, conversation_id)
-    services.streams_fail_stale(conversation=conversation)
     messages = list(selectors.visible_messages(conversation).prefetch_related("citations"))
     access = selectors.passage_access_for(user=request.user, messages=messages)
     feedback = {
@@ -103,12 +95,14 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         else {"number": c.number, "unavailable": True}
         for c in message.citations.all()
     ]
+    # An answer whose writer died shows as interrupted (it is stored so at the next question).
+    stale = selectors.is_stale_stream(message)
     return {
         "id": str(message.pk),
         "role": message.role,
         "content": message.content,
-        "status": message.status,
-        "error": message.error,
+        "status": Message.Status.FAILED if stale else message.status,
+        "error": services.INTERRUPTED if stale else message.error,
         "sources": sources,
         "citations": citations,
         "unsupported": _unsupported(message, sources),

@@ -17,7 +17,6 @@ from django.core.exceptions import ObjectDoesNotExist
 from accounts.events import user_group
 from accounts.selectors import user_for_session
 from assistant import generation, selectors, services
-from assistant.models import Conversation, Message
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -130,6 +129,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self._error("not_found", "Not found.", content)
         except services.RateLimited as exc:
             await self._error("rate_limited", str(exc), content)
+        except services.Busy as exc:
+            await self._error("busy", str(exc), content)
         except services.ChatError as exc:
             await self._error("invalid", str(exc), content)
 
@@ -164,12 +165,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             conversation = selectors.conversation_get_for_user(
                 user=self.user, conversation_id=_uuid(conversation_id, "conversation")
             )
-            if conversation.origin != Conversation.Origin.SLACK:
-                # A web question in a Slack conversation starts a new one (question_create),
-                # so a Slack answer still being written there does not make it busy.
-                _refuse_if_busy(conversation)
-        services.rate_limit_check(user=self.user)
-        return services.question_create(user=self.user, conversation=conversation, text=text)
+        return services.question_ask(user=self.user, conversation=conversation, text=text)
 
     async def _answer(self, question, content, collection_ids=None, use_cache=True):
         await self.send_json(
@@ -202,9 +198,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     def _regenerate(self, message_id):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
-        _refuse_if_busy(message.conversation)
-        services.rate_limit_check(user=self.user)
-        return services.answer_supersede_for_regenerate(user=self.user, message=message)
+        return services.answer_regenerate(user=self.user, message=message)
 
     async def on_edit(self, content):
         message_id = _uuid(content.get("message_id"), "message")
@@ -214,8 +208,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     def _edit(self, message_id, text):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
-        services.rate_limit_check(user=self.user)
-        return services.question_edit(user=self.user, message=message, text=text)
+        return services.question_edit_ask(user=self.user, message=message, text=text)
 
     async def on_feedback(self, content):
         message_id = _uuid(content.get("message_id"), "message")
@@ -243,10 +236,3 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def user_event(self, message):
         await self.safe_send(message["event"])
-
-
-def _refuse_if_busy(conversation) -> None:
-    if conversation.messages.filter(status=Message.Status.STREAMING, superseded=False).exists():
-        raise Invalid(
-            "busy", "An answer in this conversation is still being written; stop it or wait."
-        )

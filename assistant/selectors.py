@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db.models import JSONField, QuerySet
+from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from assistant import llm
@@ -18,10 +20,18 @@ UNREADABLE_ANSWER_PLACEHOLDER = "(an earlier answer drew on documents you can no
 HISTORY_TURNS = 40
 
 
-def conversations_of(user) -> QuerySet[Conversation]:
+def conversations_of(user, *, query: str = "") -> QuerySet[Conversation]:
+    """``user``'s conversations; with ``query``, those whose title or a visible message holds it."""
     if user is None or not user.is_authenticated:
         return Conversation.objects.none()
-    return Conversation.objects.filter(owner=user)
+    conversations = Conversation.objects.filter(owner=user)
+    query = query.strip()[:200]
+    if query:
+        matching = Message.objects.filter(
+            conversation=OuterRef("pk"), superseded=False, content__icontains=query
+        )
+        conversations = conversations.filter(Q(title__icontains=query) | Exists(matching))
+    return conversations
 
 
 def conversation_get_for_user(*, user, conversation_id) -> Conversation:
@@ -32,6 +42,26 @@ def message_get_for_user(*, user, message_id) -> Message:
     return Message.objects.select_related("conversation").get(
         pk=message_id, conversation__owner=user
     )
+
+
+# A live answer saves its text about once a second, so two minutes of silence means no one is
+# writing it any more (its process died).
+STALE_STREAM_SECONDS = 120
+
+
+def stale_stream_cutoff():
+    return timezone.now() - timedelta(seconds=STALE_STREAM_SECONDS)
+
+
+def is_stale_stream(message: Message) -> bool:
+    return message.status == Message.Status.STREAMING and message.updated_at < stale_stream_cutoff()
+
+
+def conversation_is_busy(conversation: Conversation) -> bool:
+    """An answer in the conversation is being written right now (not one whose writer died)."""
+    return conversation.messages.filter(
+        status=Message.Status.STREAMING, superseded=False, updated_at__gte=stale_stream_cutoff()
+    ).exists()
 
 
 def visible_messages(conversation: Conversation) -> QuerySet[Message]:

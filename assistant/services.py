@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.events import user_event_send
+from assistant import selectors
 from assistant.models import Citation, Conversation, Feedback, Message
 from assistant.tasking import enqueue_on_commit
 
@@ -196,7 +197,7 @@ def _refuse_slack_thread(conversation: Conversation) -> None:
         )
 
 
-STALE_STREAM_SECONDS = 120
+INTERRUPTED = "The answer was interrupted."
 
 
 def streams_fail_stale(*, conversation: Conversation) -> int:
@@ -205,12 +206,43 @@ def streams_fail_stale(*, conversation: Conversation) -> int:
     A live answer saves its text about once a second, so two minutes of silence means no one
     is writing it any more.
     """
-    cutoff = timezone.now() - timezone.timedelta(seconds=STALE_STREAM_SECONDS)
     return conversation.messages.filter(
-        status=Message.Status.STREAMING, updated_at__lt=cutoff
-    ).update(
-        status=Message.Status.FAILED, error="The answer was interrupted.", updated_at=timezone.now()
-    )
+        status=Message.Status.STREAMING, updated_at__lt=selectors.stale_stream_cutoff()
+    ).update(status=Message.Status.FAILED, error=INTERRUPTED, updated_at=timezone.now())
+
+
+class Busy(ChatError):
+    """An answer in this conversation is still being written."""
+
+
+def _refuse_if_busy(conversation: Conversation) -> None:
+    streams_fail_stale(conversation=conversation)
+    if selectors.conversation_is_busy(conversation):
+        raise Busy("An answer in this conversation is still being written; stop it or wait.")
+
+
+def question_ask(*, user, conversation: Conversation | None, text: str) -> Message:
+    """A question from a person at the chat (rate limited; refused while the conversation is
+    answering). A conversation held in a Slack thread is never busy for the web: the question
+    starts a new conversation (``question_create``)."""
+    if conversation is not None and conversation.origin != Conversation.Origin.SLACK:
+        _refuse_if_busy(conversation)
+    rate_limit_check(user=user)
+    return question_create(user=user, conversation=conversation, text=text)
+
+
+def answer_regenerate(*, user, message: Message) -> Message:
+    """Regenerate from the chat: the busy rule and the rate limit, then
+    :func:`answer_supersede_for_regenerate`; returns the question to answer again."""
+    _refuse_if_busy(message.conversation)
+    rate_limit_check(user=user)
+    return answer_supersede_for_regenerate(user=user, message=message)
+
+
+def question_edit_ask(*, user, message: Message, text: str) -> Message:
+    """Edit from the chat: the rate limit, then :func:`question_edit`."""
+    rate_limit_check(user=user)
+    return question_edit(user=user, message=message, text=text)
 
 
 def _ms(value) -> int | None:

@@ -123,6 +123,22 @@ def collection_create(
     return collection
 
 
+def collection_get_or_create(*, user, name: str, visibility: str) -> tuple[Collection, bool]:
+    """The collection called ``name``, created by ``user`` (with :func:`collection_create`'s
+    rules and audit record) when there is none yet; ``(collection, created)``."""
+    clean = " ".join((name or "").split())[:200]
+    existing = Collection.objects.filter(name=clean).first()
+    if existing is not None:
+        return existing, False
+    try:
+        return collection_create(user=user, name=clean, visibility=visibility), True
+    except KnowledgeError:
+        existing = Collection.objects.filter(name=clean).first()  # made meanwhile
+        if existing is None:
+            raise
+        return existing, False
+
+
 def collection_access(collection: Collection) -> dict:
     """Who may read and manage a collection, as stored now: the audit trail's before/after."""
     return {
@@ -559,3 +575,81 @@ def _ensure_embedding_space(embedder) -> None:
             f"The index holds vectors from {space.name} but the configured model is "
             f"{embedder.name}; run `python manage.py reindex` to move everything to the new model."
         )
+
+
+# --- re-indexing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    source_ids: list[int]
+    embedder_name: str
+    # (receiver module, count) for other vectors re-embedded after a model switch (memory).
+    others_reembedded: list[tuple[str, int]]
+
+
+def sources_reindex(*, collection_name: str | None = None, enqueue: bool = True) -> ReindexResult:
+    """Queues every source (or one collection's) for re-indexing with the configured model.
+
+    When the configured embedding model differs from the stored vectors', every chunk is
+    deleted and the vector column resized to the new model first (a switch covers every
+    collection, so ``collection_name`` is then refused). ``enqueue=False`` leaves running the
+    indexing to the caller (``reindex --inline``). Raises :class:`KnowledgeError`."""
+    embedder = embeddings.get_embedder()
+    space = EmbeddingSpace.objects.first()
+    switching = space is not None and space.name != embedder.name
+    sources = Source.objects.all()
+    if collection_name:
+        if switching:
+            raise KnowledgeError(
+                f"The embedding model changed ({space.name} -> {embedder.name}): "
+                "every collection must be re-indexed; run without --collection."
+            )
+        if not Collection.objects.filter(name=collection_name).exists():
+            raise KnowledgeError(f"No collection named {collection_name!r}.")
+        sources = sources.filter(collection__name=collection_name)
+    others: list[tuple[str, int]] = []
+    with transaction.atomic():
+        if switching:
+            others = _embedding_space_switch(space, embedder)
+        ids = list(sources.values_list("pk", flat=True))
+        Source.objects.filter(pk__in=ids).update(
+            indexed_hash="", status=Source.Status.QUEUED, progress=0
+        )
+        if enqueue:
+            for pk in ids:
+                enqueue_on_commit("knowledge.index_source", pk)
+    return ReindexResult(source_ids=ids, embedder_name=embedder.name, others_reembedded=others)
+
+
+def _embedding_space_switch(space: EmbeddingSpace, embedder) -> list[tuple[str, int]]:
+    """Drops the old model's vectors and resizes the column (and its HNSW index) if needed."""
+    from knowledge.signals import embedding_model_changed
+
+    Chunk.objects.all().delete()  # old vectors are meaningless under the new model
+    if embedder.dimensions != space.dimensions:
+        with connection.cursor() as cursor:
+            # The deletes above left deferred foreign-key checks queued (citations point at
+            # chunks); PostgreSQL refuses ALTER TABLE while they are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+            cursor.execute(
+                "ALTER TABLE knowledge_chunk ALTER COLUMN embedding "
+                f"TYPE vector({int(embedder.dimensions)})"
+            )
+            cursor.execute(
+                "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk "
+                "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
+    old_name, old_dimensions = space.name, space.dimensions
+    space.name, space.dimensions = embedder.name, embedder.dimensions
+    space.save()
+    return [
+        (receiver.__module__, count)
+        for receiver, count in embedding_model_changed.send(
+            sender=EmbeddingSpace,
+            embedder=embedder,
+            old_name=old_name,
+            old_dimensions=old_dimensions,
+        )
+    ]

@@ -36,9 +36,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         user = self._user(opts["user"])
-        collection, created = Collection.objects.get_or_create(
-            name=opts["collection"], defaults={"visibility": opts["visibility"], "created_by": user}
-        )
+        try:
+            collection, created = services.collection_get_or_create(
+                user=user, name=opts["collection"], visibility=opts["visibility"]
+            )
+        except services.KnowledgeError as exc:
+            raise CommandError(str(exc)) from None
         if created:
             self.stdout.write(f"Created collection {collection.name!r} ({collection.visibility}).")
         files = list(self._files(opts["paths"]))
