@@ -19,7 +19,9 @@ class BodySizeLimit:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES + 1024 * 1024  # an upload plus its form overhead
+            limit = (
+                settings.KNOWLEDGE_MAX_UPLOAD_BYTES + 1024 * 1024
+            )  # an upload plus its form overhead
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await _refuse(send, limit)
@@ -31,8 +33,15 @@ async def _refuse(send, limit: int) -> None:
     body = json.dumps(
         {"ok": False, "error": f"The request is larger than the limit of {limit // 2**20} MB."}
     ).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

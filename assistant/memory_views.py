@@ -13,8 +13,11 @@ def memory_page(request):
     return render(
         request,
         "assistant/memory.html",
-        {"items": memory.items_of(request.user), "enabled": memory.is_enabled(request.user),
-         "max_chars": memory.MAX_ITEM_CHARS},
+        {
+            "items": memory.items_of(request.user),
+            "enabled": memory.is_enabled(request.user),
+            "max_chars": memory.MAX_ITEM_CHARS,
+        },
     )
 
 

@@ -29,7 +29,9 @@ class Conversation(models.Model):
     remember = models.BooleanField(
         default=True, help_text="Off: nothing from this conversation goes into the user's memory."
     )
-    summary = models.TextField(blank=True, help_text="Older turns, summarised for long conversations.")
+    summary = models.TextField(
+        blank=True, help_text="Older turns, summarised for long conversations."
+    )
     summary_until = models.DateTimeField(
         null=True, blank=True, help_text="Messages up to this time are covered by the summary."
     )
@@ -39,7 +41,9 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
-        permissions = [("read_user_conversations", "Can read other users' conversations in the admin")]
+        permissions = [
+            ("read_user_conversations", "Can read other users' conversations in the admin")
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["slack_team", "slack_channel", "slack_thread_ts"],
@@ -64,7 +68,9 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
@@ -102,7 +108,9 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_time")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_time")
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
@@ -195,7 +203,9 @@ class SlackEventReceipt(models.Model):
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
 
-    key = models.CharField(max_length=200, unique=True, help_text="Slack's event id (or trigger id).")
+    key = models.CharField(
+        max_length=200, unique=True, help_text="Slack's event id (or trigger id)."
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
@@ -217,10 +227,16 @@ class SlackEventReceipt(models.Model):
 class MemoryItem(models.Model):
     """Something the assistant remembers about one person, used only in that person's answers."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_items")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_items"
+    )
     text = models.CharField(max_length=500)
     source_message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The message it was learned from.",
     )
     embedding = VectorField(dimensions=384)
@@ -237,8 +253,12 @@ class MemoryItem(models.Model):
 
 
 class MemorySettings(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_settings")
-    paused = models.BooleanField(default=False, help_text="Paused: nothing new is remembered; nothing is used.")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_settings"
+    )
+    paused = models.BooleanField(
+        default=False, help_text="Paused: nothing new is remembered; nothing is used."
+    )
 
     def __str__(self) -> str:
         return f"memory {'paused' if self.paused else 'on'} for {self.user_id}"

@@ -5,43 +5,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('assistant', '0001_initial'),
+        ("assistant", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SlackEventReceipt',
+            name="SlackEventReceipt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text="Slack's event id (or trigger id).", max_length=200, unique=True)),
-                ('kind', models.CharField(choices=[('event', 'Event'), ('command', 'Slash command'), ('interaction', 'Interaction')], max_length=16)),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('received', 'Received'), ('answered', 'Answered'), ('ignored', 'Ignored'), ('failed', 'Failed')], default='received', max_length=16)),
-                ('error', models.TextField(blank=True)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('handled_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="Slack's event id (or trigger id).", max_length=200, unique=True
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("event", "Event"),
+                            ("command", "Slash command"),
+                            ("interaction", "Interaction"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("answered", "Answered"),
+                            ("ignored", "Ignored"),
+                            ("failed", "Failed"),
+                        ],
+                        default="received",
+                        max_length=16,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("handled_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='slack_channel',
+            model_name="conversation",
+            name="slack_channel",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='slack_team',
+            model_name="conversation",
+            name="slack_team",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='slack_thread_ts',
+            model_name="conversation",
+            name="slack_thread_ts",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.UniqueConstraint(condition=models.Q(('slack_thread_ts', ''), _negated=True), fields=('slack_team', 'slack_channel', 'slack_thread_ts'), name='conversation_unique_slack_thread'),
+            model_name="conversation",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("slack_thread_ts", ""), _negated=True),
+                fields=("slack_team", "slack_channel", "slack_thread_ts"),
+                name="conversation_unique_slack_thread",
+            ),
         ),
     ]

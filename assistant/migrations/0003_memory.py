@@ -7,56 +7,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('assistant', '0002_slackeventreceipt_conversation_slack_channel_and_more'),
+        ("assistant", "0002_slackeventreceipt_conversation_slack_channel_and_more"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='remember',
-            field=models.BooleanField(default=True, help_text="Off: nothing from this conversation goes into the user's memory."),
+            model_name="conversation",
+            name="remember",
+            field=models.BooleanField(
+                default=True,
+                help_text="Off: nothing from this conversation goes into the user's memory.",
+            ),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='summary',
-            field=models.TextField(blank=True, help_text='Older turns, summarised for long conversations.'),
+            model_name="conversation",
+            name="summary",
+            field=models.TextField(
+                blank=True, help_text="Older turns, summarised for long conversations."
+            ),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='summary_until',
-            field=models.DateTimeField(blank=True, help_text='Messages up to this time are covered by the summary.', null=True),
+            model_name="conversation",
+            name="summary_until",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Messages up to this time are covered by the summary.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='memory_used',
-            field=models.JSONField(blank=True, default=list, help_text='The memory items given to the model: [{id, text}].'),
+            model_name="message",
+            name="memory_used",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="The memory items given to the model: [{id, text}].",
+            ),
         ),
         migrations.CreateModel(
-            name='MemorySettings',
+            name="MemorySettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('paused', models.BooleanField(default=False, help_text='Paused: nothing new is remembered; nothing is used.')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='memory_settings', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "paused",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Paused: nothing new is remembered; nothing is used.",
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memory_settings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='MemoryItem',
+            name="MemoryItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.CharField(max_length=500)),
-                ('embedding', pgvector.django.vector.VectorField(dimensions=384)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memory_items', to=settings.AUTH_USER_MODEL)),
-                ('source_message', models.ForeignKey(blank=True, help_text='The message it was learned from.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='assistant.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.CharField(max_length=500)),
+                ("embedding", pgvector.django.vector.VectorField(dimensions=384)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memory_items",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "source_message",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The message it was learned from.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="assistant.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated_at'],
-                'permissions': [('read_user_memory', "Can read other users' memory in the admin")],
-                'indexes': [models.Index(fields=['owner', '-updated_at'], name='memory_owner_recent')],
+                "ordering": ["-updated_at"],
+                "permissions": [("read_user_memory", "Can read other users' memory in the admin")],
+                "indexes": [
+                    models.Index(fields=["owner", "-updated_at"], name="memory_owner_recent")
+                ],
             },
         ),
     ]

@@ -11,7 +11,9 @@ class Migration(migrations.Migration):
             name="conversation",
             options={
                 "ordering": ["-updated_at"],
-                "permissions": [("read_user_conversations", "Can read other users' conversations in the admin")],
+                "permissions": [
+                    ("read_user_conversations", "Can read other users' conversations in the admin")
+                ],
             },
         ),
     ]

@@ -20,7 +20,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("question")
         parser.add_argument("--user", required=True, help="email of the account to ask as")
-        parser.add_argument("--collection", action="append", help="limit to this collection (repeatable)")
+        parser.add_argument(
+            "--collection", action="append", help="limit to this collection (repeatable)"
+        )
 
     def handle(self, *args, **opts):
         User = get_user_model()
@@ -30,7 +32,9 @@ class Command(BaseCommand):
             raise CommandError(f"No active user with email {opts['user']}.") from None
         collection_ids = None
         if opts["collection"]:
-            collection_ids = list(Collection.objects.filter(name__in=opts["collection"]).values_list("id", flat=True))
+            collection_ids = list(
+                Collection.objects.filter(name__in=opts["collection"]).values_list("id", flat=True)
+            )
             if len(collection_ids) != len(set(opts["collection"])):
                 raise CommandError("Unknown collection name.")
         question = services.question_create(
@@ -42,7 +46,9 @@ class Command(BaseCommand):
 
     async def _stream(self, user, question, collection_ids) -> bool:
         sources, ok = [], True
-        async for event in answer_stream(user=user, question=question, collection_ids=collection_ids):
+        async for event in answer_stream(
+            user=user, question=question, collection_ids=collection_ids
+        ):
             if event.type == "retrieval":
                 sources = event.sources
             elif event.type == "delta":
@@ -63,6 +69,8 @@ class Command(BaseCommand):
             return
         self.stdout.write("\nSources:")
         for s in sources:
-            where = " — ".join(p for p in (s.get("heading"), f"page {s['page']}" if s.get("page") else "") if p)
+            where = " — ".join(
+                p for p in (s.get("heading"), f"page {s['page']}" if s.get("page") else "") if p
+            )
             link = s.get("url") or s.get("source_name")
             self.stdout.write(f"  [{s['n']}] {s['title']}{' — ' + where if where else ''} ({link})")
