@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.sso_config import sso_settings
 from assistant.env import Env
 
 env = Env()
@@ -187,11 +188,42 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
-# SSO (OpenID Connect and SAML 2.0 through allauth), domain and group rules: accounts/sso.py.
-from accounts.sso import sso_settings  # noqa: E402
 
-globals().update(sso_settings(env, debug=DEBUG))
-INSTALLED_APPS += SSO_EXTRA_APPS  # noqa: F821 - set just above
+# --- Single sign-on ---------------------------------------------------------------------
+# OpenID Connect and SAML 2.0 through allauth. The variables are read and checked in
+# accounts/sso_config.py; the rules of one sign-in (domains, groups, rights) are accounts/sso.py.
+_sso = sso_settings(env, debug=DEBUG)
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = _sso.providers
+SSO_PROVIDER_IDS = _sso.provider_ids
+# The SAML provider's URLs exist only when its app is installed, and it imports xmlsec, whose
+# libxml2 must match lxml's: installed only when SAML is configured, so a mismatch can never
+# stop an OIDC-only site.
+SSO_EXTRA_APPS = _sso.extra_apps
+INSTALLED_APPS += SSO_EXTRA_APPS
+ACCOUNT_LOCAL_LOGIN = _sso.local_login
+# Local accounts off: allauth hides the password form, refuses POSTs to the login view (403)
+# and drops sign-up, password reset and e-mail management URLs.
+SOCIALACCOUNT_ONLY = not ACCOUNT_LOCAL_LOGIN
+ADMIN_LOCAL_LOGIN = _sso.admin_local_login
+SSO_ALLOWED_DOMAINS = _sso.allowed_domains
+# As written; each provider's share of them is in its app settings (staff_groups,
+# admin_groups), which is all the sign-in code reads.
+SSO_STAFF_GROUPS = _sso.staff_groups
+SSO_ADMIN_GROUPS = _sso.admin_groups
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# An SSO sign-in whose e-mail matches an existing account signs into it and links it, instead
+# of showing a sign-up form (see README, "Single sign-on") -- but only when the address counts
+# as verified: ``email_verified: true`` from the provider, or the operator's ``trust_email``
+# for it (adapters.populate_user sets the flag allauth's lookup reads; pre_social_login
+# refuses the rest with a clear page). OIDC_EMAIL_AUTHENTICATION=0 turns it off.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = _sso.email_authentication
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+# The sign-in buttons POST (with a CSRF token); a GET only shows a confirmation.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = _sso.requests_timeout
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -207,7 +239,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 # left the company) apply within a working day.
 SESSION_COOKIE_AGE = env.int(
     "SESSION_COOKIE_AGE",
-    60 * 60 * 10 if globals().get("SSO_PROVIDER_IDS") else 60 * 60 * 24 * 14,
+    60 * 60 * 10 if SSO_PROVIDER_IDS else 60 * 60 * 24 * 14,
     min_value=60,
 )
 X_FRAME_OPTIONS = "DENY"
@@ -256,7 +288,7 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'self'"],
         "form-action": [
             "'self'",
-            *_sso_form_targets(SOCIALACCOUNT_PROVIDERS),  # noqa: F821 - from sso_settings
+            *_sso_form_targets(SOCIALACCOUNT_PROVIDERS),
             *env.list("CSP_FORM_ACTION"),  # any other place a form of ours must redirect to
         ],
         "object-src": ["'none'"],
@@ -357,9 +389,7 @@ RETRIEVAL_MIN_SIMILARITY = env.float(
 RETRIEVAL_LEXICAL_TIMEOUT_MS = env.int("RETRIEVAL_LEXICAL_TIMEOUT_MS", 400, min_value=0)
 # Up to this many readable chunks, vector search compares with each instead of walking the HNSW
 # graph, which misses near neighbours when the readable collections are a small part of it.
-RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS = env.int(
-    "RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS", 20000, min_value=0
-)
+RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS = env.int("RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS", 20000, min_value=0)
 MEMORY_TOP_K = env.int("MEMORY_TOP_K", 5, min_value=0)
 # A first question identical to one answered within this many seconds, by someone who can read
 # exactly the same collections at the same knowledge version, gets that answer at once

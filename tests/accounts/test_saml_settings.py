@@ -14,14 +14,14 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.sso import (
     CLAIMS_KEY,
-    SAML_APP,
     display_name,
     groups_from_claims,
     saml_claims,
     sign_in_refusal,
-    sso_settings,
 )
+from accounts.sso_config import SAML_APP
 from assistant.env import Env
+from tests.accounts.django_settings import django_settings
 from tests.support import processes
 from tests.support.saml_idp import self_signed_pair
 
@@ -38,7 +38,7 @@ BY_METADATA = {"SAML_IDP_METADATA_URL": "https://idp.example.com/saml/metadata"}
 
 
 def settings_for(environ: dict, *, debug: bool = False) -> dict:
-    return sso_settings(Env(environ), debug=debug)
+    return django_settings(Env(environ), debug=debug)
 
 
 def saml_app(result: dict) -> dict:
@@ -66,7 +66,11 @@ def test_the_saml_provider_app_is_installed_only_when_saml_is_configured():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "assistant.settings", "DEBUG": "1", **BY_HAND}
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); " + code],
-        env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.stdout.strip() == SAML_APP, result.stderr
 

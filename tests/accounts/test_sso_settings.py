@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from accounts.sso import sso_settings
 from assistant.env import Env
+from tests.accounts.django_settings import django_settings
 from tests.support import processes
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ SINGLE = {
 
 
 def settings_for(environ: dict, *, debug: bool = False) -> dict:
-    return sso_settings(Env(environ), debug=debug)
+    return django_settings(Env(environ), debug=debug)
 
 
 def apps(result: dict) -> list[dict]:

@@ -19,9 +19,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from accounts.models import AuditEvent, User
-from accounts.sso import sso_settings
 from assistant.env import Env
 from knowledge.selectors import readable_collection_ids
+from tests.accounts.django_settings import django_settings as sso_settings
 from tests.support.knowledge import make_collection
 from tests.support.oidc_provider import (
     OIDCTestProvider,
