@@ -1,7 +1,8 @@
 """The one settings module. Everything an operator may change comes from the environment.
 
-With ``DATABASE_URL`` / ``REDIS_URL`` unset, the embedded PostgreSQL and Redis that
-``make run`` starts under ``VAR_DIR`` are used; the app itself never starts them.
+With ``DEBUG=1`` and ``DATABASE_URL`` / ``REDIS_URL`` unset, the embedded PostgreSQL and Redis
+that ``make run`` starts under ``VAR_DIR`` are used (the app itself never starts them; the
+launcher also sets both variables). With ``DEBUG=0`` both must be set.
 """
 
 from pathlib import Path
@@ -103,6 +104,18 @@ TEMPLATES = [
 ]
 
 # --- Data -------------------------------------------------------------------------------
+# Production never falls back to the development stack's local socket and port: a missing
+# variable would otherwise surface as a confusing connection error, or reach the wrong server.
+for _name, _example in (
+    ("DATABASE_URL", "postgresql://USER:PASSWORD@HOST:5432/NAME"),
+    ("REDIS_URL", "redis://HOST:6379/0"),
+):
+    if not DEBUG and not env.is_set(_name):
+        raise ImproperlyConfigured(
+            f"{_name} must be set when DEBUG=0, e.g. {_name}={_example} (the embedded "
+            "PostgreSQL and Redis are for development only: `make run` starts them and sets "
+            "DATABASE_URL and REDIS_URL itself)."
+        )
 EMBEDDED_PGDATA = VAR_DIR / "pgdata"
 DATABASE_URL = env.str("DATABASE_URL", f"postgresql://postgres@/assistant?host={EMBEDDED_PGDATA}")
 DATABASES = {"default": env.database("DATABASE_URL", DATABASE_URL)}

@@ -64,3 +64,55 @@ def test_production_settings_pass_check_deploy_without_warnings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def import_settings(environ: dict, code: str = "") -> subprocess.CompletedProcess:
+    """Imports the settings module alone in a fresh process whose environment lacks what the
+    launcher sets (DATABASE_URL, REDIS_URL), plus ``environ``; then runs ``code`` (``s``)."""
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(environ)
+    argv = [sys.executable, "-c", "import assistant.settings as s\n" + code]
+    return subprocess.run(argv, env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("environ", "missing"),
+    [
+        ({"REDIS_URL": "redis://cache.example.com:6379/0"}, "DATABASE_URL"),
+        ({"REDIS_URL": "redis://cache.example.com:6379/0", "DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://app@db.example.com/assistant"}, "REDIS_URL"),
+    ],
+)
+def test_production_never_falls_back_to_the_embedded_database_or_redis(environ, missing):
+    result = import_settings({"DEBUG": "0", "SECRET_KEY": GOOD_KEY, **environ})
+    assert result.returncode != 0
+    last_line = result.stderr.splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr
+    assert f"{missing} must be set when DEBUG=0, e.g. {missing}=" in last_line
+    assert "`make run`" in last_line
+
+
+def test_development_falls_back_to_the_embedded_database_and_redis(tmp_path):
+    var_dir = tmp_path.resolve()
+    code = "print(s.DATABASES['default']['HOST'], s.REDIS_URL)"
+    result = import_settings(
+        {"DEBUG": "1", "VAR_DIR": str(var_dir), "EMBEDDED_REDIS_PORT": "6390"}, code
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(var_dir / "pgdata"), "redis://127.0.0.1:6390/0"]
+
+
+def test_production_uses_the_database_and_redis_it_is_given():
+    code = "print(s.DATABASES['default']['HOST'], s.REDIS_URL)"
+    result = import_settings(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": GOOD_KEY,
+            "DATABASE_URL": "postgresql://app@db.example.com/assistant",
+            "REDIS_URL": "redis://cache.example.com:6379/0",
+        },
+        code,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["db.example.com", "redis://cache.example.com:6379/0"]
