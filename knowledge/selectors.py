@@ -68,6 +68,16 @@ ORDER BY c.id
 """
 
 
+def collections_open_to_everyone_ids() -> list[int]:
+    """What a shared place (a Slack channel) may answer from: collections every signed-in person
+    reads. Retrieval still narrows it to what the asker may read."""
+    return list(
+        Collection.objects.filter(visibility=Collection.Visibility.EVERYONE)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
 def readable_collection_ids(user) -> list[int]:
     """The ids retrieval filters on inside its SQL (a short list: collections are few)."""
     if user is None or not user.is_authenticated or not user.is_active:

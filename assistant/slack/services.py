@@ -23,7 +23,7 @@ from assistant.models import Conversation, Message, SlackEventReceipt
 from assistant.slack import client, formatting
 from assistant.slack.linking import account_for_slack_user, is_provisional
 from assistant.tasking import enqueue_on_commit
-from knowledge.models import Collection
+from knowledge.selectors import collections_open_to_everyone_ids
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _answer_event(receipt: SlackEventReceipt) -> str:
             user,
             conversation,
             text,
-            collection_ids=_open_collection_ids(),
+            collection_ids=collections_open_to_everyone_ids(),
             shared=True,
             thread_context=context,
         )
@@ -271,14 +271,6 @@ def _author_name(slack_user_id: str, names: dict[str, str]) -> str:
                 name = client.user_info(slack_user_id).name or slack_user_id
         names[slack_user_id] = name
     return names[slack_user_id]
-
-
-def _open_collection_ids() -> list[int]:
-    return list(
-        Collection.objects.filter(visibility=Collection.Visibility.EVERYONE).values_list(
-            "id", flat=True
-        )
-    )
 
 
 def _answer_command(receipt: SlackEventReceipt) -> str:
