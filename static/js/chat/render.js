@@ -1,0 +1,196 @@
+/*
+ * Messages to DOM: questions and answers cloned from chat.html's <template>s and filled with
+ * textContent (an answer's body comes from markdown.js), re-rendered at most once a frame
+ * while streaming, and the page chrome that depends on the whole conversation.
+ */
+
+import { renderMarkdown } from "./markdown.js";
+import { readingText, signature, sourceDetails, sourceName } from "./model.js";
+import { els, isNearBottom, root, scrollToBottom, template } from "./page.js";
+import { isLive, lastOf, state } from "./state.js";
+
+export const messageOf = new WeakMap(); // <li> -> message
+
+let afterChrome = () => {};
+
+/**
+ * Runs `callback` after every refreshChrome(). conversations.js hooks its polling here: the
+ * callback keeps this module from importing it (module imports form no cycle, see main.js).
+ */
+export function onChromeRefreshed(callback) {
+  afterChrome = callback;
+}
+
+export function buildMessage(m) {
+  const li = template(m.role === "user" ? "tpl-question" : "tpl-answer");
+  messageOf.set(li, m);
+  m.el = li;
+  if (m.role === "user") renderQuestion(m);
+  else renderAnswer(m);
+  return li;
+}
+
+export function renderQuestion(m) {
+  m.el.dataset.messageId = m.id || "";
+  m.el.querySelector(".question-text").textContent = m.content;
+}
+
+function renderAnswer(m) {
+  const li = m.el;
+  const writing = m.status === "streaming" || m.status === "pending";
+  li.dataset.messageId = m.id || "";
+  li.dataset.status = m.status;
+  li.classList.toggle("is-streaming", writing);
+  li.classList.toggle("is-live", isLive(m));
+  const body = li.querySelector(".answer-body");
+  body.replaceChildren(renderMarkdown(m.content, m));
+  body.setAttribute("aria-busy", String(writing));
+  renderAnswerStatus(m);
+  renderMemory(m);
+  m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
+  renderSources(m);
+  li.querySelector(".answer-tools").hidden = writing || !m.id;
+  // Nothing to copy or rate when the answer failed before writing anything.
+  li.querySelector('[data-action="copy"]').hidden = !m.content;
+  for (const action of ["thumbs-up", "thumbs-down"]) {
+    li.querySelector('[data-action="' + action + '"]').hidden = !m.content;
+  }
+  setPressed(li, m.feedback ? m.feedback.rating : 0);
+}
+
+function renderAnswerStatus(m) {
+  const line = m.el.querySelector(".answer-status");
+  let text = "";
+  let kind = "info";
+  if (isLive(m) && state.live.stopRequested) text = "Stopping…";
+  else if (m.status === "pending") text = "Searching the knowledge…";
+  else if (m.status === "streaming" && isLive(m)) text = m.content ? "" : readingText(m);
+  else if (m.status === "streaming") text = "Still writing… this answer refreshes when it is finished.";
+  else if (m.status === "stopped") text = "Stopped";
+  else if (m.status === "failed") {
+    text = m.error || "The answer could not be written.";
+    kind = "error";
+  }
+  line.textContent = text;
+  line.dataset.kind = kind;
+  line.hidden = !text;
+}
+
+/** Which of the user's memory items the answer was given (their own, shown only to them). */
+function renderMemory(m) {
+  const line = m.el.querySelector(".answer-memory");
+  const items = m.memory || [];
+  line.querySelector(".answer-memory-items").textContent = items.map((item) => item.text).join("; ");
+  line.hidden = items.length === 0;
+}
+
+function renderSources(m) {
+  const section = m.el.querySelector(".answer-sources");
+  const list = section.querySelector(".sources-list");
+  list.replaceChildren();
+  for (const source of m.sources) {
+    const item = template("tpl-source-item");
+    const button = item.querySelector(".source-button");
+    button.dataset.cite = String(source.n);
+    item.querySelector(".source-number").textContent = String(source.n);
+    const label = item.querySelector(".source-label");
+    const details = sourceDetails(source);
+    label.textContent = sourceName(source) + (details ? " — " + details : "");
+    if (source.unavailable) {
+      item.classList.add("is-unavailable");
+      button.title = "You can no longer read this document";
+    } else if (m.notUsed) {
+      const note = document.createElement("span");
+      note.className = "source-note";
+      note.textContent = "found, not used in an answer";
+      button.append(note);
+      item.classList.add("is-unused");
+    } else if (m.status !== "streaming" && m.status !== "pending" && !m.cited.has(source.n)) {
+      item.classList.add("is-uncited");
+      button.title = "Found for this question; not cited in the answer";
+    }
+    list.append(item);
+  }
+  section.querySelector(".sources-title").textContent = m.notUsed ? "Passages found" : "Sources";
+  section.hidden = m.sources.length === 0;
+}
+
+export function setPressed(li, rating) {
+  li.querySelector('[data-action="thumbs-up"]').setAttribute("aria-pressed", String(rating === 1));
+  li.querySelector('[data-action="thumbs-down"]').setAttribute("aria-pressed", String(rating === -1));
+}
+
+const pendingRenders = new Set();
+let renderFrame = 0;
+
+/** Re-renders an answer at the next animation frame (many deltas, one render). */
+export function scheduleRender(m) {
+  pendingRenders.add(m);
+  if (renderFrame) return;
+  renderFrame = window.requestAnimationFrame(() => {
+    renderFrame = 0;
+    const stick = isNearBottom();
+    for (const message of pendingRenders) if (message.el) renderAnswer(message);
+    pendingRenders.clear();
+    if (stick) scrollToBottom();
+  });
+}
+
+export function renderNow(m) {
+  pendingRenders.delete(m);
+  const stick = isNearBottom();
+  if (m.el) renderAnswer(m);
+  if (stick) scrollToBottom();
+}
+
+/** Rebuilds the list, reusing the element of every message that did not change. */
+export function renderConversation(previous = []) {
+  const old = new Map(previous.filter((m) => m.id).map((m) => [m.id, m]));
+  const items = state.messages.map((m) => {
+    const before = m.id && old.get(m.id);
+    if (before && before.el && signature(before) === signature(m)) {
+      m.el = before.el;
+      messageOf.set(m.el, m);
+      return m.el;
+    }
+    return buildMessage(m);
+  });
+  els.messages.replaceChildren(...items);
+  refreshChrome();
+}
+
+export function appendMessages(...messages) {
+  for (const m of messages) els.messages.append(buildMessage(m));
+  refreshChrome();
+  scrollToBottom();
+}
+
+export function removeMessage(m) {
+  state.messages = state.messages.filter((x) => x !== m);
+  if (m.el) m.el.remove();
+}
+
+/** Everything that depends on the whole page state: title, empty state, tools, composer. */
+export function refreshChrome() {
+  const hasMessages = state.messages.length > 0;
+  els.empty.hidden = hasMessages || Boolean(state.conversationId);
+  els.title.textContent = state.title || (state.conversationId ? "Untitled conversation" : "New chat");
+  document.title = (state.title || "Chat") + " · Assistant";
+  const busy = Boolean(state.live) || state.messages.some((m) => m.status === "streaming");
+  const lastAnswer = lastOf("assistant");
+  const lastQuestion = lastOf("user");
+  for (const m of state.messages) {
+    if (!m.el) continue;
+    if (m.role === "assistant") {
+      const canRegenerate = !busy && m === lastAnswer && Boolean(m.id);
+      m.el.querySelector('[data-action="regenerate"]').hidden = !canRegenerate;
+      m.el.querySelector('[data-action="ask-afresh"]').hidden = !canRegenerate;
+    } else {
+      m.el.querySelector('[data-action="edit"]').hidden = busy || m !== lastQuestion || !m.id;
+    }
+  }
+  els.stop.hidden = !state.live;
+  els.send.hidden = Boolean(state.live);
+  root.dataset.live = state.live ? "1" : "";
+  afterChrome();
+}

@@ -1,0 +1,66 @@
+/*
+ * What the server's frames do to the answer being streamed (docs/websocket-protocol.md):
+ * `retrieval` gives it an id and its sources, `delta`s append text, `citation`s resolve
+ * markers, `done` settles it, `error` fails it.
+ *
+ * Pure: each function changes the plain message object it is given (its identity matters to
+ * the page) and touches no DOM; live.js decides which answer a frame is for and re-renders.
+ */
+
+import { asSource, sourceFor } from "./model.js";
+
+const FALLBACK_MESSAGES = {
+  rate_limited: "You are asking too fast. Wait a moment and try again.",
+  busy: "An answer in this conversation is still being written; stop it or wait.",
+  llm_unavailable: "The language model is not reachable right now. Try again in a moment.",
+  llm_stream_broken: "The answer was cut off. Try regenerating it.",
+  retrieval_failed: "Searching the knowledge failed. Try again in a moment.",
+  too_long: "That question is too long.",
+  not_found: "That conversation or message no longer exists.",
+};
+
+/** Errors of the answering pipeline itself: they fail the answer rather than the request. */
+export const PIPELINE_ERRORS = new Set(["llm_unavailable", "llm_stream_broken", "retrieval_failed", "internal"]);
+
+export function errorText(frame) {
+  return frame.message || FALLBACK_MESSAGES[frame.code] || "Something went wrong.";
+}
+
+export function applyRetrieval(answer, frame) {
+  answer.id = frame.message_id;
+  answer.replyTo = frame.question_id;
+  answer.status = "streaming";
+  answer.sources = (frame.sources || []).map(asSource);
+  answer.memory = frame.memory || [];
+}
+
+/**
+ * Appends a delta's text. A marker split across deltas (`[` then `1]`) needs nothing here:
+ * the whole text is rendered again, so it becomes a chip once its `]` has arrived.
+ */
+export function applyDelta(answer, frame) {
+  answer.content += frame.text || "";
+}
+
+/** A marker resolved to a passage: the passage joins the sources if it was not among them. */
+export function applyCitation(answer, frame) {
+  const source = asSource({ ...frame.source, n: frame.number });
+  if (!sourceFor(answer, source.n)) answer.sources.push(source);
+  answer.cited.add(source.n);
+}
+
+/** The stored answer: a complete one's text replaces what was streamed (they can differ). */
+export function applyDone(answer, message) {
+  answer.status = message.status || "complete";
+  if (typeof message.content === "string" && answer.status === "complete") answer.content = message.content;
+  answer.error = message.error || "";
+  answer.unsupported = Array.isArray(message.unsupported) ? message.unsupported : [];
+  answer.fromCache = message.from_cache === true;
+}
+
+export function applyFailure(answer, frame) {
+  answer.status = "failed";
+  answer.error = errorText(frame);
+  answer.notUsed = true;
+  if (Array.isArray(frame.sources) && frame.sources.length) answer.sources = frame.sources.map(asSource);
+}
