@@ -23,7 +23,9 @@ const FALLBACK_MESSAGES = {
 export const PIPELINE_ERRORS = new Set(["llm_unavailable", "llm_stream_broken", "retrieval_failed", "internal"]);
 
 export function errorText(frame) {
-  return frame.message || FALLBACK_MESSAGES[frame.code] || "Something went wrong.";
+  // hasOwn: a code such as "constructor" must not find Object.prototype's members.
+  const fallback = Object.hasOwn(FALLBACK_MESSAGES, frame.code) ? FALLBACK_MESSAGES[frame.code] : "";
+  return frame.message || fallback || "Something went wrong.";
 }
 
 export function applyRetrieval(answer, frame) {
