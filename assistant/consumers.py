@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import uuid
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -17,14 +16,9 @@ from django.core.exceptions import ObjectDoesNotExist
 from accounts.events import user_group
 from accounts.selectors import user_for_session
 from assistant import generation, selectors, services
+from assistant.threads import db
 
 CLOSE_UNAUTHENTICATED = 4401
-
-
-def db(fn):
-    # Each call is self-contained; the default (one shared thread) would queue every
-    # question in the process behind each other.
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 MAX_MESSAGE_BYTES = 64 * 1024

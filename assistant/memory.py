@@ -44,7 +44,7 @@ _INJECTION = re.compile(
 )
 
 
-class MemoryError(Exception):
+class MemoryRefused(Exception):
     """A refusal the user can act on."""
 
 
@@ -98,9 +98,9 @@ def relevant_items(
 def _clean(text: str) -> str:
     text = " ".join(str(text).split())
     if not text:
-        raise MemoryError("There is nothing to remember.")
+        raise MemoryRefused("There is nothing to remember.")
     if len(text) > MAX_ITEM_CHARS:
-        raise MemoryError(f"A memory can be at most {MAX_ITEM_CHARS} characters.")
+        raise MemoryRefused(f"A memory can be at most {MAX_ITEM_CHARS} characters.")
     return text
 
 

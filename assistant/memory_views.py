@@ -25,7 +25,7 @@ def memory_page(request):
 def memory_add(request):
     try:
         memory.remember(user=request.user, text=request.POST.get("text", ""))
-    except memory.MemoryError as exc:
+    except memory.MemoryRefused as exc:
         messages.error(request, str(exc))
     return redirect("memory")
 
@@ -36,7 +36,7 @@ def memory_edit(request, item_id: int):
         memory.item_update(user=request.user, item_id=item_id, text=request.POST.get("text", ""))
     except ObjectDoesNotExist:
         raise Http404("No such memory.") from None
-    except memory.MemoryError as exc:
+    except memory.MemoryRefused as exc:
         messages.error(request, str(exc))
     return redirect("memory")
 

@@ -34,7 +34,7 @@ class KnowledgeError(Exception):
     """A refusal a person can act on; the message is shown as is."""
 
 
-class PermissionDenied(KnowledgeError):
+class NotAllowed(KnowledgeError):
     pass
 
 
@@ -99,7 +99,7 @@ def collection_create(
     from django.contrib.auth.models import Group
 
     if not (user.is_active and (user.is_staff or user.is_superuser)):
-        raise PermissionDenied("Only staff may create collections.")
+        raise NotAllowed("Only staff may create collections.")
     name = " ".join((name or "").split())[:200]
     if not name:
         raise KnowledgeError("A collection needs a name.")
@@ -209,7 +209,7 @@ def _enqueue_index(source: Source) -> None:
 
 def _check_manage(user, collection: Collection) -> None:
     if not can_manage_collection(user, collection):
-        raise PermissionDenied("You may not change this collection.")
+        raise NotAllowed("You may not change this collection.")
 
 
 def _clean_name(filename: str) -> str:

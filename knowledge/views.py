@@ -150,7 +150,7 @@ def _source_upload(request, collection_id: int):
             data=upload.read(),
             content_type=upload.content_type,
         )
-    except services.PermissionDenied:
+    except services.NotAllowed:
         raise Http404("No such collection.") from None
     except services.KnowledgeError as exc:
         return _refusal(request, str(exc))
@@ -167,7 +167,7 @@ def source_add_url(request, collection_id: int):
         result = services.source_create_from_url(
             user=request.user, collection=collection, url=form.cleaned_data["url"]
         )
-    except services.PermissionDenied:
+    except services.NotAllowed:
         raise Http404("No such collection.") from None
     except services.KnowledgeError as exc:
         return _refusal(request, str(exc))

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assistant import llm, memory, selectors, services
@@ -29,23 +28,13 @@ from assistant.answering.events import (
 )
 from assistant.citations import CitationStreamParser
 from assistant.models import Message
+from assistant.threads import db
 from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 
 CHECKPOINT_SECONDS = 1.0  # how often a streaming answer's text is saved
 
 log = logging.getLogger(__name__)
-
-
-def db(fn):
-    """Runs a self-contained ORM call in the thread pool.
-
-    Not thread-sensitive: with the default, every answer in the process would queue on one
-    thread, and time to first token would grow with the number of people asking at once.
-    Each call here opens and commits its own transaction, so no thread affinity is needed;
-    stale connections are closed before and after as in a request.
-    """
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 def search_query(question: str, history: list[llm.ChatMessage]) -> str:
@@ -123,7 +112,7 @@ def _memory_command(user, question: Message, shared: bool = False) -> str | None
         return "Done — I forgot:\n" + "\n".join(f"- {text}" for text in forgotten)
     try:
         item = memory.remember(user=user, text=command.text, source_message=question)
-    except memory.MemoryError as exc:
+    except memory.MemoryRefused as exc:
         return str(exc)
     return f"Got it — I'll remember: {item.text}"
 

@@ -83,7 +83,7 @@ def test_near_duplicates_and_contradictions_update_instead_of_repeating(make_use
 
 @pytest.mark.django_db
 def test_items_longer_than_the_limit_are_refused(make_user):
-    with pytest.raises(memory.MemoryError):
+    with pytest.raises(memory.MemoryRefused):
         memory.remember(user=make_user(), text="x" * (memory.MAX_ITEM_CHARS + 1))
 
 

@@ -165,7 +165,7 @@ def test_a_collection_manager_group_may_upload_but_a_reader_may_not(celery_worke
     editor.groups.add(editors)
     reader.groups.add(readers)
     assert upload(editor, collection, "guide.md", GUIDE.encode()).created
-    with pytest.raises(services.PermissionDenied):
+    with pytest.raises(services.NotAllowed):
         upload(reader, collection, "other.md", b"# Other\n\ntext")
     assert Collection.objects.get(pk=collection.pk).sources.count() == 1
 

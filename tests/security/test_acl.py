@@ -189,7 +189,7 @@ def test_a_source_moved_through_the_service_is_audited_and_checked(world, make_u
     editor.groups.add(editors)
     # An editor of the handbook may not push its sources into a collection they do not manage
     # (nor pull one out of it into theirs): both ends must be theirs.
-    with pytest.raises(services.PermissionDenied):
+    with pytest.raises(services.NotAllowed):
         services.source_move(user=editor, source=world.secret, collection=world.payroll)
     assert Chunk.objects.filter(source=world.secret, collection=world.handbook).exists()
     assert services.source_move(user=world.root, source=world.secret, collection=world.payroll)
