@@ -78,14 +78,18 @@ class SlackIdentity(models.Model):
     linked_at = models.DateTimeField(null=True, blank=True)
     linked_how = models.CharField(max_length=16, choices=LinkedHow.choices, blank=True)
     link_nonce = models.CharField(
-        max_length=64, blank=True, help_text="The one link that may still bind it; emptied when used."
+        max_length=64,
+        blank=True,
+        help_text="The one link that may still bind it; emptied when used.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["team_id", "slack_user_id"], name="slack_identity_unique")
+            models.UniqueConstraint(
+                fields=["team_id", "slack_user_id"], name="slack_identity_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -113,16 +117,26 @@ class AuditEvent(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Who did it (empty: the system, e.g. a sign-in or a task).",
     )
-    actor_email = models.CharField(max_length=254, blank=True, help_text="Kept if the actor is deleted.")
+    actor_email = models.CharField(
+        max_length=254, blank=True, help_text="Kept if the actor is deleted."
+    )
     action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
     target_type = models.CharField(max_length=60, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_repr = models.CharField(max_length=300, blank=True)
     subject = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The person whose data or rights it was about, when there is one.",
     )
     detail = models.JSONField(default=dict, blank=True)

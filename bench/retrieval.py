@@ -462,7 +462,12 @@ def measure(args, user, build, main_url) -> dict:
     def raw_lexical(q):
         return raw.execute(
             retrieval._LEXICAL_SQL,
-            {"text": q, "collections": allowed, "limit": POOL, "max_df": retrieval.LEXICAL_MAX_DF["lexical"]},
+            {
+                "text": q,
+                "collections": allowed,
+                "limit": POOL,
+                "max_df": retrieval.LEXICAL_MAX_DF["lexical"],
+            },
         ).fetchall()
 
     def search(mode):

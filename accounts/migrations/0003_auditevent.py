@@ -38,9 +38,22 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="AuditEvent",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ("actor_email", models.CharField(blank=True, help_text="Kept if the actor is deleted.", max_length=254)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "actor_email",
+                    models.CharField(
+                        blank=True, help_text="Kept if the actor is deleted.", max_length=254
+                    ),
+                ),
                 (
                     "action",
                     models.CharField(
@@ -69,15 +82,22 @@ class Migration(migrations.Migration):
                 (
                     "actor",
                     models.ForeignKey(
-                        blank=True, help_text="Who did it (empty: the system, e.g. a sign-in or a task).", null=True,
-                        on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL,
+                        blank=True,
+                        help_text="Who did it (empty: the system, e.g. a sign-in or a task).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
                     ),
                 ),
                 (
                     "subject",
                     models.ForeignKey(
-                        blank=True, help_text="The person whose data or rights it was about, when there is one.",
-                        null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+",
+                        blank=True,
+                        help_text="The person whose data or rights it was about, when there is one.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
                         to=settings.AUTH_USER_MODEL,
                     ),
                 ),

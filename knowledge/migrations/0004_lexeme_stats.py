@@ -73,22 +73,37 @@ DROP FUNCTION knowledge_lexemestat_apply();
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('knowledge', '0003_chunk_search_vector'),
+        ("knowledge", "0003_chunk_search_vector"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LexemeStat',
+            name="LexemeStat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('lexeme', models.TextField(blank=True)),
-                ('ndoc', models.IntegerField()),
-                ('collection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='knowledge.collection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("lexeme", models.TextField(blank=True)),
+                ("ndoc", models.IntegerField()),
+                (
+                    "collection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="knowledge.collection",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('collection', 'lexeme'), name='lexemestat_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("collection", "lexeme"), name="lexemestat_unique"
+                    )
+                ],
             },
         ),
         migrations.RunSQL(TRIGGERS, reverse_sql=REVERSE),

@@ -89,16 +89,20 @@ $$;
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('knowledge', '0004_lexeme_stats'),
+        ("knowledge", "0004_lexeme_stats"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='lexemestat',
-            name='collection',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='knowledge.collection'),
+            model_name="lexemestat",
+            name="collection",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="knowledge.collection",
+            ),
         ),
         migrations.RunSQL(FUNCTION, reverse_sql=PREVIOUS),
         migrations.RunSQL(

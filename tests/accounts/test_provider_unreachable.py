@@ -16,7 +16,10 @@ DOWN = f"http://127.0.0.1:{processes.free_port()}"  # nothing listens there
 
 @pytest.fixture(params=["saml", "oidc"])
 def app(request, django_db_setup, django_db_blocker):
-    env = {"ACCOUNT_LOCAL_LOGIN": "0", "DEBUG": "1"}  # DEBUG: an unhandled error would show its traceback
+    env = {
+        "ACCOUNT_LOCAL_LOGIN": "0",
+        "DEBUG": "1",
+    }  # DEBUG: an unhandled error would show its traceback
     if request.param == "saml":
         env.update(SAML_IDP_METADATA_URL=DOWN + "/saml/metadata", SAML_PROVIDER_NAME="Company SAML")
         login_path = "/accounts/saml/saml/login/"

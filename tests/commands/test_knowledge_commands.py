@@ -18,8 +18,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def manage(*args, env=None, timeout=180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env or child_env(),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -38,7 +42,10 @@ def test_ingest_adds_a_folder_recursively_and_waits_until_indexed(tmp_path, admi
     assert "2 indexed, 0 failed" in result.stdout
     collection = Collection.objects.get(name="Teams")
     assert collection.visibility == Collection.Visibility.EVERYONE
-    assert sorted(collection.sources.values_list("name", "status")) == [("a.md", "ready"), ("b.txt", "ready")]
+    assert sorted(collection.sources.values_list("name", "status")) == [
+        ("a.md", "ready"),
+        ("b.txt", "ready"),
+    ]
     assert Chunk.objects.filter(collection=collection).count() >= 2
 
 
@@ -68,10 +75,17 @@ def test_reindex_re_embeds_every_source_of_a_collection(admin):
 
 def test_ask_streams_an_answer_with_numbered_sources(admin):
     collection = make_collection("Docs", everyone=True)
-    index_text(collection, "printers.md", "# Printers\n\nThe printer on floor 3 needs a badge to release jobs.", user=admin)
+    index_text(
+        collection,
+        "printers.md",
+        "# Printers\n\nThe printer on floor 3 needs a badge to release jobs.",
+        user=admin,
+    )
     with ScriptedOpenAI() as llm:
         llm.script(Reply(tokens=["Use your ", "badge [1]."]))
-        env = child_env(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test", LLM_MODEL="scripted-model")
+        env = child_env(
+            OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test", LLM_MODEL="scripted-model"
+        )
         result = manage("ask", "How do I print on floor 3?", "--user", "admin@example.com", env=env)
     assert result.returncode == 0, result.stderr
     assert "Use your badge [1]." in result.stdout
@@ -80,12 +94,24 @@ def test_ask_streams_an_answer_with_numbered_sources(admin):
 
 def test_evaluate_prints_recall_and_mrr_per_mode_and_writes_json(tmp_path, admin):
     collection = make_collection("Docs", everyone=True)
-    index_text(collection, "vpn.md", "# VPN\n\nConnect the VPN client before opening the wiki from home.", user=admin)
-    index_text(collection, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    index_text(
+        collection,
+        "vpn.md",
+        "# VPN\n\nConnect the VPN client before opening the wiki from home.",
+        user=admin,
+    )
+    index_text(
+        collection,
+        "leave.md",
+        "# Leave\n\nParental leave is sixteen weeks at full pay.",
+        user=admin,
+    )
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
-        json.dumps({"question": "how long is parental leave", "expected_sources": ["leave.md"]}) + "\n"
-        + json.dumps({"question": "working from home wiki access", "expected_sources": ["vpn.md"]}) + "\n"
+        json.dumps({"question": "how long is parental leave", "expected_sources": ["leave.md"]})
+        + "\n"
+        + json.dumps({"question": "working from home wiki access", "expected_sources": ["vpn.md"]})
+        + "\n"
     )
     out = tmp_path / "out.json"
     result = manage("evaluate", "--qa", str(qa), "--mode", "all", "--json", str(out))
@@ -98,10 +124,14 @@ def test_evaluate_prints_recall_and_mrr_per_mode_and_writes_json(tmp_path, admin
 
 def test_evaluate_only_counts_what_the_given_user_may_read(tmp_path, admin, make_user):
     secret = make_collection("Secret")
-    index_text(secret, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    index_text(
+        secret, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin
+    )
     make_user(email="nobody@example.com")
     qa = tmp_path / "qa.jsonl"
-    qa.write_text(json.dumps({"question": "parental leave", "expected_sources": ["leave.md"]}) + "\n")
+    qa.write_text(
+        json.dumps({"question": "parental leave", "expected_sources": ["leave.md"]}) + "\n"
+    )
     out = tmp_path / "out.json"
     result = manage("evaluate", "--qa", str(qa), "--user", "nobody@example.com", "--json", str(out))
     assert result.returncode == 0, result.stderr
@@ -129,16 +159,22 @@ def test_reindex_moves_chunks_and_memory_to_a_new_embedding_model_and_back(admin
     original = list(item.embedding)
 
     elsewhere = child_env(
-        EMBEDDINGS_BACKEND="openai", EMBEDDINGS_BASE_URL="http://127.0.0.1:9/v1",
-        EMBEDDINGS_API_KEY="x", EMBEDDINGS_MODEL="elsewhere", EMBEDDINGS_DIMENSIONS="64",
+        EMBEDDINGS_BACKEND="openai",
+        EMBEDDINGS_BASE_URL="http://127.0.0.1:9/v1",
+        EMBEDDINGS_API_KEY="x",
+        EMBEDDINGS_MODEL="elsewhere",
+        EMBEDDINGS_DIMENSIONS="64",
     )
     refused = manage("reindex", "--collection", "Docs", env=elsewhere)
     assert refused.returncode != 0 and "every collection must be re-indexed" in refused.stderr
 
     with FakeEmbeddingsServer(dimensions=64) as server:
         env = child_env(
-            EMBEDDINGS_BACKEND="openai", EMBEDDINGS_BASE_URL=server.base_url,
-            EMBEDDINGS_API_KEY="test", EMBEDDINGS_MODEL="fake-embed", EMBEDDINGS_DIMENSIONS="64",
+            EMBEDDINGS_BACKEND="openai",
+            EMBEDDINGS_BASE_URL=server.base_url,
+            EMBEDDINGS_API_KEY="test",
+            EMBEDDINGS_MODEL="fake-embed",
+            EMBEDDINGS_DIMENSIONS="64",
         )
         try:
             result = manage("reindex", "--inline", env=env)

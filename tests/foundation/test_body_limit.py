@@ -15,7 +15,16 @@ async def call(app, headers):
     async def send(message):
         sent.append(message)
 
-    await app({"type": "http", "method": "POST", "path": "/knowledge/collections/1/upload", "headers": headers}, receive, send)
+    await app(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/knowledge/collections/1/upload",
+            "headers": headers,
+        },
+        receive,
+        send,
+    )
     return sent, received
 
 
@@ -26,7 +35,9 @@ async def test_a_declared_oversized_body_gets_413_without_being_read():
         reached.append(scope)
 
     with override_settings(KNOWLEDGE_MAX_UPLOAD_BYTES=1024):
-        sent, received = await call(BodySizeLimit(inner), [(b"content-length", str(10 * 2**20).encode())])
+        sent, received = await call(
+            BodySizeLimit(inner), [(b"content-length", str(10 * 2**20).encode())]
+        )
     assert sent[0]["status"] == 413 and not reached and not received
 
 
@@ -41,5 +52,3 @@ async def test_a_garbled_length_is_refused_and_a_normal_one_passes():
     assert sent[0]["status"] == 413
     await call(app, [(b"content-length", b"100")])
     assert len(reached) == 1
-
-

@@ -13,7 +13,11 @@ from knowledge.selectors import collections_readable_by, readable_collection_ids
 world = st.fixed_dictionaries(
     {
         "collections": st.lists(
-            st.tuples(st.booleans(), st.sets(st.integers(0, 3), max_size=3), st.sets(st.integers(0, 3), max_size=2)),
+            st.tuples(
+                st.booleans(),
+                st.sets(st.integers(0, 3), max_size=3),
+                st.sets(st.integers(0, 3), max_size=2),
+            ),
             max_size=6,
         ),
         "users": st.lists(
@@ -21,14 +25,17 @@ world = st.fixed_dictionaries(
                 st.sets(st.integers(0, 3), max_size=4),
                 st.sampled_from(["member", "staff", "superuser", "inactive"]),
             ),
-            min_size=1, max_size=4,
+            min_size=1,
+            max_size=4,
         ),
     }
 )
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(world=world)
 def test_readable_ids_agree_with_the_readable_queryset(world, django_user_model):
     with transaction.atomic():
@@ -36,7 +43,9 @@ def test_readable_ids_agree_with_the_readable_queryset(world, django_user_model)
         for index, (everyone, readers, managers) in enumerate(world["collections"]):
             collection = Collection.objects.create(
                 name=f"c{index}",
-                visibility=Collection.Visibility.EVERYONE if everyone else Collection.Visibility.GROUPS,
+                visibility=Collection.Visibility.EVERYONE
+                if everyone
+                else Collection.Visibility.GROUPS,
             )
             collection.read_groups.set([groups[g] for g in readers])
             collection.manage_groups.set([groups[g] for g in managers])

@@ -17,7 +17,9 @@ def root(make_user):
 @pytest.fixture
 def indexed(root):
     collection = make_collection("Handbook", readers=[Group.objects.create(name="staff")])
-    source = index_text(collection, "travel.md", "# Travel\n\nBook flights through the travel desk.", user=root)
+    source = index_text(
+        collection, "travel.md", "# Travel\n\nBook flights through the travel desk.", user=root
+    )
     return collection, source
 
 
@@ -39,19 +41,26 @@ def test_sources_list_status_and_chunk_counts_and_cannot_be_added_by_hand(client
 def test_the_reindex_action_queues_the_source(client, root, indexed):
     _, source = indexed
     client.force_login(root)
-    response = client.post("/admin/knowledge/source/", {"action": "reindex_selected", "_selected_action": [source.pk]})
+    response = client.post(
+        "/admin/knowledge/source/", {"action": "reindex_selected", "_selected_action": [source.pk]}
+    )
     assert response.status_code == 302
     source.refresh_from_db()
     assert source.status == Source.Status.QUEUED and source.indexed_hash == ""
 
 
-def test_the_delete_action_removes_chunks_and_the_file(client, root, indexed, django_capture_on_commit_callbacks):
+def test_the_delete_action_removes_chunks_and_the_file(
+    client, root, indexed, django_capture_on_commit_callbacks
+):
     _, source = indexed
     storage, name = source.file.storage, source.file.name
     assert storage.exists(name)
     client.force_login(root)
     with django_capture_on_commit_callbacks(execute=True):  # the file goes after commit
-        client.post("/admin/knowledge/source/", {"action": "delete_selected_sources", "_selected_action": [source.pk]})
+        client.post(
+            "/admin/knowledge/source/",
+            {"action": "delete_selected_sources", "_selected_action": [source.pk]},
+        )
     assert not Source.objects.filter(pk=source.pk).exists()
     assert not Chunk.objects.filter(source_id=source.pk).exists()
     assert not storage.exists(name)
@@ -68,7 +77,9 @@ def test_chunks_are_read_only_and_searchable(client, root, indexed):
     assert chunk.text != "tampered"
 
 
-def test_staff_without_superuser_manage_every_collection_in_the_admin(client, make_user, root, indexed):
+def test_staff_without_superuser_manage_every_collection_in_the_admin(
+    client, make_user, root, indexed
+):
     editors = Group.objects.create(name="editors")
     mine = make_collection("Team wiki", managers=[editors])
     clerk = make_user(email="clerk@example.com", is_staff=True)

@@ -31,7 +31,9 @@ def collection():
 
 def upload(admin, collection, name, data: bytes):
     with transaction.atomic():
-        return services.source_create_from_upload(user=admin, collection=collection, filename=name, data=data)
+        return services.source_create_from_upload(
+            user=admin, collection=collection, filename=name, data=data
+        )
 
 
 def wait_for(source_id, statuses=("ready", "failed"), timeout=60) -> Source:
@@ -44,7 +46,9 @@ def wait_for(source_id, statuses=("ready", "failed"), timeout=60) -> Source:
     raise AssertionError(f"source {source_id} stuck in {source.status} ({source.progress}%)")
 
 
-def test_an_upload_is_indexed_into_chunks_with_vectors_and_full_text(celery_worker, admin, collection):
+def test_an_upload_is_indexed_into_chunks_with_vectors_and_full_text(
+    celery_worker, admin, collection
+):
     result = upload(admin, collection, "guide.md", GUIDE.encode())
     assert result.created and result.source.status == Source.Status.QUEUED
 
@@ -60,12 +64,15 @@ def test_an_upload_is_indexed_into_chunks_with_vectors_and_full_text(celery_work
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM knowledge_chunk WHERE source_id = %s "
-            "AND search_vector @@ plainto_tsquery('english', 'onboarding badges')", [source.pk]
+            "AND search_vector @@ plainto_tsquery('english', 'onboarding badges')",
+            [source.pk],
         )
         assert cursor.fetchone()[0] >= 1
 
 
-def test_the_same_file_twice_yields_one_source_and_one_set_of_chunks(celery_worker, admin, collection):
+def test_the_same_file_twice_yields_one_source_and_one_set_of_chunks(
+    celery_worker, admin, collection
+):
     first = upload(admin, collection, "guide.md", GUIDE.encode())
     second = upload(admin, collection, "copy-of-guide.md", GUIDE.encode())
     assert not second.created and second.source.pk == first.source.pk
@@ -106,10 +113,14 @@ def test_a_duplicated_task_never_doubles_the_chunks(celery_worker, admin, collec
         index_source.delay(result.source.pk)
     source = wait_for(result.source.pk)
     time.sleep(1.5)  # let the duplicates run too
-    assert Chunk.objects.filter(source=source).count() == Source.objects.get(pk=source.pk).chunk_count
+    assert (
+        Chunk.objects.filter(source=source).count() == Source.objects.get(pk=source.pk).chunk_count
+    )
 
 
-def test_changed_content_replaces_chunks_and_unchanged_content_is_skipped(celery_worker, admin, collection):
+def test_changed_content_replaces_chunks_and_unchanged_content_is_skipped(
+    celery_worker, admin, collection
+):
     source = wait_for(upload(admin, collection, "guide.md", GUIDE.encode()).source.pk)
     first_indexed_at = source.indexed_at
 
@@ -117,11 +128,16 @@ def test_changed_content_replaces_chunks_and_unchanged_content_is_skipped(celery
     assert not same.created and "unchanged" in same.message
     assert Source.objects.get(pk=source.pk).indexed_at == first_indexed_at
 
-    changed = upload(admin, collection, "guide.md", b"# Onboarding\n\nEverything moved to the new intranet.")
+    changed = upload(
+        admin, collection, "guide.md", b"# Onboarding\n\nEverything moved to the new intranet."
+    )
     assert changed.source.pk == source.pk
     source = wait_for(source.pk, timeout=60)
     deadline = time.monotonic() + 30
-    while Source.objects.get(pk=source.pk).indexed_at == first_indexed_at and time.monotonic() < deadline:
+    while (
+        Source.objects.get(pk=source.pk).indexed_at == first_indexed_at
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     source = wait_for(source.pk)
     texts = list(Chunk.objects.filter(source=source).values_list("text", flat=True))
@@ -139,8 +155,12 @@ def test_deleting_a_source_removes_its_chunks_and_file(celery_worker, admin, col
     assert not storage.exists(name)
 
 
-def test_a_corrupt_pdf_fails_with_a_message_and_the_worker_carries_on(celery_worker, admin, collection):
-    broken = upload(admin, collection, "broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage\n%%EOF")
+def test_a_corrupt_pdf_fails_with_a_message_and_the_worker_carries_on(
+    celery_worker, admin, collection
+):
+    broken = upload(
+        admin, collection, "broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage\n%%EOF"
+    )
     good = upload(admin, collection, "guide.md", GUIDE.encode())
     broken_source = wait_for(broken.source.pk)
     assert broken_source.status == Source.Status.FAILED
@@ -170,7 +190,9 @@ def test_a_collection_manager_group_may_upload_but_a_reader_may_not(celery_worke
     assert Collection.objects.get(pk=collection.pk).sources.count() == 1
 
 
-def test_each_chunk_keeps_the_vector_of_its_own_text_when_batches_are_sorted_by_length(admin, collection, settings):
+def test_each_chunk_keeps_the_vector_of_its_own_text_when_batches_are_sorted_by_length(
+    admin, collection, settings
+):
     """Batches are formed by text length, not document order: every vector must still land on
     the chunk it was computed for."""
     import numpy as np
@@ -182,7 +204,8 @@ def test_each_chunk_keeps_the_vector_of_its_own_text_when_batches_are_sorted_by_
 
     settings.EMBEDDING_BATCH_SIZE = 3
     sections = [
-        f"## Part {i}\n\n" + " ".join([f"Detail about part {i}."] * (1 + (i * 7) % 23)) for i in range(12)
+        f"## Part {i}\n\n" + " ".join([f"Detail about part {i}."] * (1 + (i * 7) % 23))
+        for i in range(12)
     ]
     text = "# Mixed\n\n" + "\n\n".join(sections)
     source = index_text(collection, "mixed.md", text, user=admin)
@@ -190,7 +213,8 @@ def test_each_chunk_keeps_the_vector_of_its_own_text_when_batches_are_sorted_by_
     embedder = get_embedder()
     drafts = chunk_document(
         parsing.parse_document(text.encode(), filename="mixed.md", content_type="text/markdown"),
-        target_tokens=settings.CHUNK_TARGET_TOKENS, overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        target_tokens=settings.CHUNK_TARGET_TOKENS,
+        overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         count_tokens=embedder.count_tokens,
     )
     assert len(stored) == len(drafts) > 6

@@ -21,7 +21,8 @@ from tests.support.knowledge import make_collection
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LONG_GUIDE = "# Guide\n\n" + "\n\n".join(
-    f"## Part {i}\n\n" + " ".join(f"Paragraph {i} sentence {j} explains a detail of the process." for j in range(12))
+    f"## Part {i}\n\n"
+    + " ".join(f"Paragraph {i} sentence {j} explains a detail of the process." for j in range(12))
     for i in range(1, 13)
 )
 
@@ -58,7 +59,9 @@ def admin(make_user):
 def upload(admin, name, data):
     collection = make_collection(f"c-{time.monotonic_ns()}", everyone=True)
     with transaction.atomic():
-        return services.source_create_from_upload(user=admin, collection=collection, filename=name, data=data).source
+        return services.source_create_from_upload(
+            user=admin, collection=collection, filename=name, data=data
+        ).source
 
 
 def wait_for(source_id, predicate, timeout=60):
@@ -95,7 +98,9 @@ def test_killing_the_worker_process_mid_indexing_ends_with_one_complete_set_of_c
     embeddings_server.reset()
 
 
-def test_a_rate_limited_embedding_endpoint_is_retried_until_it_works(flaky_worker, embeddings_server, admin):
+def test_a_rate_limited_embedding_endpoint_is_retried_until_it_works(
+    flaky_worker, embeddings_server, admin
+):
     embeddings_server.reset()
     embeddings_server.enqueue(
         Scripted(status=429, headers={"Retry-After": "0"}),
@@ -111,9 +116,16 @@ def test_a_rate_limited_embedding_endpoint_is_retried_until_it_works(flaky_worke
     assert len(embeddings_server.calls) >= 7
 
 
-def test_a_permanent_embedding_error_marks_the_source_failed_with_the_reason(flaky_worker, embeddings_server, admin):
+def test_a_permanent_embedding_error_marks_the_source_failed_with_the_reason(
+    flaky_worker, embeddings_server, admin
+):
     embeddings_server.reset()
-    embeddings_server.enqueue(Scripted(status=400, body={"error": {"message": "input too long", "type": "invalid_request_error"}}))
+    embeddings_server.enqueue(
+        Scripted(
+            status=400,
+            body={"error": {"message": "input too long", "type": "invalid_request_error"}},
+        )
+    )
     source = upload(admin, "small.md", b"# Small\n\nA short note about the tea kitchen.")
     source = wait_for(source.pk, lambda s: s.status in ("ready", "failed"), timeout=60)
     assert source.status == Source.Status.FAILED

@@ -81,7 +81,9 @@ def test_statistics_follow_indexing_replacing_and_deleting(admin):
     assert stored[(handbook.pk, "")] == 3
 
     # The same name with other contents replaces the file: old words leave, new ones arrive.
-    index_text(handbook, "h0.md", "# Travel\n\nTrains are booked by the assistant team.", user=admin)
+    index_text(
+        handbook, "h0.md", "# Travel\n\nTrains are booked by the assistant team.", user=admin
+    )
     stored = assert_statistics_exact()
     assert stored[(handbook.pk, "portal")] == 2 and (handbook.pk, "flight") not in stored
 
@@ -96,16 +98,32 @@ def test_statistics_follow_indexing_replacing_and_deleting(admin):
 def test_the_ranking_equals_counting_frequencies_per_query(admin, make_user, max_df):
     public, secret = make_collection("Public", everyone=True), make_collection("Secret")
     for i, text in enumerate(TEXTS * 3):
-        index_text(public if i % 3 else secret, f"d{i}.md", text.replace("three", f"{i} three"), user=admin)
+        index_text(
+            public if i % 3 else secret, f"d{i}.md", text.replace("three", f"{i} three"), user=admin
+        )
     for i in range(25):
-        index_text(public, f"n{i}.md", f"# Note {i}\n\nThe portal note number {i} about trains.", user=admin)
+        index_text(
+            public,
+            f"n{i}.md",
+            f"# Note {i}\n\nThe portal note number {i} about trains.",
+            user=admin,
+        )
     reader = make_user()
     collections = readable_collection_ids(reader)
     assert collections == [public.pk]
     with connection.cursor() as cursor:
-        for question in ["travel portal trains", "expense reports thirty days", "laptops", "portal", "zebra"]:
+        for question in [
+            "travel portal trains",
+            "expense reports thirty days",
+            "laptops",
+            "portal",
+            "zebra",
+        ]:
             ours = _lexical_ranking(cursor, question, collections, 40, 0, max_df=max_df)
-            cursor.execute(COUNTED_PER_QUERY, {"text": question, "collections": collections, "limit": 40, "max_df": max_df})
+            cursor.execute(
+                COUNTED_PER_QUERY,
+                {"text": question, "collections": collections, "limit": 40, "max_df": max_df},
+            )
             assert ours == [row[0] for row in cursor.fetchall()], question
 
 
@@ -115,10 +133,14 @@ def test_concurrent_indexing_in_one_collection_keeps_statistics_exact(admin):
     sources = []
     for i in range(6):
         with transaction.atomic():
-            sources.append(services.source_create_from_upload(
-                user=admin, collection=collection, filename=f"s{i}.md",
-                data=(TEXTS[i % 3] + f"\n\nShared words portal travel number {i}.").encode(),
-            ).source)
+            sources.append(
+                services.source_create_from_upload(
+                    user=admin,
+                    collection=collection,
+                    filename=f"s{i}.md",
+                    data=(TEXTS[i % 3] + f"\n\nShared words portal travel number {i}.").encode(),
+                ).source
+            )
     errors = []
     barrier = threading.Barrier(3)
 

@@ -57,8 +57,15 @@ def test_each_mode_finds_the_passage_that_answers(mode, make_user):
 def test_lexical_search_matches_exact_identifiers(make_user):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Runbooks", everyone=True)
-    index_text(collection, "errors.md", "# Errors\n\nError E-4711 means the payment gateway timed out.", user=admin)
-    index_text(collection, "other.md", "# Other\n\nThe gateway is monitored around the clock.", user=admin)
+    index_text(
+        collection,
+        "errors.md",
+        "# Errors\n\nError E-4711 means the payment gateway timed out.",
+        user=admin,
+    )
+    index_text(
+        collection, "other.md", "# Other\n\nThe gateway is monitored around the clock.", user=admin
+    )
     hits = search_chunks_for_user(user=admin, query="E-4711", k=2, mode="lexical").hits
     assert hits and hits[0].source_name == "errors.md"
 
@@ -67,7 +74,11 @@ def test_lexical_search_matches_exact_identifiers(make_user):
 def test_neighbouring_chunks_are_attached_for_context(make_user):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Long", everyone=True)
-    body = "\n\n".join(f"## Section {i}\n\n" + " ".join([f"Sentence about topic {i} number {j}." for j in range(40)]) for i in range(4))
+    body = "\n\n".join(
+        f"## Section {i}\n\n"
+        + " ".join([f"Sentence about topic {i} number {j}." for j in range(40)])
+        for i in range(4)
+    )
     index_text(collection, "long.md", "# Long\n\n" + body, user=admin)
     hits = search_chunks_for_user(user=admin, query="topic 2 number 17", k=1).hits
     assert hits[0].before or hits[0].after
@@ -77,10 +88,14 @@ def test_neighbouring_chunks_are_attached_for_context(make_user):
 def test_narrowing_to_collections_can_never_widen_access(make_user):
     admin = make_user(is_superuser=True, is_staff=True)
     secret = make_collection("Secret")  # no groups: only admins
-    index_text(secret, "secret.md", "# Secret\n\nThe launch code is hidden in the vault.", user=admin)
+    index_text(
+        secret, "secret.md", "# Secret\n\nThe launch code is hidden in the vault.", user=admin
+    )
     reader = make_user()
     for mode in MODES:
-        result = search_chunks_for_user(user=reader, query="launch code vault", mode=mode, collection_ids=[secret.pk])
+        result = search_chunks_for_user(
+            user=reader, query="launch code vault", mode=mode, collection_ids=[secret.pk]
+        )
         assert result.hits == []
 
 
@@ -89,7 +104,12 @@ def test_an_inactive_or_anonymous_user_finds_nothing(make_user):
     from django.contrib.auth.models import AnonymousUser
 
     admin = make_user(is_superuser=True, is_staff=True)
-    index_text(make_collection("Open", everyone=True), "a.md", "# A\n\nOpen knowledge about printers.", user=admin)
+    index_text(
+        make_collection("Open", everyone=True),
+        "a.md",
+        "# A\n\nOpen knowledge about printers.",
+        user=admin,
+    )
     gone = make_user(is_active=False)
     assert search_chunks_for_user(user=gone, query="printers").hits == []
     assert search_chunks_for_user(user=AnonymousUser(), query="printers").hits == []
@@ -163,7 +183,9 @@ def test_a_natural_question_lets_only_lexical_hits_holding_most_of_it_lift_a_pas
 
 
 def test_an_identifier_query_lets_the_lexical_match_lead():
-    fused, used = fuse_hybrid([1, 2, 3], [LexicalHit(3, 0.9), LexicalHit(9, 0.6), LexicalHit(2, 0.1)], shape="identifier")
+    fused, used = fuse_hybrid(
+        [1, 2, 3], [LexicalHit(3, 0.9), LexicalHit(9, 0.6), LexicalHit(2, 0.1)], shape="identifier"
+    )
     assert used == [3, 9]  # chunk 2 holds a word of the query but not the identifier's weight
     assert [cid for cid, _ in fused][0] == 3
 
@@ -174,34 +196,56 @@ def test_fusion_rules_keep_the_vector_ranking_in_the_lead():
         assert 0 <= rule.min_coverage <= 1.0, shape
     assert FUSION["natural"].lexical_weight < FUSION["identifier"].lexical_weight
     # With no lexical weight the hybrid ranking is the vector ranking.
-    fused, _ = fuse_hybrid([5, 6, 7], [LexicalHit(7, 1.0)], shape="natural", fusion={"natural": Fusion(0.0, 0.0)})
+    fused, _ = fuse_hybrid(
+        [5, 6, 7], [LexicalHit(7, 1.0)], shape="natural", fusion={"natural": Fusion(0.0, 0.0)}
+    )
     assert [cid for cid, _ in fused][:3] == [5, 6, 7]
 
 
 @pytest.mark.django_db
-def test_a_passage_sharing_one_incidental_word_of_a_natural_question_does_not_outrank_the_answer(make_user):
+def test_a_passage_sharing_one_incidental_word_of_a_natural_question_does_not_outrank_the_answer(
+    make_user,
+):
     """The landed hybrid let any lexical match weigh as much as the vector ranking: a passage
     that merely repeats one word of a question was lifted above the passage that answers it."""
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Handbook", everyone=True)
     for i, text in enumerate(TOPICS):
         index_text(collection, f"policy-{i}.md", f"# Policy {i}\n\n{text}", user=admin)
-    index_text(collection, "photos.md", "# Notes\n\nBaby photos may be posted in the team chat.", user=admin)
+    index_text(
+        collection,
+        "photos.md",
+        "# Notes\n\nBaby photos may be posted in the team chat.",
+        user=admin,
+    )
     question = "Can I take paid time away from work after having a baby?"
     assert query_shape(question) == "natural"
-    assert search_chunks_for_user(user=admin, query=question, k=3, mode="vector").hits[0].source_name == "policy-2.md"
-    assert search_chunks_for_user(user=admin, query=question, k=3, mode="lexical").hits[0].source_name == "photos.md"
+    assert (
+        search_chunks_for_user(user=admin, query=question, k=3, mode="vector").hits[0].source_name
+        == "policy-2.md"
+    )
+    assert (
+        search_chunks_for_user(user=admin, query=question, k=3, mode="lexical").hits[0].source_name
+        == "photos.md"
+    )
 
     hits = search_chunks_for_user(user=admin, query=question, k=3, mode="hybrid").hits
     assert hits[0].source_name == "policy-2.md"
-    assert hits[1].source_name == "photos.md" and hits[1].lexical_rank is None  # "baby" alone: not a clear match
+    assert (
+        hits[1].source_name == "photos.md" and hits[1].lexical_rank is None
+    )  # "baby" alone: not a clear match
 
 
 @pytest.mark.django_db
 def test_an_exact_identifier_lifts_the_passage_that_names_it_in_hybrid_mode(make_user):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Runbooks", everyone=True)
-    index_text(collection, "errors.md", "# Errors\n\nError E-4711 means the payment gateway timed out.", user=admin)
+    index_text(
+        collection,
+        "errors.md",
+        "# Errors\n\nError E-4711 means the payment gateway timed out.",
+        user=admin,
+    )
     for i, text in enumerate(TOPICS):
         index_text(collection, f"policy-{i}.md", f"# Policy {i}\n\n{text}", user=admin)
     hits = search_chunks_for_user(user=admin, query="E-4711", k=3, mode="hybrid").hits
@@ -209,7 +253,9 @@ def test_an_exact_identifier_lifts_the_passage_that_names_it_in_hybrid_mode(make
 
 
 @pytest.mark.django_db
-def test_a_collection_that_is_a_small_part_of_the_index_still_gets_its_true_nearest_passages(make_user, settings):
+def test_a_collection_that_is_a_small_part_of_the_index_still_gets_its_true_nearest_passages(
+    make_user, settings
+):
     """The HNSW graph holds every collection's chunks; a walk filtered to a few of them returns
     some of theirs, not their nearest. Up to RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS readable chunks
     the search compares with each."""
@@ -223,27 +269,46 @@ def test_a_collection_that_is_a_small_part_of_the_index_still_gets_its_true_near
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     # Another collection crowds the graph around the question; this reader's chunks lie apart.
-    crowd = unit(q + 0.35 * rng.standard_normal((1500, q.size)).astype(np.float32) / np.sqrt(q.size) * 8)
+    crowd = unit(
+        q + 0.35 * rng.standard_normal((1500, q.size)).astype(np.float32) / np.sqrt(q.size) * 8
+    )
     mine_vectors = unit(rng.standard_normal((200, q.size)).astype(np.float32) - 0.5 * q)
     mine = make_collection("Mine", everyone=True)
     theirs = make_collection("Theirs")  # only admins read it
     for collection, vectors in ((theirs, crowd), (mine, mine_vectors)):
-        source = Source.objects.create(collection=collection, kind="file", name=f"{collection.name}.md", status="ready")
-        document = Document.objects.create(source=source, title=collection.name, text="", content_hash="x")
+        source = Source.objects.create(
+            collection=collection, kind="file", name=f"{collection.name}.md", status="ready"
+        )
+        document = Document.objects.create(
+            source=source, title=collection.name, text="", content_hash="x"
+        )
         Chunk.objects.bulk_create(
-            Chunk(document=document, source=source, collection=collection, ordinal=i, text=f"note {i}",
-                  context=collection.name, embedding=vector.tolist())
+            Chunk(
+                document=document,
+                source=source,
+                collection=collection,
+                ordinal=i,
+                text=f"note {i}",
+                context=collection.name,
+                embedding=vector.tolist(),
+            )
             for i, vector in enumerate(vectors)
         )
-    ids = list(Chunk.objects.filter(collection=mine).order_by("ordinal").values_list("pk", flat=True))
+    ids = list(
+        Chunk.objects.filter(collection=mine).order_by("ordinal").values_list("pk", flat=True)
+    )
     expected = [ids[i] for i in np.argsort(-(mine_vectors @ q), kind="stable")[:10]]
     settings.RETRIEVAL_EXACT_SEARCH_MAX_CHUNKS = 1000
-    hits = search_chunks_for_user(user=make_user(), query=query, k=10, mode="vector", neighbours=False).hits
+    hits = search_chunks_for_user(
+        user=make_user(), query=query, k=10, mode="vector", neighbours=False
+    ).hits
     assert [hit.chunk_id for hit in hits] == expected
 
 
 @pytest.mark.django_db
-def test_an_office_wifi_password_is_not_answered_from_the_offices_opening_hours(make_user, settings):
+def test_an_office_wifi_password_is_not_answered_from_the_offices_opening_hours(
+    make_user, settings
+):
     """Issue 12: the landed floor (0.2) let a loosely related passage through, and the model
     invented a password. With the default floor nothing relevant is found, so the answer says so."""
     from assistant.answering.pipeline import relevant
@@ -266,20 +331,31 @@ def test_an_office_wifi_password_is_not_answered_from_the_offices_opening_hours(
 world = st.fixed_dictionaries(
     {
         "collections": st.lists(
-            st.tuples(st.booleans(), st.sets(st.integers(0, 2), max_size=2), st.sets(st.integers(0, 2), max_size=1)),
-            min_size=1, max_size=4,
+            st.tuples(
+                st.booleans(),
+                st.sets(st.integers(0, 2), max_size=2),
+                st.sets(st.integers(0, 2), max_size=1),
+            ),
+            min_size=1,
+            max_size=4,
         ),
         "users": st.lists(st.sets(st.integers(0, 2), max_size=3), min_size=1, max_size=3),
-        "query": st.sampled_from(["expense report", "VPN wiki", "parental leave", "deploy Tuesday", "lunch", "pager"]),
+        "query": st.sampled_from(
+            ["expense report", "VPN wiki", "parental leave", "deploy Tuesday", "lunch", "pager"]
+        ),
         "mode": st.sampled_from(MODES),
     }
 )
 
 
 @pytest.mark.django_db
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(world=world)
-def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(world, django_user_model):
+def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(
+    world, django_user_model
+):
     vectors = topic_vectors()
     with transaction.atomic():
         groups = [Group.objects.create(name=f"g{i}") for i in range(3)]
@@ -287,26 +363,40 @@ def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(
         for index, (everyone, readers, managers) in enumerate(world["collections"]):
             collection = Collection.objects.create(
                 name=f"c{index}",
-                visibility=Collection.Visibility.EVERYONE if everyone else Collection.Visibility.GROUPS,
+                visibility=Collection.Visibility.EVERYONE
+                if everyone
+                else Collection.Visibility.GROUPS,
             )
             collection.read_groups.set([groups[g] for g in readers])
             collection.manage_groups.set([groups[g] for g in managers])
-            source = Source.objects.create(collection=collection, kind="file", name=f"s{index}.md", status="ready")
-            document = Document.objects.create(source=source, title=f"Doc {index}", text="", content_hash="x")
+            source = Source.objects.create(
+                collection=collection, kind="file", name=f"s{index}.md", status="ready"
+            )
+            document = Document.objects.create(
+                source=source, title=f"Doc {index}", text="", content_hash="x"
+            )
             for ordinal, (text, vector) in enumerate(zip(TOPICS, vectors, strict=True)):
                 Chunk.objects.create(
-                    document=document, source=source, collection=collection, ordinal=ordinal,
-                    text=text, context=f"Doc {index}", embedding=vector,
+                    document=document,
+                    source=source,
+                    collection=collection,
+                    ordinal=ordinal,
+                    text=text,
+                    context=f"Doc {index}",
+                    embedding=vector,
                 )
             collections.append((collection, everyone, readers, managers))
         for index, member_of in enumerate(world["users"]):
             user = django_user_model.objects.create_user(email=f"u{index}@example.com")
             user.groups.set([groups[g] for g in member_of])
             readable = {
-                c.pk for c, everyone, readers, managers in collections
+                c.pk
+                for c, everyone, readers, managers in collections
                 if everyone or (readers | managers) & member_of
             }
-            result = search_chunks_for_user(user=user, query=world["query"], k=10, mode=world["mode"])
+            result = search_chunks_for_user(
+                user=user, query=world["query"], k=10, mode=world["mode"]
+            )
             assert {hit.collection_id for hit in result.hits} <= readable
             neighbour_texts = {t for hit in result.hits for t in (hit.before, hit.after) if t}
             assert neighbour_texts <= set(TOPICS)  # neighbours come from the same (readable) source
@@ -319,7 +409,12 @@ def test_no_search_result_or_neighbour_ever_comes_from_an_unreadable_collection(
 def test_a_slow_lexical_search_falls_back_to_vector_results_in_hybrid_mode(make_user, settings):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Docs", everyone=True)
-    index_text(collection, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    index_text(
+        collection,
+        "leave.md",
+        "# Leave\n\nParental leave is sixteen weeks at full pay.",
+        user=admin,
+    )
     settings.RETRIEVAL_LEXICAL_TIMEOUT_MS = 50
     import knowledge.retrieval as retrieval
 
@@ -338,15 +433,27 @@ def test_a_slow_lexical_search_falls_back_to_vector_results_in_hybrid_mode(make_
 
 def _index_many(collection, admin, count, text):
     for i in range(count):
-        index_text(collection, f"{collection.name}-{i}.md", f"# Note {i}\n\n{text} Entry number {i}.", user=admin)
+        index_text(
+            collection,
+            f"{collection.name}-{i}.md",
+            f"# Note {i}\n\n{text} Entry number {i}.",
+            user=admin,
+        )
 
 
 @pytest.mark.django_db
-def test_hybrid_lexical_side_ignores_words_found_in_most_chunks_but_lexical_mode_keeps_them(make_user):
+def test_hybrid_lexical_side_ignores_words_found_in_most_chunks_but_lexical_mode_keeps_them(
+    make_user,
+):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Handbook", everyone=True)
     _index_many(collection, admin, 20, "The handbook explains the holiday rules.")
-    index_text(collection, "bikes.md", "# Bikes\n\nThe handbook says bicycles are parked in the yard.", user=admin)
+    index_text(
+        collection,
+        "bikes.md",
+        "# Bikes\n\nThe handbook says bicycles are parked in the yard.",
+        user=admin,
+    )
 
     hybrid = search_chunks_for_user(user=admin, query="handbook bicycles", k=10, mode="hybrid")
     ranked = [hit for hit in hybrid.hits if hit.lexical_rank is not None]
@@ -390,12 +497,24 @@ def test_word_frequencies_are_counted_only_over_readable_collections(make_user):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "query",
-    ["the of and", "parental' leave", "leave & !pay | (weeks", "'; DROP TABLE knowledge_chunk; --", "\\:* <-> leave:*", "x" * 5000],
+    [
+        "the of and",
+        "parental' leave",
+        "leave & !pay | (weeks",
+        "'; DROP TABLE knowledge_chunk; --",
+        "\\:* <-> leave:*",
+        "x" * 5000,
+    ],
 )
 def test_hostile_or_wordless_queries_never_break_the_search(mode, query, make_user):
     admin = make_user(is_superuser=True, is_staff=True)
     collection = make_collection("Docs", everyone=True)
-    index_text(collection, "leave.md", "# Leave\n\nParental leave is sixteen weeks at full pay.", user=admin)
+    index_text(
+        collection,
+        "leave.md",
+        "# Leave\n\nParental leave is sixteen weeks at full pay.",
+        user=admin,
+    )
     result = search_chunks_for_user(user=admin, query=query, k=3, mode=mode)
     assert all(hit.collection_id == collection.pk for hit in result.hits)
     if mode == "lexical" and "leave" in query:

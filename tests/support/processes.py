@@ -71,7 +71,11 @@ def check_deploy_in_production(**env_extra: str) -> subprocess.CompletedProcess:
     )
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
