@@ -13,13 +13,18 @@ export TRANSFORMERS_OFFLINE := 1
 # A real OpenID Connect provider (npm oidc-provider) for the SSO tests.
 OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
 
-.PHONY: run test test-fast test-slow install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat clean
+.PHONY: run test test-fast test-slow test-js install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat clean
 
 run: install
 	$(BIN)/python -m assistant.embedded run
 
-test: install system-deps $(OIDC_TEST_DEPS)
+# Lint and the front-end's unit tests first (seconds), then the whole pytest suite.
+test: install system-deps $(OIDC_TEST_DEPS) lint test-js
 	$(BIN)/python -m assistant.embedded test -- pytest $(PYTEST_ARGS)
+
+# The chat page's pure modules (static/js/chat/), with Node's built-in test runner.
+test-js:
+	node --test tests/js/
 
 # Everything except the slow (browser, load, real-model) tests.
 test-fast: install
