@@ -21,8 +21,8 @@ from accounts.sso import (
 )
 from accounts.sso_config import SAML_APP
 from assistant.env import Env
-from tests.accounts.django_settings import django_settings
 from tests.support import processes
+from tests.support.django_settings import django_settings
 from tests.support.saml_idp import self_signed_pair
 
 BASE_DIR = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from assistant.env import Env
-from tests.accounts.django_settings import django_settings
+from tests.support.django_settings import django_settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SAML_EMAIL = [

@@ -12,8 +12,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from assistant.env import Env
-from tests.accounts.django_settings import django_settings
 from tests.support import processes
+from tests.support.django_settings import django_settings
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -21,7 +21,7 @@ from django.test import Client
 from accounts.models import AuditEvent, User
 from assistant.env import Env
 from knowledge.selectors import readable_collection_ids
-from tests.accounts.django_settings import django_settings as sso_settings
+from tests.support.django_settings import django_settings
 from tests.support.knowledge import make_collection
 from tests.support.oidc_provider import (
     OIDCTestProvider,
@@ -31,7 +31,7 @@ from tests.support.oidc_provider import (
 
 pytestmark = pytest.mark.django_db
 
-# Settings sso_settings computes that a test may switch; the rest (apps installed, local
+# Settings the SSO variables decide that a test may switch; the rest (apps installed, local
 # sign-in, URL patterns) stays as the test settings made it.
 _SWITCHED = (
     "SOCIALACCOUNT_PROVIDERS",
@@ -77,7 +77,7 @@ def person(email: str, *, verified: bool | None = True, groups: list[str] | None
 
 def configure(settings, environ: dict) -> None:
     """Applies the SSO settings that ``environ`` gives in production to this test."""
-    computed = sso_settings(Env(environ), debug=False)
+    computed = django_settings(Env(environ), debug=False)
     for name in _SWITCHED:
         setattr(settings, name, computed[name])
 

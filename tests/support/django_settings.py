@@ -1,7 +1,7 @@
 """The Django settings ``assistant/settings.py`` makes of a given environment, in this process.
 
 Not a test module: a helper for tests that check what an operator's variables become (the
-SSO settings tests here, tests/security/test_sso.py).
+tests/accounts SSO settings tests, tests/security/test_sso.py).
 """
 
 from __future__ import annotations
