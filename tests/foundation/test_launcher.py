@@ -78,6 +78,14 @@ def ours(var_dir, ports) -> list[str]:
     return found
 
 
+def left_running(var_dir, ports, timeout: float = 10) -> list[str]:
+    """Our processes still running once they have had ``timeout`` seconds to exit."""
+    deadline = time.monotonic() + timeout
+    while (found := ours(var_dir, ports)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def stop(proc, log):
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     proc.wait(60)
@@ -114,8 +122,7 @@ def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
     output = (var_dir / "launcher.log").read_text()
     assert "Demo admin created" in output and "admin@example.com" in output
     assert "local model smollm2-135m serving (context budget 4096 tokens)" in output
-    time.sleep(1)
-    assert ours(var_dir, [port, redis_port, llm_port]) == []
+    assert left_running(var_dir, [port, redis_port, llm_port]) == []
 
     # A second run reuses the data: no new admin is created.
     proc, log = launch(var_dir, port, redis_port, llm_port)
@@ -124,8 +131,7 @@ def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
     finally:
         stop(proc, log)
     assert (var_dir / "launcher.log").read_text().count("Demo admin created") == 0
-    time.sleep(1)
-    assert ours(var_dir, [port, redis_port, llm_port]) == []
+    assert left_running(var_dir, [port, redis_port, llm_port]) == []
 
 
 # -- which local model, and what the app is told about it --------------------------------------

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 
 from knowledge import services
 from knowledge.models import Chunk, Collection, Document, Source
+from tests.support import processes
 from tests.support.knowledge import make_collection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,7 +113,7 @@ def test_a_duplicated_task_never_doubles_the_chunks(celery_worker, admin, collec
     for _ in range(3):
         index_source.delay(result.source.pk)
     source = wait_for(result.source.pk)
-    time.sleep(1.5)  # let the duplicates run too
+    processes.wait_for_idle_workers()  # the duplicates have run too
     assert (
         Chunk.objects.filter(source=source).count() == Source.objects.get(pk=source.pk).chunk_count
     )

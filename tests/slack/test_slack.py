@@ -301,7 +301,7 @@ def test_a_retry_while_the_first_delivery_is_being_answered_is_not_answered_twic
     post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="1")
     post_event(configured, mention(event_id="EvB"), HTTP_X_SLACK_RETRY_NUM="2")
     slack.wait_for("chat.update")
-    time.sleep(1.5)
+    processes.wait_for_idle_workers()  # whatever the retries enqueued has run
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert len(slack.calls_to("chat.update")) == 1
 

@@ -153,6 +153,29 @@ def wait_for_background_work(timeout: float = 15) -> None:
             time.sleep(0.05)
 
 
+def wait_for_idle_workers(queues=("default", "ingest"), timeout: float = 30) -> None:
+    """Until every task sent so far has run: the queues are empty and no worker holds a task
+    (active or reserved). What a test waits on instead of sleeping to let duplicates run."""
+    from assistant.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.connection_for_read() as conn:
+            queued = sum(conn.default_channel.client.llen(q) for q in queues)
+        if not queued:
+            inspect = app.control.inspect(timeout=0.5)
+            held = [
+                task
+                for replies in (inspect.active() or {}, inspect.reserved() or {})
+                for tasks in replies.values()
+                for task in tasks
+            ]
+            if not held:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"workers still busy after {timeout} s")
+
+
 def stop_and_discard_late_writes(proc: ManagedProcess, **stop_kwargs) -> None:
     """Stop a worker or server process started for a group of tests, then empty the database.
 
