@@ -98,7 +98,7 @@ def fetch(questions, collections) -> list[dict]:
 
 def variants() -> dict:
     """Name -> function(fetched row) -> ranked chunk ids."""
-    from knowledge.retrieval import FUSION, Fusion, fuse_hybrid
+    from knowledge.retrieval import FUSION, Fusion, fuse_hybrid, fuse_scores
 
     def rule(identifier: Fusion, natural: Fusion, vector: str = "vector"):
         rules = {"identifier": identifier, "natural": natural}
@@ -110,13 +110,12 @@ def variants() -> dict:
         ]
 
     def normalised(alpha: float):
-        # Score fusion: cosine similarity plus alpha x the share of the query's idf mass held.
+        # Score fusion (knowledge.retrieval.fuse_scores): cosine similarity plus alpha x the
+        # share of the query's idf mass held.
         def ranked(row):
-            floor = min(row["similarity"].values(), default=0.0)
-            scores = dict(row["similarity"])
-            for hit in row["lexical_hybrid"]:
-                scores[hit.chunk_id] = scores.get(hit.chunk_id, floor) + alpha * hit.coverage
-            return [cid for cid, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
+            vector_scores = [(cid, row["similarity"][cid]) for cid in row["vector"]]
+            fused, _ = fuse_scores(vector_scores, row["lexical_hybrid"], weight=alpha)
+            return [cid for cid, _ in fused]
 
         return ranked
 

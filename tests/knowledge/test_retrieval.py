@@ -17,6 +17,7 @@ from knowledge.retrieval import (
     LexicalHit,
     fuse,
     fuse_hybrid,
+    fuse_scores,
     query_shape,
     search_chunks_for_user,
 )
@@ -200,6 +201,23 @@ def test_fusion_rules_keep_the_vector_ranking_in_the_lead():
         [5, 6, 7], [LexicalHit(7, 1.0)], shape="natural", fusion={"natural": Fusion(0.0, 0.0)}
     )
     assert [cid for cid, _ in fused][:3] == [5, 6, 7]
+
+
+def test_score_fusion_lifts_a_passage_by_at_most_its_lexical_weight():
+    vector = [(1, 0.80), (2, 0.78), (3, 0.70)]
+    # Chunk 2 holds the whole query: 0.78 + 0.05 passes 0.80. Chunk 3, far behind, cannot pass 1.
+    fused, used = fuse_scores(vector, [LexicalHit(2, 1.0), LexicalHit(3, 1.0)], weight=0.05)
+    assert [cid for cid, _ in fused] == [2, 1, 3]
+    assert used == [2, 3]
+    assert dict(fused)[3] == pytest.approx(0.75)
+
+
+def test_score_fusion_without_lexical_hits_is_the_vector_ranking_and_a_lexical_only_chunk_starts_last():
+    vector = [(5, 0.9), (6, 0.6), (7, 0.4)]
+    assert [cid for cid, _ in fuse_scores(vector, None)[0]] == [5, 6, 7]
+    fused, _ = fuse_scores(vector, [LexicalHit(99, 0.5)], weight=0.05)
+    assert [cid for cid, _ in fused] == [5, 6, 99, 7]  # 0.4 floor + 0.025 passes only 7
+    assert fuse_scores([], [LexicalHit(8, 1.0)])[0] == [(8, pytest.approx(0.05))]
 
 
 @pytest.mark.django_db
