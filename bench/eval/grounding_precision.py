@@ -6,6 +6,14 @@ size of an indexed chunk). Runs the check with the local embedder (no database n
 prints the precision and recall of the "unsupported" mark.
 
     python bench/corpus.py && python bench/eval/grounding_precision.py
+    python bench/eval/grounding_precision.py --answers
+
+``--answers`` scores the check as it ran in the product instead: each line of
+grounding_labels_answers.jsonl is a cited sentence from a real answer of the default model
+(``evaluate --answers`` over ``django_answers.jsonl``), with what the check said then
+(``marked``, made against the passage as the model read it, neighbours included) and a label
+written by hand afterwards from the passage. Sentences that claim nothing (a bare ``[n]``, "the
+setting is [4].") were left out.
 """
 
 from __future__ import annotations
@@ -78,5 +86,27 @@ def main() -> None:
     print(f"median check time: {sorted(timings)[len(timings) // 2]:.0f} ms per sentence")
 
 
+def answers() -> None:
+    path = Path(__file__).parent / "grounding_labels_answers.jsonl"
+    labels = [json.loads(line) for line in path.open()]
+    marked = [item for item in labels if item["marked"]]
+    right = [item for item in marked if not item["supported"]]
+    unsupported = [item for item in labels if not item["supported"]]
+    for item in labels:
+        mark = "ok " if item["marked"] != item["supported"] else "XX "
+        verdict = "marked    " if item["marked"] else "not marked"
+        print(f"{mark}{verdict} {item['sentence'][:110]}  {item.get('note', '')}")
+    print(
+        f"\n{len(labels)} cited sentences from real answers, {len(unsupported)} labelled unsupported"
+    )
+    print(
+        f"precision of the mark: {len(right)}/{len(marked)} = {len(right) / max(len(marked), 1):.2f}"
+    )
+    caught = sum(1 for item in unsupported if item["marked"])
+    print(
+        f"recall of the mark:    {caught}/{len(unsupported)} = {caught / max(len(unsupported), 1):.2f}"
+    )
+
+
 if __name__ == "__main__":
-    main()
+    answers() if "--answers" in sys.argv[1:] else main()
