@@ -81,8 +81,13 @@ def test_neighbouring_chunks_are_attached_for_context(make_user):
         for i in range(4)
     )
     index_text(collection, "long.md", "# Long\n\n" + body, user=admin)
-    hits = search_chunks_for_user(user=admin, query="topic 2 number 17", k=1).hits
-    assert hits[0].before or hits[0].after
+    hit = search_chunks_for_user(user=admin, query="topic 2 number 17", k=1).hits[0]
+    chunks = {c.ordinal: c.text for c in Chunk.objects.filter(source_id=hit.source_id)}
+    assert len(chunks) >= 3
+    # The passage's own neighbours in document order, each the whole chunk ("" at an end).
+    assert hit.before == chunks.get(hit.ordinal - 1, "")
+    assert hit.after == chunks.get(hit.ordinal + 1, "")
+    assert hit.before or hit.after
 
 
 @pytest.mark.django_db
