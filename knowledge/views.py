@@ -3,7 +3,8 @@
 Thin by design: parse the input, fetch with permission through ``knowledge.selectors`` (missing
 and forbidden are the same 404), call one ``knowledge.services`` function, render. Endpoints the
 page calls with ``fetch()`` answer JSON; a plain form post (no JavaScript) gets a redirect and a
-message instead.
+message instead. A source's table row is rendered here only (``_source_row.html``): the page's
+script fetches it again (``source_row``, ``source_rows``) and swaps it in when the source changes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -214,15 +216,60 @@ def source_status(request, source_id: int):
     return JsonResponse(services.source_as_event(_readable_source(request, source_id)))
 
 
-@require_GET
-def sources_status(request):
-    """Several sources at once (``?ids=1,2,3``), for a page catching up after a reconnect.
-
-    Ids the user may not read are left out, exactly like deleted ones.
-    """
+def _ids(request) -> list[int] | None:
+    """The ``?ids=1,2,3`` of a batch request (at most MAX_STATUS_IDS), or None if malformed."""
     try:
         ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip()]
     except ValueError:
+        return None
+    return ids[:MAX_STATUS_IDS]
+
+
+@require_GET
+def sources_status(request):
+    """Several sources' state as JSON at once (``?ids=1,2,3``); the page itself refreshes its
+    rows as HTML (``source_rows``).
+
+    Ids the user may not read are left out, exactly like deleted ones.
+    """
+    ids = _ids(request)
+    if ids is None:
         return JsonResponse({"ok": False, "error": "ids must be numbers."}, status=400)
-    sources = selectors.sources_readable_by(request.user).filter(pk__in=ids[:MAX_STATUS_IDS])
+    sources = selectors.sources_readable_by(request.user).filter(pk__in=ids)
     return JsonResponse({"sources": [services.source_as_event(source) for source in sources]})
+
+
+# The rows below are swapped into a page that is already showing: "Updated" reads "just now"
+# (``live``), as it always has for a row the page refreshed.
+
+
+@never_cache
+@require_GET
+def source_row(request, source_id: int):
+    """One source's table row, as the knowledge page shows it to this user."""
+    source = _readable_source(request, source_id)
+    context = {
+        "source": source,
+        "can_manage": selectors.can_manage_collection(request.user, source.collection),
+        "live": True,
+    }
+    return render(request, "knowledge/_source_row.html", context)
+
+
+@never_cache
+@require_GET
+def source_rows(request):
+    """Several rows at once (``?ids=1,2,3``), for a page refreshing its busy rows.
+
+    Ids the user may not read are left out, exactly like deleted ones: the page drops those rows.
+    """
+    ids = _ids(request)
+    if ids is None:
+        return JsonResponse({"ok": False, "error": "ids must be numbers."}, status=400)
+    sources = list(selectors.sources_readable_by(request.user).filter(pk__in=ids))
+    manageable_ids = set(
+        selectors.collections_manageable_by(request.user).values_list("id", flat=True)
+    )
+    for source in sources:
+        source.can_manage = source.collection_id in manageable_ids
+    return render(request, "knowledge/_source_rows.html", {"sources": sources, "live": True})

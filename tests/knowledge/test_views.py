@@ -433,6 +433,85 @@ def test_batch_status_leaves_out_what_the_reader_may_not_see(client, world):
     assert client.get("/knowledge/sources/status", {"ids": "1,x"}).status_code == 400
 
 
+# --- one row, rendered on the server for the page to swap in ---------------------------------
+
+ROW = re.compile(r'<tr id="source-(\d+)".*?</tr>', re.S)
+CSRF_INPUT = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]*"')
+UPDATED = re.compile(r'(data-field="updated">)[^<]*(</time>)')
+
+
+def rows_in(html: str) -> dict[int, str]:
+    """Each row's markup by source id, with what differs between two renderings blanked: the
+    CSRF token (masked anew each time) and the "Updated" text (a swapped row says "just now")."""
+
+    def normal(row: str) -> str:
+        return UPDATED.sub(r"\1\2", CSRF_INPUT.sub(r'\1"', row))
+
+    return {int(m.group(1)): normal(m.group(0)) for m in ROW.finditer(html)}
+
+
+def test_a_row_is_the_row_the_page_shows(client, world):
+    world.runbook_doc.error = "Parse failed: <b>bad</b> table"
+    world.runbook_doc.save()
+    client.force_login(world.manager)
+    page = rows_in(client.get("/knowledge/").content.decode())
+    for source in (world.runbook_doc, world.handbook_doc):  # one managed, one only read
+        response = client.get(f"/knowledge/sources/{source.pk}/row")
+        assert response.status_code == 200
+        assert response["Cache-Control"].startswith("max-age=0")
+        assert rows_in(response.content.decode()) == {source.pk: page[source.pk]}
+    row = client.get(f"/knowledge/sources/{world.runbook_doc.pk}/row").content.decode()
+    assert f"/knowledge/sources/{world.runbook_doc.pk}/reindex" in row
+    assert "Parse failed: &lt;b&gt;bad&lt;/b&gt; table" in row
+    assert 'data-field="updated">just now</time>' in row  # as a row refreshed live always said
+    handbook_row = client.get(f"/knowledge/sources/{world.handbook_doc.pk}/row").content.decode()
+    assert "Re-index" not in handbook_row and "Delete" not in handbook_row
+
+
+def test_a_row_of_a_source_in_another_groups_collection_is_404_like_a_missing_one(client, world):
+    client.force_login(world.reader)
+    assert client.get(f"/knowledge/sources/{world.runbook_doc.pk}/row").status_code == 200
+    forbidden = client.get(f"/knowledge/sources/{world.payroll_doc.pk}/row")
+    missing = client.get(f"/knowledge/sources/{MISSING_ID}/row")
+    assert forbidden.status_code == missing.status_code == 404
+    assert forbidden.content == missing.content
+    assert b"salaries" not in forbidden.content
+
+
+def test_a_row_needs_a_signed_in_user(client, world):
+    response = client.get(f"/knowledge/sources/{world.handbook_doc.pk}/row")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_rows_in_a_batch_leave_out_what_the_reader_may_not_see(client, world):
+    client.force_login(world.manager)
+    ids = [world.runbook_doc.pk, world.payroll_doc.pk, world.handbook_doc.pk, MISSING_ID]
+    response = client.get("/knowledge/sources/rows", {"ids": ",".join(map(str, ids))})
+    assert response.status_code == 200
+    page = rows_in(client.get("/knowledge/").content.decode())
+    rows = rows_in(response.content.decode())
+    assert set(rows) == {world.runbook_doc.pk, world.handbook_doc.pk}
+    assert all(rows[pk] == page[pk] for pk in rows)  # controls only where they manage
+    assert client.get("/knowledge/sources/rows", {"ids": "1,x"}).status_code == 400
+    assert rows_in(client.get("/knowledge/sources/rows").content.decode()) == {}
+
+
+def test_rows_in_a_batch_cost_the_same_queries_however_many(
+    client, world, django_assert_max_num_queries
+):
+    client.force_login(world.manager)
+    client.get("/knowledge/")  # warm the session
+    made = [
+        make_source(world.runbooks, f"runbook-{i}.md", status=Source.Status.EMBEDDING)
+        for i in range(30)
+    ]
+    ids = ",".join(str(source.pk) for source in made)
+    with django_assert_max_num_queries(4):
+        response = client.get("/knowledge/sources/rows", {"ids": ids})
+    assert len(rows_in(response.content.decode())) == 30
+
+
 # --- new collections ----------------------------------------------------------------------
 
 
