@@ -99,8 +99,6 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
         "collections": collections,
         "collection_form": collection_form or (CollectionForm() if user.is_staff else None),
         "max_upload_bytes": settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
-        "status_labels": dict(Source.Status.choices),
-        "kind_labels": dict(Source.Kind.choices),
         "supported_types": ", ".join(
             f"{parser.label} ({', '.join(parser.extensions)})"
             for parser in parsing.PARSERS.values()

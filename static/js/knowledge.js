@@ -2,10 +2,10 @@
  * The Knowledge page: uploads with per-file progress, "Add web page", re-index / delete, and
  * live indexing progress from AppEvents (events.js).
  *
- * Every row is server-rendered (templates/knowledge/_source_row.html) or cloned from
- * <template id="source-row-template">; data only ever goes in through textContent / properties.
- * Live events reach the uploader's tabs only, so busy rows are also refreshed over HTTP: after a
- * reconnect, and every POLL_MS for rows no event has touched lately.
+ * A row is written in one place only, the server's templates/knowledge/_source_row.html: when a
+ * source changes (a live event, a reply to our own request) this script fetches its row again
+ * and swaps it in. Live events reach the uploader's tabs only, so busy rows are also refreshed
+ * over HTTP: after a reconnect, and every POLL_MS for rows no event has touched lately.
  */
 (function () {
   "use strict";
@@ -19,16 +19,12 @@
   const BUSY = new Set(["queued", "parsing", "embedding"]);
 
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
-  const statusLabels = readJson("source-status-labels");
-  const kindLabels = readJson("source-kind-labels");
   const maxBytes = Number(root.dataset.maxUploadBytes) || Infinity;
-  const rowTemplate = document.getElementById("source-row-template");
   const lastEventAt = new Map(); // source id -> Date.now() of the latest live event or refresh
-
-  function readJson(id) {
-    const element = document.getElementById(id);
-    return element ? JSON.parse(element.textContent) : {};
-  }
+  const shownAt = new Map(); // source id -> Date.now() when the request for the shown row left
+  const removals = new Map(); // source id -> how often its row was removed
+  const loading = new Map(); // source id -> { again } while its row is being fetched
+  const actionsInFlight = new Set(); // "id:reindex" or "id:delete" while the request runs
 
   function urlFor(template, id) {
     return template.replace(/\/0\/(?!.*\/0\/)/, "/" + encodeURIComponent(id) + "/");
@@ -50,27 +46,6 @@
     return row.querySelector('[data-field="' + name + '"]');
   }
 
-  // --- rows ----------------------------------------------------------------------------------
-
-  function rowFor(id) {
-    return document.getElementById("source-" + id);
-  }
-
-  function updateRow(row, source) {
-    row.dataset.status = source.status;
-    field(row, "status").textContent = statusLabels[source.status] || source.status;
-    const progress = field(row, "progress");
-    progress.value = source.progress;
-    progress.textContent = source.progress + "%";
-    field(row, "chunk_count").textContent = String(source.chunk_count);
-    const error = field(row, "error");
-    error.textContent = source.error || "";
-    error.hidden = !source.error;
-    const updated = field(row, "updated");
-    updated.dateTime = new Date().toISOString();
-    updated.textContent = "just now";
-  }
-
   function hiddenText(text) {
     const span = document.createElement("span");
     span.className = "visually-hidden";
@@ -78,65 +53,95 @@
     return span;
   }
 
-  function createRow(source, canManage) {
-    const row = rowTemplate.content.firstElementChild.cloneNode(true);
-    row.id = "source-" + source.id;
-    row.dataset.sourceId = String(source.id);
-    const nameSlot = field(row, "name");
-    if (source.kind === "url" && /^https?:\/\//i.test(source.name)) {
-      const link = document.createElement("a");
-      link.href = source.name;
-      link.rel = "noopener noreferrer nofollow";
-      link.target = "_blank";
-      link.dataset.field = "name";
-      link.textContent = source.name;
-      nameSlot.replaceWith(link);
-    } else {
-      nameSlot.textContent = source.name;
-    }
-    const chunks = row.querySelector(".chunks-link");
-    chunks.href = urlFor(root.dataset.detailUrl, source.id);
-    chunks.append(hiddenText("of " + source.name));
-    field(row, "kind").textContent = kindLabels[source.kind] || source.kind;
-    field(row, "progress").setAttribute("aria-label", "Indexing progress of " + source.name);
-    const actions = row.querySelector(".source-actions");
-    if (canManage) {
-      const reindex = actions.querySelector('[data-action="reindex"]');
-      const remove = actions.querySelector('[data-action="delete"]');
-      reindex.action = urlFor(root.dataset.reindexUrl, source.id);
-      remove.action = urlFor(root.dataset.deleteUrl, source.id);
-      reindex.querySelector("button").append(hiddenText(source.name));
-      remove.querySelector("button").append(hiddenText(source.name));
-    } else {
-      actions.remove();
-    }
-    return row;
+  // --- rows ----------------------------------------------------------------------------------
+
+  function rowFor(id) {
+    return document.getElementById("source-" + id);
   }
 
-  /* Shows `source` (a source.updated payload). `sentAt` marks a reply to our own request:
-     it is skipped when a live event newer than the request already updated the row. */
-  function showSource(source, options) {
-    const opts = options || {};
-    const stale = opts.sentAt && (lastEventAt.get(String(source.id)) || 0) > opts.sentAt;
-    let row = rowFor(source.id);
-    const isNew = !row;
-    if (isNew) {
-      const section = document.getElementById("collection-" + source.collection_id);
-      if (!section) return;
-      row = createRow(source, section.hasAttribute("data-can-manage"));
-      section.querySelector("[data-sources]").prepend(row);
-      showEmpty(section, false);
+  // The server's HTML (escaped by Django's templates) as detached rows; nothing in it runs.
+  function parseRows(html) {
+    const holder = document.createElement("template");
+    holder.innerHTML = html;
+    return Array.from(holder.content.querySelectorAll("tr.source-row"));
+  }
+
+  function focusables(row) {
+    return Array.from(row.querySelectorAll("a[href], button"));
+  }
+
+  /* Shows a row from the server in place of the current one, or at the top of its collection
+     (`collectionId`) when the page does not show it yet. `sentAt` is when its request left:
+     a row from an older request than the one shown is dropped. */
+  function showRow(fresh, collectionId, sentAt) {
+    const id = fresh.dataset.sourceId;
+    if ((shownAt.get(id) || 0) > sentAt) return;
+    shownAt.set(id, sentAt);
+    for (const form of fresh.querySelectorAll("form[data-action]")) {
+      if (actionsInFlight.has(id + ":" + form.dataset.action)) form.querySelector("button").disabled = true;
     }
-    if (isNew || !stale) updateRow(row, source);
-    if (opts.size) field(row, "size").textContent = formatBytes(opts.size);
+    const row = rowFor(id);
+    if (row) {
+      // Keyboard users keep their place: focus moves to the same link or button in the new row.
+      const focused = focusables(row).indexOf(document.activeElement);
+      row.replaceWith(fresh);
+      const again = focused === -1 ? null : focusables(fresh)[focused];
+      if (again) again.focus({ preventScroll: true });
+      return;
+    }
+    const section = collectionId != null && document.getElementById("collection-" + collectionId);
+    if (!section) return;
+    section.querySelector("[data-sources]").prepend(fresh);
+    showEmpty(section, false);
+  }
+
+  /* Fetches a source's row and shows it. One request per row at a time: changes arriving
+     meanwhile fetch it once more when it returns, so a burst of progress events costs two
+     requests and the row ends on the latest state. */
+  function refreshRow(id, collectionId) {
+    const key = String(id);
+    if (!rowFor(key) && !document.getElementById("collection-" + collectionId)) return; // not ours to show
+    const current = loading.get(key);
+    if (current) {
+      current.again = true;
+      return;
+    }
+    const load = { again: false };
+    loading.set(key, load);
+    loadRow(key, collectionId).finally(() => {
+      loading.delete(key);
+      if (load.again) refreshRow(key, collectionId);
+    });
+  }
+
+  async function loadRow(id, collectionId) {
+    const removed = removals.get(id) || 0;
+    const sentAt = Date.now();
+    let html;
+    try {
+      const response = await fetch(urlFor(root.dataset.rowUrl, id), { credentials: "same-origin" });
+      if (response.status === 404) {
+        removeRow(id); // deleted, or no longer visible to us
+        return;
+      }
+      if (!response.ok || response.redirected) return; // e.g. signed out: a login page is no row
+      html = await response.text();
+    } catch (error) {
+      return; // offline: the next event, poll or reconnect tries again
+    }
+    if ((removals.get(id) || 0) !== removed) return; // removed while we asked: stays removed
+    const fresh = parseRows(html)[0];
+    if (fresh) showRow(fresh, collectionId, sentAt);
   }
 
   function removeRow(id) {
-    const row = rowFor(id);
+    const key = String(id);
+    removals.set(key, (removals.get(key) || 0) + 1);
+    const row = rowFor(key);
     if (!row) return;
     const section = row.closest("section.collection");
     row.remove();
-    lastEventAt.delete(String(id));
+    lastEventAt.delete(key);
     if (section && !section.querySelector("[data-sources] tr")) showEmpty(section, true);
   }
 
@@ -180,20 +185,21 @@
       .filter((id) => all || now - (lastEventAt.get(id) || 0) >= POLL_MS);
     for (let start = 0; start < ids.length; start += STATUS_BATCH) {
       const batch = ids.slice(start, start + STATUS_BATCH);
-      const url = root.dataset.statusUrl + "?ids=" + batch.join(",");
-      let body;
+      const url = root.dataset.rowsUrl + "?ids=" + batch.join(",");
+      const sentAt = Date.now();
+      let rows;
       try {
-        const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-        if (!response.ok) return;
-        body = await response.json();
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (!response.ok || response.redirected) return;
+        rows = parseRows(await response.text());
       } catch (error) {
         return; // offline: the next poll or reconnect tries again
       }
       const seen = new Set();
-      for (const source of body.sources || []) {
-        seen.add(String(source.id));
-        lastEventAt.set(String(source.id), Date.now());
-        showSource(source);
+      for (const row of rows) {
+        seen.add(row.dataset.sourceId);
+        lastEventAt.set(row.dataset.sourceId, Date.now());
+        showRow(row, null, sentAt); // only rows still on the page
       }
       batch.filter((id) => !seen.has(id)).forEach(removeRow); // deleted, or no longer visible
     }
@@ -260,7 +266,6 @@
 
   function upload(job) {
     return new Promise((resolve) => {
-      const sentAt = Date.now();
       const bar = job.item.querySelector("progress");
       const message = job.item.querySelector(".upload-message");
       const xhr = new XMLHttpRequest();
@@ -275,7 +280,7 @@
       xhr.addEventListener("load", () => {
         const reply = readReply(xhr.status, xhr.response, xhr.responseURL);
         finishUploadItem(job.item, reply.ok, reply.ok ? reply.message : reply.error);
-        if (reply.ok) showSource(reply.source, { sentAt: sentAt, size: job.file.size });
+        if (reply.ok) refreshRow(reply.source.id, reply.source.collection_id);
         resolve();
       });
       xhr.addEventListener("error", () => {
@@ -345,14 +350,13 @@
       button.disabled = true;
       status.classList.remove("is-failed");
       status.textContent = "Adding…";
-      const sentAt = Date.now();
       const reply = await postJson(form.action, new FormData(form));
       button.disabled = false;
       status.textContent = reply.ok ? reply.message : reply.error;
       status.classList.toggle("is-failed", !reply.ok);
       if (reply.ok) {
         form.reset();
-        showSource(reply.source, { sentAt: sentAt });
+        refreshRow(reply.source.id, reply.source.collection_id);
       }
     });
   }
@@ -363,23 +367,29 @@
     if (action !== "reindex" && action !== "delete") return;
     event.preventDefault();
     const row = form.closest("tr.source-row");
+    const id = row.dataset.sourceId;
     const name = field(row, "name").textContent.trim();
     if (action === "delete" && !window.confirm("Delete " + name + "? Its chunks are removed and answers will no longer cite it.")) {
       return;
     }
-    const button = form.querySelector("button");
-    button.disabled = true;
-    const sentAt = Date.now();
+    const inFlight = id + ":" + action;
+    if (actionsInFlight.has(inFlight)) return;
+    actionsInFlight.add(inFlight);
+    form.querySelector("button").disabled = true;
     const reply = await postJson(form.action);
-    button.disabled = false;
+    actionsInFlight.delete(inFlight);
+    // The row may have been swapped for a fresh copy meanwhile: act on the one shown now.
+    const shown = rowFor(id);
+    if (shown) shown.querySelector('[data-action="' + action + '"] button').disabled = false;
     if (!reply.ok) {
-      const error = field(row, "error");
+      if (!shown) return;
+      const error = field(shown, "error");
       error.textContent = reply.error;
       error.hidden = false;
       return;
     }
-    if (action === "delete") removeRow(row.dataset.sourceId);
-    else showSource(reply.source, { sentAt: sentAt });
+    if (action === "delete") removeRow(id);
+    else refreshRow(id, reply.source.collection_id);
   });
 
   // --- start ---------------------------------------------------------------------------------
@@ -393,7 +403,7 @@
     window.AppEvents.on("source.updated", (event) => {
       if (!event.source) return;
       lastEventAt.set(String(event.source.id), Date.now());
-      showSource(event.source);
+      refreshRow(event.source.id, event.source.collection_id);
     });
     window.AppEvents.on("source.deleted", (event) => event.source && removeRow(event.source.id));
     window.AppEvents.on("reconnected", () => refreshBusy(true));
