@@ -101,6 +101,7 @@ HTTP_REPLAYS = [
     ("post", "/memory/{memory}/delete", {}),
     ("get", "/knowledge/sources/{source}/", {}),
     ("get", "/knowledge/sources/{source}/status", {}),
+    ("get", "/knowledge/sources/{source}/row", {}),
     ("post", "/knowledge/sources/{source}/reindex", {}),
     ("get", "/knowledge/sources/{source}/delete", {}),
     ("post", "/knowledge/sources/{source}/delete", {}),
@@ -202,6 +203,10 @@ def test_bulk_status_leaves_out_sources_of_collections_i_cannot_read(world):
 
     assert response.json() == {"sources": []}
     assert bob.get(f"/knowledge/sources/{world['source'].pk}/status").status_code == 404
+    rows = bob.get(f"/knowledge/sources/rows?ids={world['source'].pk},{10**9}")
+    assert rows.status_code == 200
+    assert world["source"].name not in rows.content.decode()
+    assert f'data-source-id="{world["source"].pk}"' not in rows.content.decode()
     _unchanged(world)
 
 
