@@ -397,7 +397,7 @@ def fuse_hybrid(
 # not by the rule written in docs/BENCHMARKS.md before the third corpus was ranked.
 LEXICAL_SCORE_WEIGHT = 0.05
 # "rank": fuse_hybrid (weighted reciprocal rank fusion by query shape); "score": fuse_scores.
-HYBRID_FUSION = "rank"
+HYBRID_FUSION = "score"
 
 
 def fuse_scores(
