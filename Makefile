@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 # A real OpenID Connect provider (npm oidc-provider) for the SSO tests.
 OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
 
-.PHONY: run test test-fast test-slow test-js install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat clean
+.PHONY: run test test-fast test-slow test-js install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat bench-cache clean
 
 run: install
 	$(BIN)/python -m assistant.embedded run
@@ -93,6 +93,12 @@ bench-experiments: install
 
 bench-chat: install
 	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py
+
+# Repeated questions and the answer cache, with the local model (slow: tens of seconds a miss).
+bench-cache: install
+	$(BIN)/python bench/corpus.py
+	$(BENCH) python bench/ingest.py --if-missing
+	env VAR_DIR=var/bench EMBEDDED_REDIS_PORT=6397 $(BIN)/python -m assistant.embedded services -- python bench/answer_cache.py
 
 bench: bench-ingest bench-retrieval bench-chat
 
