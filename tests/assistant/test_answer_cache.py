@@ -293,3 +293,23 @@ def test_query_vectors_are_cached_by_model_and_text():
     assert len(embeddings._queries) == 1
     embeddings.reset_embedder()
     assert not embeddings._queries
+
+
+async def test_two_identical_questions_answered_at_once_leave_one_entry_and_no_error(
+    world, llm_server
+):
+    """Both miss, both are answered by the model, both store under the same key: the second
+    store replaces the first instead of failing on the unique key."""
+    import asyncio
+
+    first_q = await ask(world["ada"], QUESTION)
+    second_q = await ask(world["bob"], QUESTION)
+    config = config_for(llm_server)
+    first, second = await asyncio.gather(
+        collect(world["ada"], first_q, config), collect(world["bob"], second_q, config)
+    )
+    assert first[-1].type == "done" and second[-1].type == "done"
+    assert await AnswerCacheEntry.objects.acount() == 1
+    stored = await AnswerCacheEntry.objects.aget()
+    done_ids = {first[-1].message["id"], second[-1].message["id"]}
+    assert str(stored.message_id) in done_ids
