@@ -16,7 +16,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from accounts.events import user_group
 from accounts.selectors import user_for_session
 from assistant import generation, selectors, services
-from assistant.threads import db
+from assistant.project.threads import db
 
 CLOSE_UNAUTHENTICATED = 4401
 

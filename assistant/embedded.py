@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
                 "-p",
                 str(port),
                 "--proxy-headers",
-                "assistant.asgi:application",
+                "assistant.project.asgi:application",
             ],
             env=env,
         )

@@ -34,7 +34,7 @@ from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
 os.environ.setdefault("DEBUG", "1")
 
 import django  # noqa: E402

@@ -28,7 +28,7 @@ from assistant.answering.events import (
 )
 from assistant.citations import CitationStreamParser
 from assistant.models import Message
-from assistant.threads import db
+from assistant.project.threads import db
 from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from assistant.env import Env
+from assistant.project.env import Env
 from tests.support.django_settings import django_settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -18,7 +18,7 @@ from django.test import Client
 
 from assistant import memory
 from assistant.models import Conversation, Feedback, MemoryItem, Message
-from assistant.routing import websocket_urlpatterns
+from assistant.project.routing import websocket_urlpatterns
 from knowledge.models import Collection, Source
 from tests.support import knowledge as hr
 from tests.support.knowledge import (

@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from assistant import llm, memory, services
 from assistant.answering.pipeline import SHARED_MEMORY_REPLY, answer_stream
-from assistant.celery import app as celery_app
 from assistant.consumers import EventsConsumer
 from assistant.models import Conversation, MemoryItem, Message
+from assistant.project.celery import app as celery_app
 from tests.browser.conftest import log_in, watch_for_problems
 from tests.conftest import session_cookie_for
 from tests.support import processes

@@ -43,7 +43,7 @@ def llm():
 @pytest.fixture
 def configured(slack, llm):
     """The webhook with Celery eager: the task runs inside the request, in this process."""
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     slack.reset()
     slack.team_id = "T1"

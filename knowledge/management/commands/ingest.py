@@ -136,7 +136,7 @@ class Command(BaseCommand):
 
 
 def _worker_available() -> bool:
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     try:
         return bool(app.control.ping(timeout=1.0, limit=1))
