@@ -408,7 +408,7 @@ MEMORY_TOP_K = env.int("MEMORY_TOP_K", 5, min_value=0)
 # exactly the same collections at the same knowledge version, gets that answer at once
 # (assistant/answering/cache.py). 0 turns the answer cache off.
 ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", 7 * 24 * 3600, min_value=0)
-# The local model server the launcher started, if any (assistant/embedded.py exports it).
+# The local model server the launcher started, if any (assistant/devstack/launcher.py exports it).
 EMBEDDED_LLM_BASE_URL = env.str("EMBEDDED_LLM_BASE_URL", "")
 # Learning memory items and summaries after an answer asks the model again. On the embedded
 # local model that work queues in front of the next person's answer (and evicts the cached
