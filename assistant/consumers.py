@@ -15,7 +15,8 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from accounts.events import user_group
 from accounts.selectors import user_for_session
-from assistant import generation, selectors, services
+from assistant import selectors, services
+from assistant.answering import generation
 from assistant.project.threads import db
 
 CLOSE_UNAUTHENTICATED = 4401

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from assistant import llm, memory, selectors, services
 from assistant.answering import cache, grounding, metrics, prompts
+from assistant.answering.citations import CitationStreamParser
 from assistant.answering.events import (
     CitationEvent,
     DeltaEvent,
@@ -26,7 +27,6 @@ from assistant.answering.events import (
     Event,
     RetrievalEvent,
 )
-from assistant.citations import CitationStreamParser
 from assistant.models import Message
 from assistant.project.threads import db
 from knowledge import embeddings
