@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from assistant import api, memory_views, views
+from assistant import api, views
+from assistant.memory import views as memory_views
 
 urlpatterns = [
     path("", views.home, name="home"),

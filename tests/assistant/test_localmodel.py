@@ -407,20 +407,20 @@ async def test_the_local_model_follows_the_memory_extraction_schema(llama_server
     small model returns must parse into facts (or none) without an exception."""
     import json
 
-    from assistant import memory
     from assistant.llm import complete_json
+    from assistant.memory import extraction as memory_extraction
     from assistant.models import MemoryItem
 
     config = LLMConfig(base_url=llama_server, api_key="local", model=SERVED_ALIAS, max_tokens=200)
     known = [MemoryItem(text="The user works in the Berlin office.")]
     # Only what the person wrote goes to extraction (never the answer: it quotes passages).
-    messages = memory._extraction_messages(
+    messages = memory_extraction._extraction_messages(
         "I moved to the Munich office last month. Where is the nearest printer?", known
     )
-    raw = await complete_json(messages, schema=memory.EXTRACTION_SCHEMA, config=config)
+    raw = await complete_json(messages, schema=memory_extraction.EXTRACTION_SCHEMA, config=config)
     await aclose_clients()
     data = json.loads(raw)
     assert isinstance(data["facts"], list)
     assert all(isinstance(fact, dict) and isinstance(fact["text"], str) for fact in data["facts"])
-    facts = memory.parse_extraction(raw, known=len(known))
+    facts = memory_extraction.parse_extraction(raw, known=len(known))
     assert all(fact.replaces in ((), (1,)) for fact in facts)
