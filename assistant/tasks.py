@@ -20,6 +20,3 @@ def after_turn(answer_id: str) -> None:
     from assistant.memory import extraction as memory_extraction
 
     memory_extraction.after_turn(answer_id=answer_id)
-
-
-from assistant.slack.tasks import answer_in_slack  # noqa: E402,F401  (registers the task)

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "accounts",
     "knowledge",
     "assistant",
+    "assistant.slack",
 ]
 
 MIDDLEWARE = [

@@ -14,8 +14,9 @@ from django.test import Client, override_settings
 
 from accounts.models import AuditEvent, SlackIdentity
 from assistant.memory import services as memory_services
-from assistant.models import Conversation, Message, SlackEventReceipt
+from assistant.models import Conversation, Message
 from assistant.slack import formatting, linking
+from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
 from tests.slack.test_slack import SECRET, TOKEN, direct_message, mention, post_event
 from tests.support import processes

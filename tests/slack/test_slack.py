@@ -12,7 +12,8 @@ from django.contrib.auth.models import Group
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from assistant.models import Conversation, Feedback, Message, SlackEventReceipt
+from assistant.models import Conversation, Feedback, Message
+from assistant.slack.models import SlackEventReceipt
 from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
