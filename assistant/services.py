@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.events import user_event_send
 from assistant import selectors
 from assistant.models import Citation, Conversation, Feedback, Message
-from assistant.tasking import enqueue_on_commit
+from assistant.project.tasking import enqueue_on_commit
 
 TITLE_CHARS = 60
 

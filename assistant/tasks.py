@@ -16,10 +16,7 @@ def echo(key: str, value: str) -> None:
     time_limit=150,
 )
 def after_turn(answer_id: str) -> None:
-    """Learns from the turn and summarises long conversations (see memory.after_turn)."""
-    from assistant import memory
+    """Learns from the turn and summarises long conversations (see assistant/memory/extraction.py)."""
+    from assistant.memory import extraction as memory_extraction
 
-    memory.after_turn(answer_id=answer_id)
-
-
-from assistant.slack.tasks import answer_in_slack  # noqa: E402,F401  (registers the task)
+    memory_extraction.after_turn(answer_id=answer_id)

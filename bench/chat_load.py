@@ -28,7 +28,7 @@ from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
 os.environ.setdefault("DEBUG", "1")
 
 import django  # noqa: E402
@@ -100,7 +100,14 @@ def start_daphne(llm_url: str) -> tuple[ManagedProcess, int]:
     bin_dir = Path(sys.executable).parent
     proc = ManagedProcess(
         "daphne",
-        [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "assistant.asgi:application"],
+        [
+            str(bin_dir / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "assistant.project.asgi:application",
+        ],
         env,
         BASE / "var" / "bench-daphne.log",
     )

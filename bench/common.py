@@ -37,7 +37,7 @@ def setup_django(*, migrate: bool = True, database_url: str | None = None) -> No
     """Settings from the environment (as the launcher exports them), then ``migrate``."""
     if database_url:
         os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -191,7 +191,7 @@ class Worker:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 60) -> float:
-        from assistant.celery import app
+        from assistant.project.celery import app
 
         started = time.monotonic()
         while time.monotonic() - started < timeout:

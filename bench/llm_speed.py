@@ -34,7 +34,7 @@ from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
 os.environ.setdefault("DEBUG", "1")
 
 import django  # noqa: E402
@@ -44,8 +44,9 @@ django.setup()
 import httpx  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from assistant import llm, localmodel  # noqa: E402
+from assistant import llm  # noqa: E402
 from assistant.answering import prompts  # noqa: E402
+from assistant.devstack import localmodel  # noqa: E402
 from knowledge.retrieval import SearchHit  # noqa: E402
 
 PASSAGE_COUNTS = (1, 2, 4, 6)

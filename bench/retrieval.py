@@ -191,7 +191,7 @@ def compute_seed(count: int) -> dict:
         data["vectors"] = np.load(cache)["vectors"]
         data["origin"] = f"cached in {cache.name}"
         return data
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
     from knowledge import parsing
     from knowledge.chunking import chunk_document
     from knowledge.embeddings.local import LocalEmbedder

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.audit import Action, audit_record
 from accounts.events import user_event_send
-from assistant.tasking import enqueue_on_commit
+from assistant.project.tasking import enqueue_on_commit
 from knowledge import embeddings, fetching, parsing
 from knowledge.chunking import chunk_document
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from assistant import llm, memory, selectors, services
+from assistant import llm, selectors, services
 from assistant.answering import cache, grounding, metrics, prompts
+from assistant.answering.citations import CitationStreamParser
 from assistant.answering.events import (
     CitationEvent,
     DeltaEvent,
@@ -26,9 +27,10 @@ from assistant.answering.events import (
     Event,
     RetrievalEvent,
 )
-from assistant.citations import CitationStreamParser
+from assistant.memory import selectors as memory_selectors
+from assistant.memory import services as memory_services
 from assistant.models import Message
-from assistant.threads import db
+from assistant.project.threads import db
 from knowledge import embeddings
 from knowledge.retrieval import SearchHit, search_chunks_for_user
 
@@ -72,7 +74,7 @@ def _retrieve(user, question: Message, collection_ids, shared: bool = False) -> 
         same_text = query.strip() == question.content.strip()  # retrieval strips the query
         remembered = [
             {"id": item.pk, "text": item.text}
-            for item in memory.relevant_items(
+            for item in memory_selectors.relevant_items(
                 user=user,
                 query=question.content,
                 limit=settings.MEMORY_TOP_K,
@@ -97,22 +99,22 @@ SHARED_MEMORY_REPLY = (
 
 def _memory_command(user, question: Message, shared: bool = False) -> str | None:
     """Handles "remember that ..." / "forget ..." and returns the reply, or None if not one."""
-    command = memory.parse_command(question.content)
+    command = memory_services.parse_command(question.content)
     if command is None:
         return None
     if shared:
         # "forget ..." replies with the forgotten items: never in a place many people read.
         return SHARED_MEMORY_REPLY
-    if not memory.is_enabled(user):
+    if not memory_selectors.is_enabled(user):
         return "Memory is paused, so I won't remember or use anything. You can turn it back on under Memory."
     if command.action == "forget":
-        forgotten = memory.forget(user=user, text=command.text)
+        forgotten = memory_services.forget(user=user, text=command.text)
         if not forgotten:
             return "I didn't find anything like that in what I remember about you."
         return "Done — I forgot:\n" + "\n".join(f"- {text}" for text in forgotten)
     try:
-        item = memory.remember(user=user, text=command.text, source_message=question)
-    except memory.MemoryRefused as exc:
+        item = memory_services.remember(user=user, text=command.text, source_message=question)
+    except memory_services.MemoryRefused as exc:
         return str(exc)
     return f"Got it — I'll remember: {item.text}"
 

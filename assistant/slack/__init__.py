@@ -1,1 +1,2 @@
-"""The Slack door: a signed webhook, a Celery task that answers in threads, and the Web API client."""
+"""The Slack app (label ``slack``): a signed webhook, a Celery task that answers in threads, the
+Web API client, and the deliveries it records (``models.SlackEventReceipt``)."""

@@ -19,10 +19,11 @@ from django.utils import timezone
 from accounts.models import SlackIdentity
 from assistant import services
 from assistant.answering.pipeline import answer_stream
-from assistant.models import Conversation, Message, SlackEventReceipt
+from assistant.models import Conversation, Message
+from assistant.project.tasking import enqueue_on_commit
 from assistant.slack import client, formatting
 from assistant.slack.linking import account_for_slack_user, is_provisional
-from assistant.tasking import enqueue_on_commit
+from assistant.slack.models import SlackEventReceipt
 from knowledge.selectors import collections_open_to_everyone_ids
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from slack_sdk.signature import SignatureVerifier
 
-from assistant.models import SlackEventReceipt
 from assistant.slack import linking, services
+from assistant.slack.models import SlackEventReceipt
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from accounts.sso import (
     sign_in_refusal,
 )
 from accounts.sso_config import SAML_APP
-from assistant.env import Env
+from assistant.project.env import Env
 from tests.support import processes
 from tests.support.django_settings import django_settings
 from tests.support.saml_idp import self_signed_pair
@@ -63,7 +63,12 @@ def test_the_saml_provider_app_is_installed_only_when_saml_is_configured():
     assert settings_for({})["SSO_EXTRA_APPS"] == []
     assert SAML_APP not in settings.INSTALLED_APPS  # the test process configures no SAML
     code = "from django.conf import settings; print(settings.INSTALLED_APPS[-1])"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "assistant.settings", "DEBUG": "1", **BY_HAND}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assistant.project.settings",
+        "DEBUG": "1",
+        **BY_HAND,
+    }
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); " + code],
         env=env,

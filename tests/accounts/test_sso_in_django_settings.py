@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from assistant.env import Env
+from assistant.project.env import Env
 from tests.support.django_settings import django_settings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -297,7 +297,7 @@ def test_each_configuration_gives_exactly_these_settings(environ, expected, form
     settings = django_settings(Env(environ), debug=False)
     assert {name: settings[name] for name in expected} == expected
     installed = settings["INSTALLED_APPS"]
-    assert installed[installed.index("assistant") + 1 :] == expected["SSO_EXTRA_APPS"]
+    assert installed[installed.index("assistant.slack") + 1 :] == expected["SSO_EXTRA_APPS"]
     assert settings["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]["form-action"] == form_action
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from assistant.env import Env
+from assistant.project.env import Env
 from tests.support import processes
 from tests.support.django_settings import django_settings
 

@@ -1,12 +1,12 @@
 """The project's URLs plus the account routes, for tests of views in accounts/views.py.
 
-(Until assistant/urls.py routes them itself; with both, the first match wins - the same view.)
+(Until assistant/project/urls.py routes them itself; with both, the first match wins - the same view.)
 """
 
 from django.urls import include, path
 
 from accounts import views
-from assistant.urls import urlpatterns as project_urlpatterns
+from assistant.project.urls import urlpatterns as project_urlpatterns
 
 urlpatterns = [
     path("admin/login/", views.admin_login, name="admin-login"),

@@ -10,8 +10,9 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.utils import timezone
 
-from assistant import memory, services
+from assistant import services
 from assistant.answering import cache
+from assistant.memory import services as memory_services
 from assistant.models import AnswerCacheEntry, Citation, Feedback, Message
 from knowledge import embeddings
 from knowledge.models import Chunk, Source
@@ -206,7 +207,7 @@ async def test_a_follow_up_question_is_neither_served_nor_stored(world, llm_serv
 
 async def test_an_answer_given_a_memory_item_is_neither_served_nor_stored(world, llm_server):
     await answer(world["bob"], QUESTION, llm_server)
-    await sync_to_async(memory.remember)(
+    await sync_to_async(memory_services.remember)(
         user=world["ada"], text="I always book flights in business class"
     )
     _, with_memory = await answer(world["ada"], QUESTION, llm_server)

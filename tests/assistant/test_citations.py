@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from assistant.citations import (
+from assistant.answering.citations import (
     MAX_HELD_CHARS,
     CitationMarker,
     CitationStreamParser,

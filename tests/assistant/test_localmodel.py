@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from assistant import localmodel
-from assistant.llm import ChatMessage, Completion, LLMConfig, TextDelta, aclose_clients, stream_chat
-from assistant.localmodel import (
+from assistant.devstack import localmodel
+from assistant.devstack.localmodel import (
     LocalModel,
     LocalModelError,
     LocalModelMissing,
@@ -28,6 +27,7 @@ from assistant.localmodel import (
     Part,
     server_argv,
 )
+from assistant.llm import ChatMessage, Completion, LLMConfig, TextDelta, aclose_clients, stream_chat
 from assistant.models import Conversation, MemoryItem, Message
 from assistant.tasks import after_turn
 from tests.support.openai_server import Reply, ScriptedOpenAI
@@ -67,6 +67,17 @@ def test_the_default_is_qwen_and_the_variable_chooses(monkeypatch):
 
     monkeypatch.setenv(localmodel.MODEL_ENV, "smollm2-135m")
     assert localmodel.choose().alias == "smollm2-135m-instruct"
+
+
+def test_the_app_asks_for_the_launchers_default_server_and_model_without_importing_them():
+    """assistant/llm.py names the default local server and model itself, since production code
+    never imports the development stack: both must stay what the launcher serves by default."""
+    from assistant import llm
+    from assistant.devstack import launcher
+
+    assert localmodel.choose(localmodel.DEFAULT_MODEL).alias == llm.DEFAULT_MODEL
+    assert llm.DEFAULT_MODEL == localmodel.DEFAULT_MODEL_ALIAS
+    assert f"http://127.0.0.1:{launcher.DEFAULT_LLM_PORT}/v1" == llm.DEFAULT_BASE_URL
 
 
 @pytest.mark.parametrize("name", ["gpt-5", "", "../../etc/passwd", "qwen" * 500])
@@ -404,20 +415,20 @@ async def test_the_local_model_follows_the_memory_extraction_schema(llama_server
     small model returns must parse into facts (or none) without an exception."""
     import json
 
-    from assistant import memory
     from assistant.llm import complete_json
+    from assistant.memory import extraction as memory_extraction
     from assistant.models import MemoryItem
 
     config = LLMConfig(base_url=llama_server, api_key="local", model=SERVED_ALIAS, max_tokens=200)
     known = [MemoryItem(text="The user works in the Berlin office.")]
     # Only what the person wrote goes to extraction (never the answer: it quotes passages).
-    messages = memory._extraction_messages(
+    messages = memory_extraction._extraction_messages(
         "I moved to the Munich office last month. Where is the nearest printer?", known
     )
-    raw = await complete_json(messages, schema=memory.EXTRACTION_SCHEMA, config=config)
+    raw = await complete_json(messages, schema=memory_extraction.EXTRACTION_SCHEMA, config=config)
     await aclose_clients()
     data = json.loads(raw)
     assert isinstance(data["facts"], list)
     assert all(isinstance(fact, dict) and isinstance(fact["text"], str) for fact in data["facts"])
-    facts = memory.parse_extraction(raw, known=len(known))
+    facts = memory_extraction.parse_extraction(raw, known=len(known))
     assert all(fact.replaces in ((), (1,)) for fact in facts)

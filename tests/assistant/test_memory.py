@@ -8,9 +8,13 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import override_settings
 
-from assistant import llm, memory, services
+from assistant import llm, services
 from assistant.answering.pipeline import answer_stream
+from assistant.memory import extraction as memory_extraction
+from assistant.memory import selectors as memory_selectors
+from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
+from knowledge.embeddings import get_embedder
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -50,7 +54,7 @@ def config_for(server):
     ],
 )
 def test_memory_commands_are_recognised(text, expected):
-    command = memory.parse_command(text)
+    command = memory_services.parse_command(text)
     assert (command.action, command.text) == expected if expected else command is None
 
 
@@ -82,7 +86,7 @@ def test_memory_commands_are_recognised(text, expected):
     ],
 )
 def test_extraction_output_is_validated(raw, expected):
-    assert memory.validate_extraction(raw) == expected
+    assert memory_extraction.validate_extraction(raw) == expected
 
 
 # --- storage and isolation ------------------------------------------------------------------------
@@ -91,42 +95,42 @@ def test_extraction_output_is_validated(raw, expected):
 @pytest.mark.django_db
 def test_near_duplicates_and_contradictions_update_instead_of_repeating(make_user):
     user = make_user()
-    memory.remember(user=user, text="I work in the Berlin office")
-    memory.remember(user=user, text="I work in the Berlin office.")
+    memory_services.remember(user=user, text="I work in the Berlin office")
+    memory_services.remember(user=user, text="I work in the Berlin office.")
     assert MemoryItem.objects.filter(owner=user).count() == 1
-    memory.remember(user=user, text="I work in the Munich office")
+    memory_services.remember(user=user, text="I work in the Munich office")
     assert list(MemoryItem.objects.filter(owner=user).values_list("text", flat=True)) == [
         "I work in the Munich office"
     ]
-    memory.remember(user=user, text="Please answer me in German")
+    memory_services.remember(user=user, text="Please answer me in German")
     assert MemoryItem.objects.filter(owner=user).count() == 2
 
 
 @pytest.mark.django_db
 def test_items_longer_than_the_limit_are_refused(make_user):
-    with pytest.raises(memory.MemoryRefused):
-        memory.remember(user=make_user(), text="x" * (memory.MAX_ITEM_CHARS + 1))
+    with pytest.raises(memory_services.MemoryRefused):
+        memory_services.remember(user=make_user(), text="x" * (memory_services.MAX_ITEM_CHARS + 1))
 
 
 @pytest.mark.django_db
 def test_two_users_with_similar_memories_only_ever_get_their_own(make_user):
     alice, bob = make_user(), make_user()
-    memory.remember(user=alice, text="I manage the payments team in Berlin")
-    memory.remember(user=bob, text="I manage the payments team in Lisbon")
-    assert [i.text for i in memory.relevant_items(user=alice, query="which team do I manage?")] == [
-        "I manage the payments team in Berlin"
-    ]
-    assert [i.text for i in memory.relevant_items(user=bob, query="which team do I manage?")] == [
-        "I manage the payments team in Lisbon"
-    ]
+    memory_services.remember(user=alice, text="I manage the payments team in Berlin")
+    memory_services.remember(user=bob, text="I manage the payments team in Lisbon")
+    assert [
+        i.text for i in memory_selectors.relevant_items(user=alice, query="which team do I manage?")
+    ] == ["I manage the payments team in Berlin"]
+    assert [
+        i.text for i in memory_selectors.relevant_items(user=bob, query="which team do I manage?")
+    ] == ["I manage the payments team in Lisbon"]
 
 
 @pytest.mark.django_db
 def test_paused_memory_is_not_used(make_user):
     user = make_user()
-    memory.remember(user=user, text="I work in the Berlin office")
-    memory.set_paused(user=user, paused=True)
-    assert memory.relevant_items(user=user, query="where do I work") == []
+    memory_services.remember(user=user, text="I work in the Berlin office")
+    memory_services.set_paused(user=user, paused=True)
+    assert memory_selectors.relevant_items(user=user, query="where do I work") == []
 
 
 # --- through the pipeline -----------------------------------------------------------------------
@@ -218,7 +222,9 @@ def test_learning_from_a_turn_stores_validated_facts(make_user, llm_server):
             ]
         )
     )
-    assert memory.learn_from_turn(answer_id=answer.pk) == ["The user is on the payments team."]
+    assert memory_extraction.learn_from_turn(answer_id=answer.pk) == [
+        "The user is on the payments team."
+    ]
     assert list(MemoryItem.objects.filter(owner=user).values_list("text", flat=True)) == [
         "The user is on the payments team."
     ]
@@ -241,12 +247,12 @@ def test_nothing_is_learned_from_a_conversation_with_memory_off_or_from_bad_outp
         reply_to=question,
         status="complete",
     )
-    assert memory.learn_from_turn(answer_id=answer.pk) == []
+    assert memory_extraction.learn_from_turn(answer_id=answer.pk) == []
     assert llm_server.requests == []
     conversation.remember = True
     conversation.save()
     llm_server.script(Reply(tokens=['{"facts": ["The user li']))
-    assert memory.learn_from_turn(answer_id=answer.pk) == []
+    assert memory_extraction.learn_from_turn(answer_id=answer.pk) == []
     assert not MemoryItem.objects.exists()
 
 
@@ -271,7 +277,9 @@ async def test_a_long_conversation_is_summarised_and_the_summary_is_used(
         )
     )
     with override_settings(LLM_CONTEXT_TOKENS=2048):
-        assert await sync_to_async(memory.summarise_if_long)(conversation_id=conversation.pk)
+        assert await sync_to_async(memory_extraction.summarise_if_long)(
+            conversation_id=conversation.pk
+        )
     await conversation.arefresh_from_db()
     assert conversation.summary.startswith("The user asked eight")
     await ask(user, "When is the Berlin office open?", llm_server, conversation)
@@ -284,7 +292,7 @@ async def test_a_long_conversation_is_summarised_and_the_summary_is_used(
 def test_the_cli_door_never_uses_another_users_memory(make_user, llm_server, handbook, capsys):
     alice = make_user(email="alice@example.com")
     make_user(email="bob@example.com")
-    memory.remember(user=alice, text="I work in the Berlin office")
+    memory_services.remember(user=alice, text="I work in the Berlin office")
     call_command("ask", "When is my office open?", "--user", "bob@example.com")
     assert (
         "I work in the Berlin office" not in llm_server.requests[-1].body["messages"][0]["content"]
@@ -299,8 +307,8 @@ def test_the_cli_door_never_uses_another_users_memory(make_user, llm_server, han
 @pytest.mark.django_db
 def test_the_memory_page_lists_edits_and_deletes_only_your_own(client, make_user):
     alice, bob = make_user(), make_user()
-    mine = memory.remember(user=alice, text="I work in the Berlin office")
-    theirs = memory.remember(user=bob, text="I work in the Lisbon office")
+    mine = memory_services.remember(user=alice, text="I work in the Berlin office")
+    theirs = memory_services.remember(user=bob, text="I work in the Lisbon office")
     client.force_login(alice)
     page = client.get("/memory/").content.decode()
     assert "Berlin" in page and "Lisbon" not in page
@@ -310,7 +318,7 @@ def test_the_memory_page_lists_edits_and_deletes_only_your_own(client, make_user
     client.post(f"/memory/{mine.pk}/edit", {"text": "I work in the Hamburg office"})
     assert MemoryItem.objects.get(pk=mine.pk).text == "I work in the Hamburg office"
     client.post("/memory/pause", {"paused": "1"})
-    assert not memory.is_enabled(alice)
+    assert not memory_selectors.is_enabled(alice)
     client.post("/memory/delete-all")
     assert not MemoryItem.objects.filter(owner=alice).exists()
     assert MemoryItem.objects.filter(owner=bob).exists()
@@ -339,7 +347,7 @@ def test_the_per_conversation_switch_is_owner_only(client, make_user):
 @pytest.mark.django_db
 def test_superusers_cannot_read_memory_in_the_admin_unless_explicitly_granted(client, make_user):
     root = make_user(is_staff=True, is_superuser=True)
-    memory.remember(user=make_user(), text="I have a medical appointment on Friday")
+    memory_services.remember(user=make_user(), text="I have a medical appointment on Friday")
     client.force_login(root)
     assert client.get("/admin/assistant/memoryitem/").status_code == 403
     assert "memoryitem" not in client.get("/admin/").content.decode()
@@ -353,9 +361,9 @@ def test_a_learned_fact_replaces_the_known_fact_it_contradicts_however_it_is_phr
     make_user, llm_server
 ):
     user, other = make_user(), make_user()
-    memory.remember(user=user, text="The user is a vegetarian.")
-    memory.remember(user=user, text="The user works in the Berlin office.")
-    theirs = memory.remember(user=other, text="The user is a vegetarian.")
+    memory_services.remember(user=user, text="The user is a vegetarian.")
+    memory_services.remember(user=user, text="The user works in the Berlin office.")
+    theirs = memory_services.remember(user=other, text="The user is a vegetarian.")
     conversation = Conversation.objects.create(owner=user)
     question = Message.objects.create(
         conversation=conversation,
@@ -371,16 +379,16 @@ def test_a_learned_fact_replaces_the_known_fact_it_contradicts_however_it_is_phr
     )
 
     # The contradiction is phrased too differently for similarity to catch it.
-    embedder = memory.get_embedder()
+    embedder = get_embedder()
     a, b = embedder.embed_documents(["The user is a vegetarian.", "The user eats meat again."])
-    assert sum(x * y for x, y in zip(a, b, strict=True)) < memory.SAME_TOPIC_SIMILARITY
+    assert sum(x * y for x, y in zip(a, b, strict=True)) < memory_services.SAME_TOPIC_SIMILARITY
 
     llm_server.script(
         Reply(
             tokens=[json.dumps({"facts": [{"text": "The user eats meat again.", "replaces": [1]}]})]
         )
     )
-    assert memory.learn_from_turn(answer_id=answer.pk) == ["The user eats meat again."]
+    assert memory_extraction.learn_from_turn(answer_id=answer.pk) == ["The user eats meat again."]
     prompt = llm_server.requests[-1].body["messages"][1]["content"]
     # The user's own known facts were shown, numbered (nearest first); nobody else's.
     assert (
@@ -399,8 +407,8 @@ def test_replaces_numbers_outside_the_known_facts_or_of_the_wrong_type_touch_not
     make_user, llm_server
 ):
     user, other = make_user(), make_user()
-    mine = memory.remember(user=user, text="The user works in the Berlin office.")
-    theirs = memory.remember(user=other, text="The user manages the payments team.")
+    mine = memory_services.remember(user=user, text="The user works in the Berlin office.")
+    theirs = memory_services.remember(user=other, text="The user manages the payments team.")
     conversation = Conversation.objects.create(owner=user)
     question = Message.objects.create(
         conversation=conversation, role="user", content="I like short answers."
@@ -429,7 +437,9 @@ def test_replaces_numbers_outside_the_known_facts_or_of_the_wrong_type_touch_not
             ]
         )
     )
-    assert memory.learn_from_turn(answer_id=answer.pk) == ["The user prefers short answers."]
+    assert memory_extraction.learn_from_turn(answer_id=answer.pk) == [
+        "The user prefers short answers."
+    ]
     assert (
         MemoryItem.objects.filter(pk=mine.pk).exists()
         and MemoryItem.objects.filter(pk=theirs.pk).exists()
@@ -464,7 +474,9 @@ def test_replaces_numbers_outside_the_known_facts_or_of_the_wrong_type_touch_not
     ],
 )
 def test_replaces_numbers_are_validated(raw, known, expected):
-    assert [(f.text, f.replaces) for f in memory.parse_extraction(raw, known=known)] == expected
+    assert [
+        (f.text, f.replaces) for f in memory_extraction.parse_extraction(raw, known=known)
+    ] == expected
 
 
 @pytest.mark.django_db
@@ -491,7 +503,7 @@ def test_the_question_is_embedded_once_for_retrieval_and_memory_when_the_texts_m
                 "# Offices\n\nBerlin opens at 8.",
                 user=admin,
             )
-            memory.remember(user=user, text="The user works in the Berlin office.")
+            memory_services.remember(user=user, text="The user works in the Berlin office.")
             first = services.question_create(
                 user=user, conversation=None, text="When does my office open?"
             )

@@ -280,10 +280,10 @@ def test_thumbs_down_with_a_comment_is_stored(chat_server, page, reader, handboo
 def test_the_answer_shows_the_memory_it_used_and_a_chat_can_be_kept_out_of_memory(
     chat_server, page, reader, handbook, answers
 ):
-    from assistant import memory
+    from assistant.memory import services as memory_services
     from assistant.models import Conversation
 
-    memory.remember(user=reader, text="When I book flights I prefer a window seat")
+    memory_services.remember(user=reader, text="When I book flights I prefer a window seat")
     answers.set(BOOKING, Reply(tokens=["Ask the travel desk [1]."]))
     log_in(page, chat_server, reader.email)
     ask(page, BOOKING)

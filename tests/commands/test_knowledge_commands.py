@@ -149,13 +149,14 @@ def test_reindex_moves_chunks_and_memory_to_a_new_embedding_model_and_back(admin
     """A model change with another dimension: chunks and every user's memory are re-embedded,
     the vector columns resized, and the way back works the same (it also restores the schema
     for the tests that follow)."""
-    from assistant import memory
+    from assistant.memory import selectors as memory_selectors
+    from assistant.memory import services as memory_services
     from knowledge.models import EmbeddingSpace
     from tests.support.fake_embeddings_server import FakeEmbeddingsServer, fake_vector
 
     collection = make_collection("Docs", everyone=True)
     source = index_text(collection, "doc.md", "# Doc\n\nSome words about printers.", user=admin)
-    item = memory.remember(user=admin, text="I work in the Berlin office")
+    item = memory_services.remember(user=admin, text="I work in the Berlin office")
     original = list(item.embedding)
 
     elsewhere = child_env(
@@ -195,5 +196,8 @@ def test_reindex_moves_chunks_and_memory_to_a_new_embedding_model_and_back(admin
     assert space.dimensions == 384 and space.name.startswith("local:")
     item.refresh_from_db()
     assert list(item.embedding) == pytest.approx(original, abs=1e-5)
-    assert memory.relevant_items(user=admin, query="Which office do I work in?")[0].pk == item.pk
+    assert (
+        memory_selectors.relevant_items(user=admin, query="Which office do I work in?")[0].pk
+        == item.pk
+    )
     assert all(len(chunk.embedding) == 384 for chunk in Chunk.objects.filter(source=source))

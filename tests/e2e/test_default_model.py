@@ -18,8 +18,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
-from assistant import llm, localmodel, services
+from assistant import llm, services
 from assistant.answering.pipeline import answer_stream
+from assistant.devstack import localmodel
 from tests.support.knowledge import index_text, make_collection
 from tests.support.processes import free_port
 

@@ -2,7 +2,7 @@
 
 from django.test import override_settings
 
-from assistant.bodylimit import BodySizeLimit
+from assistant.project.bodylimit import BodySizeLimit
 
 
 async def call(app, headers):

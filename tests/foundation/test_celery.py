@@ -5,7 +5,7 @@ import pytest
 from django.core.cache import cache
 from django.db import transaction
 
-from assistant.celery import app
+from assistant.project.celery import app
 from assistant.tasks import echo
 
 

@@ -1,7 +1,7 @@
 import pytest
 from django.test import override_settings
 
-from assistant import health
+from assistant.project import health
 
 TOKEN = "s3cret"
 

@@ -12,8 +12,8 @@ import httpx
 import psutil
 import pytest
 
-from assistant import localmodel
-from assistant.embedded import embedded_llm_env
+from assistant.devstack import localmodel
+from assistant.devstack.launcher import embedded_llm_env
 from tests.support.processes import BASE_DIR, free_ports
 
 LAUNCHER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "TEST_DATABASE_NAME")

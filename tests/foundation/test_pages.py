@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from assistant.observability import JsonFormatter, RequestIdFilter
+from assistant.project.observability import JsonFormatter, RequestIdFilter
 
 
 @pytest.mark.django_db

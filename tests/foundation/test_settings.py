@@ -72,7 +72,7 @@ def import_settings(environ: dict, code: str = "") -> subprocess.CompletedProces
     dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL", "REDIS_URL")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(environ)
-    argv = [sys.executable, "-c", "import assistant.settings as s\n" + code]
+    argv = [sys.executable, "-c", "import assistant.project.settings as s\n" + code]
     return subprocess.run(argv, env=env, cwd=BASE_DIR, capture_output=True, text=True, timeout=60)
 
 

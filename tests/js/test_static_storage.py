@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
-# What assistant/settings.py selects when DEBUG is off.
+# What assistant/project/settings.py selects when DEBUG is off.
 PRODUCTION_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
 IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']\s*;""", re.M | re.S)
 HASHED = re.compile(r"\.[0-9a-f]{12}\.js$")

@@ -9,7 +9,7 @@ from django.db import DatabaseError, transaction
 
 from accounts.audit import Action, audit_record
 from accounts.models import AuditEvent
-from assistant import memory
+from assistant.memory import services as memory_services
 from assistant.models import Conversation, Message
 
 
@@ -20,7 +20,7 @@ def _grant(user, codename: str) -> None:
 @pytest.mark.django_db
 def test_an_admin_opening_a_persons_memory_is_recorded_with_whose_it_was(client, make_user):
     root, person = make_user(is_staff=True, is_superuser=True), make_user()
-    item = memory.remember(user=person, text="I have a medical appointment on Friday")
+    item = memory_services.remember(user=person, text="I have a medical appointment on Friday")
     _grant(root, "read_user_memory")
     client.force_login(root)
 
@@ -35,7 +35,7 @@ def test_an_admin_opening_a_persons_memory_is_recorded_with_whose_it_was(client,
 @pytest.mark.django_db
 def test_an_admin_deleting_a_persons_memory_item_is_recorded_with_its_text(client, make_user):
     root, person = make_user(is_staff=True, is_superuser=True), make_user()
-    item = memory.remember(user=person, text="I prefer short answers")
+    item = memory_services.remember(user=person, text="I prefer short answers")
     _grant(root, "read_user_memory")
     client.force_login(root)
 

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from assistant import memory
+from assistant.memory import services as memory_services
 from assistant.models import Conversation, Feedback, MemoryItem, Message
-from assistant.routing import websocket_urlpatterns
+from assistant.project.routing import websocket_urlpatterns
 from knowledge.models import Collection, Source
 from tests.support import knowledge as hr
 from tests.support.knowledge import (
@@ -53,7 +53,7 @@ def world(make_user):
     answer = Message.objects.create(
         conversation=conversation, role="assistant", content=SECRET_ANSWER, reply_to=question
     )
-    item = memory.remember(user=alice, text="I am on the restructuring committee")
+    item = memory_services.remember(user=alice, text="I am on the restructuring committee")
     return {
         "alice": alice,
         "bob": bob,

@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from assistant import health
+from assistant.project import health
 
 PRODUCTION_METRICS = {"DEBUG": False, "METRICS_TOKEN": "", "METRICS_PUBLIC": False}
 

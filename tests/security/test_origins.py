@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-import assistant.asgi
+import assistant.project.asgi
 from tests.conftest import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +35,7 @@ async def _handshake(
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     # Built afresh under the test's settings, as a process started with them would build it.
-    application = importlib.reload(assistant.asgi).application
+    application = importlib.reload(assistant.project.asgi).application
     communicator = WebsocketCommunicator(application, "/ws/events/", headers=headers)
     communicator.scope["scheme"] = scheme
     connected, _ = await communicator.connect(timeout=5)

@@ -20,11 +20,12 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from django.utils import timezone
 
-from assistant import llm, memory, services
+from assistant import llm, services
 from assistant.answering.pipeline import SHARED_MEMORY_REPLY, answer_stream
-from assistant.celery import app as celery_app
 from assistant.consumers import EventsConsumer
+from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
+from assistant.project.celery import app as celery_app
 from tests.browser.conftest import log_in, watch_for_problems
 from tests.conftest import session_cookie_for
 from tests.support import processes
@@ -63,7 +64,7 @@ def asker(make_user):
     admin = make_user(email="admin@example.com", is_staff=True)
     index_text(make_collection("Handbook", everyone=True), "travel.md", HANDBOOK, user=admin)
     user = make_user(email="asker@example.com")
-    memory.remember(user=user, text=MEMORY_SECRET)
+    memory_services.remember(user=user, text=MEMORY_SECRET)
     conversation = Conversation.objects.create(
         owner=user, origin=Conversation.Origin.SLACK, title="t"
     )

@@ -23,8 +23,8 @@ from django.contrib.sessions.models import Session
 from django.test import override_settings
 from django.utils import timezone
 
-from assistant.asgi import application
 from assistant.consumers import CLOSE_UNAUTHENTICATED
+from assistant.project.asgi import application
 from tests.conftest import session_cookie_for
 from tests.support.knowledge import SECRET_QUESTION, SECRET_WORDS, hr_world
 from tests.support.sockets import open_tab

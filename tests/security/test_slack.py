@@ -13,9 +13,10 @@ from django.core import signing
 from django.test import Client, override_settings
 
 from accounts.models import AuditEvent, SlackIdentity
-from assistant import memory
-from assistant.models import Conversation, Message, SlackEventReceipt
+from assistant.memory import services as memory_services
+from assistant.models import Conversation, Message
 from assistant.slack import formatting, linking
+from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
 from tests.slack.test_slack import SECRET, TOKEN, direct_message, mention, post_event
 from tests.support import processes
@@ -43,7 +44,7 @@ def llm():
 @pytest.fixture
 def configured(slack, llm):
     """The webhook with Celery eager: the task runs inside the request, in this process."""
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     slack.reset()
     slack.team_id = "T1"
@@ -462,7 +463,7 @@ def test_a_channel_answer_carries_no_memory_history_or_summary_only_the_quoted_t
     configured, slack, llm, ada, public_knowledge
 ):
     slack.users["U2"] = {"email": "bob@example.com", "name": "Bob"}
-    memory.remember(user=ada, text="My salary is 123456 and I travel by train to Zurich")
+    memory_services.remember(user=ada, text="My salary is 123456 and I travel by train to Zurich")
     web = Conversation.objects.create(owner=ada, title="Private")
     Message.objects.create(conversation=web, role="user", content="WEB-SECRET trains to my doctor")
     thread = "1700000000.000050"

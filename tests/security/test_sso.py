@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from accounts.models import AuditEvent, User
-from assistant.env import Env
+from assistant.project.env import Env
 from knowledge.selectors import readable_collection_ids
 from tests.support.django_settings import django_settings
 from tests.support.knowledge import make_collection

@@ -21,8 +21,9 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
-from assistant import llm, memory, services
+from assistant import llm, services
 from assistant.answering.pipeline import answer_stream
+from assistant.memory import extraction as memory_extraction
 from assistant.models import Citation, Conversation, MemoryItem, Message
 from assistant.selectors import UNREADABLE_ANSWER_PLACEHOLDER
 from knowledge import services as knowledge_services
@@ -293,7 +294,7 @@ def test_memory_never_learns_a_fact_only_a_passage_or_answer_held_even_when_the_
         )
     )
 
-    learned = memory.learn_from_turn(answer_id=answer.pk)
+    learned = memory_extraction.learn_from_turn(answer_id=answer.pk)
 
     assert learned == ["The user is a senior engineer in Oslo."]
     stored = list(MemoryItem.objects.filter(owner=world.reader).values_list("text", flat=True))

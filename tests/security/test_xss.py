@@ -53,10 +53,10 @@ def test_hostile_names_titles_and_passages_are_escaped_on_every_page_that_shows_
 
 @pytest.mark.django_db
 def test_a_hostile_memory_item_is_escaped_on_the_memory_page(make_user):
-    from assistant import memory
+    from assistant.memory import services as memory_services
 
     user = make_user()
-    memory.remember(user=user, text=f"I like {PAYLOAD}")
+    memory_services.remember(user=user, text=f"I like {PAYLOAD}")
     client = Client()
     client.force_login(user)
 

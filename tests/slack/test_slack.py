@@ -12,7 +12,8 @@ from django.contrib.auth.models import Group
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from assistant.models import Conversation, Feedback, Message, SlackEventReceipt
+from assistant.models import Conversation, Feedback, Message
+from assistant.slack.models import SlackEventReceipt
 from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
@@ -415,16 +416,16 @@ def test_feedback_buttons_rate_only_your_own_answers(configured, travel, slack):
 def test_the_slack_door_never_uses_another_users_memory(
     slack_worker, configured, travel, slack, llm, make_user
 ):
-    from assistant import memory
+    from assistant.memory import services as memory_services
 
     admin = type(travel).objects.get(email="admin@example.com")
     public = make_collection("Open", everyone=True)
     index_text(
         public, "canteen.md", "# Canteen\n\nThe canteen serves lunch from noon to two.", user=admin
     )
-    memory.remember(user=travel, text="I am vegetarian and eat in the canteen every day")
+    memory_services.remember(user=travel, text="I am vegetarian and eat in the canteen every day")
     bob = type(travel).objects.get(email="bob@example.com")
-    memory.remember(user=bob, text="I eat lunch in the canteen at noon")
+    memory_services.remember(user=bob, text="I eat lunch in the canteen at noon")
     before = len(llm.requests)
     # A direct message: a channel mention uses no memory at all (tests/security/test_slack.py).
     post_event(

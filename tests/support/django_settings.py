@@ -1,4 +1,4 @@
-"""The Django settings ``assistant/settings.py`` makes of a given environment, in this process.
+"""The Django settings ``assistant/project/settings.py`` makes of a given environment, in this process.
 
 Not a test module: a helper for tests that check what an operator's variables become (the
 tests/accounts SSO settings tests, tests/security/test_sso.py).
@@ -11,9 +11,9 @@ import runpy
 from pathlib import Path
 from unittest import mock
 
-from assistant.env import Env
+from assistant.project.env import Env
 
-SETTINGS_FILE = Path(__file__).resolve().parents[2] / "assistant" / "settings.py"
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / "assistant" / "project" / "settings.py"
 # What settings.py requires with DEBUG=0; none of it is ever connected to.
 PRODUCTION_ENVIRON = {
     "SECRET_KEY": "k" * 20 + "-production-secret-" + "z" * 30,

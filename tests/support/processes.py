@@ -156,7 +156,7 @@ def wait_for_background_work(timeout: float = 15) -> None:
 def wait_for_idle_workers(queues=("default", "ingest"), timeout: float = 30) -> None:
     """Until every task sent so far has run: the queues are empty and no worker holds a task
     (active or reserved). What a test waits on instead of sleeping to let duplicates run."""
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -221,7 +221,7 @@ def start_worker(
 
 
 def wait_for_worker(proc: ManagedProcess, timeout: float = 30) -> None:
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,7 +234,14 @@ def wait_for_worker(proc: ManagedProcess, timeout: float = 30) -> None:
 
 def start_daphne(**env_extra: str) -> tuple[ManagedProcess, int]:
     port = free_port()
-    argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "assistant.asgi:application"]
+    argv = [
+        str(BIN / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "assistant.project.asgi:application",
+    ]
     proc = ManagedProcess("daphne", argv, child_env(**env_extra), artifacts_dir() / "daphne.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -136,10 +136,10 @@ class Command(BaseCommand):
 
 
 def _worker_available() -> bool:
-    from assistant.celery import app
+    from celery import current_app  # the project's app (knowledge never imports the wiring's)
 
     try:
-        return bool(app.control.ping(timeout=1.0, limit=1))
+        return bool(current_app.control.ping(timeout=1.0, limit=1))
     except Exception:
         return False
 

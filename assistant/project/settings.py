@@ -10,11 +10,11 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.sso_config import sso_settings
-from assistant.env import Env
+from assistant.project.env import Env
 
 env = Env()
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env.str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env.bool("DEBUG", False)
@@ -34,7 +34,7 @@ for _origin in CSRF_TRUSTED_ORIGINS:
             f"CSRF_TRUSTED_ORIGINS entry {_origin!r} must start with http:// or https://."
         )
 
-# Pages that may open the chat socket: exact origins with scheme (see assistant/routing.py).
+# Pages that may open the chat socket: exact origins with scheme (see assistant/project/routing.py).
 # ALLOWED_HOSTS patterns are never used for this: a ".example.com" entry must not admit a socket
 # opened by a page on another subdomain.
 # Defaults to CSRF_TRUSTED_ORIGINS without its wildcard entries ("https://*.example.com").
@@ -66,10 +66,11 @@ INSTALLED_APPS = [
     "accounts",
     "knowledge",
     "assistant",
+    "assistant.slack",
 ]
 
 MIDDLEWARE = [
-    "assistant.observability.RequestIdMiddleware",
+    "assistant.project.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -84,8 +85,8 @@ MIDDLEWARE = [
     "accounts.middleware.ProviderUnreachableMiddleware",
 ]
 
-ROOT_URLCONF = "assistant.urls"
-ASGI_APPLICATION = "assistant.asgi.application"
+ROOT_URLCONF = "assistant.project.urls"
+ASGI_APPLICATION = "assistant.project.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -331,8 +332,8 @@ LOG_LEVEL = env.choice("LOG_LEVEL", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITI
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "assistant.observability.RequestIdFilter"}},
-    "formatters": {"json": {"()": "assistant.observability.JsonFormatter"}},
+    "filters": {"request_id": {"()": "assistant.project.observability.RequestIdFilter"}},
+    "formatters": {"json": {"()": "assistant.project.observability.JsonFormatter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
@@ -408,7 +409,7 @@ MEMORY_TOP_K = env.int("MEMORY_TOP_K", 5, min_value=0)
 # exactly the same collections at the same knowledge version, gets that answer at once
 # (assistant/answering/cache.py). 0 turns the answer cache off.
 ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", 7 * 24 * 3600, min_value=0)
-# The local model server the launcher started, if any (assistant/embedded.py exports it).
+# The local model server the launcher started, if any (assistant/devstack/launcher.py exports it).
 EMBEDDED_LLM_BASE_URL = env.str("EMBEDDED_LLM_BASE_URL", "")
 # Learning memory items and summaries after an answer asks the model again. On the embedded
 # local model that work queues in front of the next person's answer (and evicts the cached

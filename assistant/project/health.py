@@ -67,7 +67,7 @@ def _redis() -> tuple[bool, str]:
 
 
 def _ping_workers() -> tuple[bool, str]:
-    from assistant.celery import app
+    from assistant.project.celery import app
 
     WORKER_BROADCASTS.inc()
     replies = app.control.ping(timeout=1.0, limit=1)

@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
 
 app = Celery("assistant")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -4,14 +4,14 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from assistant.bodylimit import BodySizeLimit  # noqa: E402
-from assistant.routing import WebsocketOriginValidator, websocket_urlpatterns  # noqa: E402
+from assistant.project.bodylimit import BodySizeLimit  # noqa: E402
+from assistant.project.routing import WebsocketOriginValidator, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from assistant import memory
+from assistant.memory import selectors, services
 
 
 def memory_page(request):
@@ -14,9 +14,9 @@ def memory_page(request):
         request,
         "assistant/memory.html",
         {
-            "items": memory.items_of(request.user),
-            "enabled": memory.is_enabled(request.user),
-            "max_chars": memory.MAX_ITEM_CHARS,
+            "items": selectors.items_of(request.user),
+            "enabled": selectors.is_enabled(request.user),
+            "max_chars": services.MAX_ITEM_CHARS,
         },
     )
 
@@ -24,8 +24,8 @@ def memory_page(request):
 @require_POST
 def memory_add(request):
     try:
-        memory.remember(user=request.user, text=request.POST.get("text", ""))
-    except memory.MemoryRefused as exc:
+        services.remember(user=request.user, text=request.POST.get("text", ""))
+    except services.MemoryRefused as exc:
         messages.error(request, str(exc))
     return redirect("memory")
 
@@ -33,10 +33,10 @@ def memory_add(request):
 @require_POST
 def memory_edit(request, item_id: int):
     try:
-        memory.item_update(user=request.user, item_id=item_id, text=request.POST.get("text", ""))
+        services.item_update(user=request.user, item_id=item_id, text=request.POST.get("text", ""))
     except ObjectDoesNotExist:
         raise Http404("No such memory.") from None
-    except memory.MemoryRefused as exc:
+    except services.MemoryRefused as exc:
         messages.error(request, str(exc))
     return redirect("memory")
 
@@ -44,7 +44,7 @@ def memory_edit(request, item_id: int):
 @require_POST
 def memory_delete(request, item_id: int):
     try:
-        memory.item_delete(user=request.user, item_id=item_id)
+        services.item_delete(user=request.user, item_id=item_id)
     except ObjectDoesNotExist:
         raise Http404("No such memory.") from None
     return redirect("memory")
@@ -52,7 +52,7 @@ def memory_delete(request, item_id: int):
 
 @require_POST
 def memory_delete_all(request):
-    count = memory.delete_all(user=request.user)
+    count = services.delete_all(user=request.user)
     messages.success(request, f"Forgot {count} item(s).")
     return redirect("memory")
 
@@ -60,6 +60,6 @@ def memory_delete_all(request):
 @require_POST
 def memory_pause(request):
     paused = request.POST.get("paused") == "1"
-    memory.set_paused(user=request.user, paused=paused)
+    services.set_paused(user=request.user, paused=paused)
     messages.success(request, "Memory is paused." if paused else "Memory is on.")
     return redirect("memory")

