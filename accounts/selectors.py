@@ -58,3 +58,14 @@ def _auth_hash_matches(session_hash: str | None, user) -> bool:
         constant_time_compare(session_hash, fallback)
         for fallback in user.get_session_auth_fallback_hash()
     )
+
+
+def active_account_for_email(email: str, *, excluding_domain: str = ""):
+    """The active account whose email is ``email`` (case-insensitive), or ``None``; accounts
+    under ``excluding_domain`` (stand-ins made by another door) never count."""
+    account = get_user_model().objects.filter(email__iexact=email).first()
+    if account is None or not account.is_active:
+        return None
+    if excluding_domain and account.email.lower().endswith("@" + excluding_domain.lower()):
+        return None
+    return account

@@ -1,11 +1,13 @@
-"""Writes for accounts: what an SSO sign-in changes on the user (profile, groups, flags)."""
+"""Writes for accounts: what an SSO sign-in changes on the user (profile, groups, flags), and
+the stand-in accounts other doors create for people known only to them."""
 
 from __future__ import annotations
 
 import logging
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from accounts.audit import Action, audit_record
 from accounts.sso import SSO_STATE_KEY, GroupRules, sso_granted_flags, sso_granted_groups
@@ -134,3 +136,16 @@ def _sync_flags(*, user, social_account, granted: tuple[bool, bool]) -> list[str
     )
     logger.info("SSO changed staff flags", extra={"user_id": user.pk, **after})
     return [field for field in after if before[field] != after[field]]
+
+
+def provisional_account_create(*, email: str, full_name: str = ""):
+    """A new account with no usable password, for someone another door knows only by an
+    address no identity provider can vouch for (e.g. ``…@slack.invalid``). It belongs to no
+    group, so it reads only knowledge open to everyone. ``None`` when the address is already
+    taken: a stand-in is never attached to an existing account."""
+    try:
+        with transaction.atomic():
+            return get_user_model().objects.create_user(email=email, full_name=full_name[:200])
+    except IntegrityError:
+        logger.warning("provisional address taken", extra={"email": email})
+        return None

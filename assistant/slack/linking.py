@@ -14,24 +14,22 @@ account of their own that only sees knowledge open to everyone: never as an exis
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from accounts.audit import Action, audit_record
 from accounts.models import SlackIdentity
+from accounts.selectors import active_account_for_email
+from accounts.services import provisional_account_create
 from assistant.slack import client
-
-logger = logging.getLogger(__name__)
 
 LINK_SALT = "assistant.slack.link"
 LINK_MAX_AGE = 30 * 60  # seconds: a link is for now, not for later
@@ -137,8 +135,8 @@ def _automatic_link_refusal(*, team_id: str, info: client.SlackUser):
     allowed = settings.SSO_ALLOWED_DOMAINS
     if allowed and info.email.rpartition("@")[2] not in allowed:
         return "domain", None
-    account = get_user_model().objects.filter(email__iexact=info.email).first()
-    if account is None or not account.is_active or account.email.endswith("@" + PROVISIONAL_DOMAIN):
+    account = active_account_for_email(info.email, excluding_domain=PROVISIONAL_DOMAIN)
+    if account is None:
         return "no_account", None
     if account.is_superuser:
         return "superuser", account
@@ -163,15 +161,11 @@ def _provisional_account(identity: SlackIdentity):
     """This Slack user's own public-only account: created once, never an existing one."""
     if is_provisional(identity):
         return identity.user
-    User = get_user_model()
-    email = provisional_email(identity.team_id, identity.slack_user_id)
-    try:
-        with transaction.atomic():
-            # No usable password, and an address no identity provider can vouch for.
-            user = User.objects.create_user(email=email, full_name=identity.display_name)
-    except IntegrityError:
-        # Someone else's account already holds the address: never attach to it.
-        logger.warning("provisional Slack address taken", extra={"email": email})
+    user = provisional_account_create(
+        email=provisional_email(identity.team_id, identity.slack_user_id),
+        full_name=identity.display_name,
+    )
+    if user is None:  # someone else's account already holds the address: never attach to it
         return None
     identity.user, identity.linked_how = user, SlackIdentity.LinkedHow.PROVISIONAL
     return user
