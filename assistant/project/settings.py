@@ -158,7 +158,7 @@ STORAGES = {
         "BACKEND": env.str("FILE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
     },
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "assistant.project.storage.StaticStorage"  # hashed names, module imports too
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },

@@ -2,8 +2,9 @@
 
 The browser imports them by relative paths (``./state.js``). Django's manifest storage hashes
 every file's name; it rewrites those paths to the hashed names only when its JS module support
-is switched on, and keeps the unhashed originals either way. Both must leave every import
-pointing at a file that was collected. (The unit tests of the modules themselves run under
+is switched on (assistant/project/storage.py does), and keeps the unhashed originals either
+way. Both must leave every import pointing at a file that was collected; production's must
+name hashed files only, so one release's modules never mix with another's. (The unit tests of the modules themselves run under
 Node: ``node --test tests/js/``.)
 """
 
@@ -17,18 +18,15 @@ from django.conf import settings
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.management import call_command
 from django.test import override_settings
-from whitenoise.storage import CompressedManifestStaticFilesStorage
 
-# What assistant/project/settings.py selects when DEBUG is off.
-PRODUCTION_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+from assistant.project.env import Env
+from tests.support.django_settings import django_settings
+
+# What assistant/project/settings.py selects when DEBUG is off, and the same without rewriting.
+PRODUCTION_STORAGE = "assistant.project.storage.StaticStorage"
+AS_IS_STORAGE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
 IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']\s*;""", re.M | re.S)
 HASHED = re.compile(r"\.[0-9a-f]{12}\.js$")
-
-
-class ModuleRewritingStorage(CompressedManifestStaticFilesStorage):
-    """The production storage with Django's JS module import rewriting switched on."""
-
-    support_js_module_import_aggregation = True
 
 
 def collect(tmp_path: Path, backend: str) -> tuple[Path, str]:
@@ -63,16 +61,23 @@ def module_graph(root: Path, entry: str) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize(
     "backend",
-    [PRODUCTION_STORAGE, f"{__name__}.ModuleRewritingStorage"],
-    ids=["as-is", "rewriting"],
+    [AS_IS_STORAGE, PRODUCTION_STORAGE],
+    ids=["as-is", "production"],
 )
 def test_every_import_of_the_collected_entry_point_finds_its_file(tmp_path, backend):
     root, entry = collect(tmp_path, backend)
     assert HASHED.search(entry), entry
     graph = module_graph(root, entry)
     assert len(graph) >= 10  # the whole page came along, not just the entry point
-    rewriting = backend != PRODUCTION_STORAGE
+    rewriting = backend == PRODUCTION_STORAGE
     for module, imports in graph.items():
         for target in imports:
             # Rewritten, an import names a hashed (forever-cacheable) file; as-is, the original.
             assert bool(HASHED.search(target)) == rewriting, f"{module} imports {target}"
+
+
+def test_production_serves_the_modules_from_the_rewriting_storage():
+    production = django_settings(Env({}), debug=False)
+    assert production["STORAGES"]["staticfiles"]["BACKEND"] == PRODUCTION_STORAGE
+    development = django_settings(Env({}), debug=True)  # served by the finders, unhashed
+    assert development["STORAGES"]["staticfiles"]["BACKEND"] != PRODUCTION_STORAGE
