@@ -17,8 +17,8 @@ from assistant.models import AnswerCacheEntry, Citation, Feedback, Message
 from knowledge import embeddings
 from knowledge.models import Chunk, Source
 from knowledge.selectors import knowledge_versions
-from tests.assistant.test_pipeline import HANDBOOK, ask, collect, config_for
-from tests.support.knowledge import index_text, make_collection
+from tests.support.answering import ask, collect, retry_once_config
+from tests.support.knowledge import HANDBOOK, index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +53,7 @@ def world(make_user):
 
 async def answer(user, text, server, conversation=None, **kwargs):
     question = await ask(user, text, conversation)
-    events = await collect(user, question, config_for(server), **kwargs)
+    events = await collect(user, question, retry_once_config(server), **kwargs)
     assert events[-1].type == "done", events[-1]
     return events, await Message.objects.aget(pk=events[-1].message["id"])
 
@@ -182,7 +182,7 @@ async def test_a_hit_is_rechecked_against_the_askers_access(world, llm_server):
     await Message.objects.filter(pk=hana_answer.pk).aupdate(unsupported=[])
     scope = await sync_to_async(knowledge_versions)([world["handbook"].pk])
     bob_key = await sync_to_async(cache.key)(
-        question=QUESTION, knowledge_versions=scope, config=config_for(llm_server)
+        question=QUESTION, knowledge_versions=scope, config=retry_once_config(llm_server)
     )
     await AnswerCacheEntry.objects.acreate(
         key=bob_key, message=hana_answer, created_at=timezone.now()
@@ -232,7 +232,7 @@ async def test_regenerating_asks_the_model_afresh_and_replaces_the_entry(world, 
         user=world["bob"], message=copy
     )
     llm_server.script(Reply(tokens=["Flights are booked through the travel desk [1]."]))
-    events = await collect(world["bob"], question, config_for(llm_server), use_cache=False)
+    events = await collect(world["bob"], question, retry_once_config(llm_server), use_cache=False)
     fresh = await Message.objects.aget(pk=events[-1].message["id"])
     assert not fresh.from_cache and len(llm_server.requests) == 2
     entry = await AnswerCacheEntry.objects.aget()
@@ -305,7 +305,7 @@ async def test_two_identical_questions_answered_at_once_leave_one_entry_and_no_e
 
     first_q = await ask(world["ada"], QUESTION)
     second_q = await ask(world["bob"], QUESTION)
-    config = config_for(llm_server)
+    config = retry_once_config(llm_server)
     first, second = await asyncio.gather(
         collect(world["ada"], first_q, config), collect(world["bob"], second_q, config)
     )

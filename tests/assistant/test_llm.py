@@ -25,6 +25,7 @@ from assistant.llm import (
     count_tokens,
     stream_chat,
 )
+from tests.support.answering import scripted_config
 from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAI
 
 QUESTION = [ChatMessage("system", "Answer briefly."), ChatMessage("user", "Say hello")]
@@ -44,8 +45,8 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 def config_for(srv: ScriptedOpenAI, **overrides: object) -> LLMConfig:
+    """Two quick retries, short time-outs and a model named "primary" (the fallback tests)."""
     values: dict[str, object] = {
-        "base_url": srv.base_url,
         "api_key": "test-key",
         "model": "primary",
         "connect_timeout": 1,
@@ -53,7 +54,7 @@ def config_for(srv: ScriptedOpenAI, **overrides: object) -> LLMConfig:
         "max_retries": 2,
         "backoff_base": 0.01,
     }
-    return LLMConfig(**{**values, **overrides})  # type: ignore[arg-type]
+    return scripted_config(srv, **{**values, **overrides})
 
 
 async def collect(config: LLMConfig) -> tuple[list[str], Completion]:

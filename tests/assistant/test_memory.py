@@ -8,13 +8,14 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import override_settings
 
-from assistant import llm, services
+from assistant import services
 from assistant.answering.pipeline import answer_stream
 from assistant.memory import extraction as memory_extraction
 from assistant.memory import selectors as memory_selectors
 from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
 from knowledge.embeddings import get_embedder
+from tests.support.answering import scripted_config
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -31,12 +32,6 @@ def llm_server():
         ),
     ):
         yield server
-
-
-def config_for(server):
-    return llm.LLMConfig(
-        base_url=server.base_url, api_key="t", model="scripted-model", max_retries=0
-    )
 
 
 # --- pure parts ----------------------------------------------------------------------------------
@@ -142,11 +137,14 @@ async def ask(user, text, server, conversation=None):
     question = await sync_to_async(services.question_create)(
         user=user, conversation=conversation, text=text
     )
-    return [e async for e in answer_stream(user=user, question=question, config=config_for(server))]
+    return [
+        e async for e in answer_stream(user=user, question=question, config=scripted_config(server))
+    ]
 
 
 @pytest.fixture
-def handbook(make_user):
+def offices(make_user):
+    """An "Offices" collection open to everyone, saying when the Berlin office is open."""
     admin = make_user(email="admin@example.com", is_superuser=True, is_staff=True)
     collection = make_collection("Offices", everyone=True)
     index_text(
@@ -161,7 +159,7 @@ def handbook(make_user):
 
 @pipeline_db
 async def test_remember_and_forget_in_a_chat_and_memory_used_in_prompts(
-    make_user, llm_server, handbook
+    make_user, llm_server, offices
 ):
     alice = await sync_to_async(make_user)(email="alice@example.com")
     bob = await sync_to_async(make_user)(email="bob@example.com")
@@ -258,7 +256,7 @@ def test_nothing_is_learned_from_a_conversation_with_memory_off_or_from_bad_outp
 
 @pipeline_db
 async def test_a_long_conversation_is_summarised_and_the_summary_is_used(
-    make_user, llm_server, handbook
+    make_user, llm_server, offices
 ):
     user = await sync_to_async(make_user)()
     conversation = await Conversation.objects.acreate(owner=user)
@@ -289,7 +287,7 @@ async def test_a_long_conversation_is_summarised_and_the_summary_is_used(
 
 
 @pipeline_db
-def test_the_cli_door_never_uses_another_users_memory(make_user, llm_server, handbook, capsys):
+def test_the_cli_door_never_uses_another_users_memory(make_user, llm_server, offices, capsys):
     alice = make_user(email="alice@example.com")
     make_user(email="bob@example.com")
     memory_services.remember(user=alice, text="I work in the Berlin office")

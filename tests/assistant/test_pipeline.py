@@ -7,47 +7,20 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from assistant import llm, services
+from assistant import llm
 from assistant.answering.pipeline import answer_stream, search_query
 from assistant.models import Citation, Message
 from knowledge import embeddings
-from tests.support.knowledge import index_text, make_collection
-from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.answering import ask, collect, retry_once_config, scripted_config
+from tests.support.knowledge import HANDBOOK, index_text, make_collection
+from tests.support.openai_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HANDBOOK = """# Travel policy
-
-## Booking flights
-Employees book flights through the travel desk at least fourteen days before departure.
-Economy class is the default for flights shorter than six hours.
-
-## Expenses
-Meals abroad are reimbursed up to 60 euros per day with receipts.
-"""
-
 
 @pytest.fixture
-def llm_server():
-    with ScriptedOpenAI(default=None) as server:
-        yield server
-
-
-def config_for(server, **overrides) -> llm.LLMConfig:
-    values = dict(
-        base_url=server.base_url,
-        api_key="test",
-        model="scripted-model",
-        read_timeout=2,
-        max_retries=1,
-        backoff_base=0.01,
-    )
-    values.update(overrides)
-    return llm.LLMConfig(**values)
-
-
-@pytest.fixture
-def handbook(make_user):
+def staff_handbook(make_user):
+    """The travel handbook read by the 'staff' group: (collection, a reader in 'staff')."""
     admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
     staff = Group.objects.create(name="staff")
     collection = make_collection("Handbook", readers=[staff])
@@ -57,27 +30,14 @@ def handbook(make_user):
     return collection, reader
 
 
-async def collect(user, question, config, **kwargs):
-    return [
-        event
-        async for event in answer_stream(user=user, question=question, config=config, **kwargs)
-    ]
-
-
-async def ask(user, text, conversation=None):
-    return await sync_to_async(services.question_create)(
-        user=user, conversation=conversation, text=text
-    )
-
-
-async def test_a_grounded_answer_streams_with_citations_and_is_stored(handbook, llm_server):
-    _, reader = handbook
+async def test_a_grounded_answer_streams_with_citations_and_is_stored(staff_handbook, llm_server):
+    _, reader = staff_handbook
     llm_server.script(
         Reply(tokens=["Book ", "through the travel desk", " [", "1", "]."], delay=0.005)
     )
     question = await ask(reader, "How do I book a flight?")
 
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
 
     types = [e.type for e in events]
     assert types[0] == "retrieval" and types[-1] == "done"
@@ -109,21 +69,21 @@ async def test_a_grounded_answer_streams_with_citations_and_is_stored(handbook, 
     assert sent[-1] == {"role": "user", "content": "How do I book a flight?"}
 
 
-async def test_markers_for_sources_that_were_not_given_are_dropped(handbook, llm_server):
-    _, reader = handbook
+async def test_markers_for_sources_that_were_not_given_are_dropped(staff_handbook, llm_server):
+    _, reader = staff_handbook
     llm_server.script(Reply(tokens=["Use the desk [1][9]."]))
     question = await ask(reader, "How do I book a flight?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
     assert "".join(e.text for e in events if e.type == "delta") == "Use the desk [1]."
     assert [e.number for e in events if e.type == "citation"] == [1]
 
 
 async def test_when_nothing_relevant_is_found_it_says_so_without_calling_the_model(
-    handbook, llm_server, make_user
+    staff_handbook, llm_server, make_user
 ):
-    _, reader = handbook
+    _, reader = staff_handbook
     question = await ask(reader, "What is the airspeed velocity of an unladen swallow?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
     text = "".join(e.text for e in events if e.type == "delta")
     assert "couldn't find" in text
     assert llm_server.requests == []
@@ -131,23 +91,23 @@ async def test_when_nothing_relevant_is_found_it_says_so_without_calling_the_mod
 
 
 async def test_a_user_without_access_gets_nothing_from_the_collection(
-    handbook, llm_server, make_user
+    staff_handbook, llm_server, make_user
 ):
     outsider = await sync_to_async(make_user)(email="outsider@example.com")
     question = await ask(outsider, "How do I book a flight?")
-    events = await collect(outsider, question, config_for(llm_server))
+    events = await collect(outsider, question, retry_once_config(llm_server))
     assert events[0].type == "retrieval" and events[0].sources == []
     assert llm_server.requests == []
     assert "couldn't find" in "".join(e.text for e in events if e.type == "delta")
 
 
 async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generated(
-    handbook, llm_server
+    staff_handbook, llm_server
 ):
-    _, reader = handbook
+    _, reader = staff_handbook
     llm_server.script(Reply.error(500), Reply.error(500))
     question = await ask(reader, "How do I book a flight?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
     error = events[-1]
     assert error.type == "error" and error.code == "llm_unavailable"
     assert error.sources and all(s["generated"] is False for s in error.sources)
@@ -156,23 +116,23 @@ async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generat
     assert await Message.objects.filter(pk=question.pk).aexists()  # the question is kept
 
 
-async def test_a_connection_dropped_mid_answer_keeps_what_was_produced(handbook, llm_server):
-    _, reader = handbook
+async def test_a_connection_dropped_mid_answer_keeps_what_was_produced(staff_handbook, llm_server):
+    _, reader = staff_handbook
     llm_server.script(Reply.dropped(["Book ", "through ", "the ", "desk"], after=2))
     question = await ask(reader, "How do I book a flight?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
     assert events[-1].type == "error" and events[-1].code == "llm_stream_broken"
     answer = await Message.objects.aget(pk=events[-1].message_id)
     assert answer.status == Message.Status.FAILED
     assert answer.content == "Book through "
 
 
-async def test_a_hanging_model_fails_within_the_timeout(handbook, llm_server):
-    _, reader = handbook
+async def test_a_hanging_model_fails_within_the_timeout(staff_handbook, llm_server):
+    _, reader = staff_handbook
     llm_server.script(Reply.hanging(), Reply.hanging())
     question = await ask(reader, "How do I book a flight?")
     events = await asyncio.wait_for(
-        collect(reader, question, config_for(llm_server, read_timeout=0.5, max_retries=0)), 10
+        collect(reader, question, scripted_config(llm_server, read_timeout=0.5)), 10
     )
     assert events[-1].type == "error"
     answer = await Message.objects.aget(pk=events[-1].message_id)
@@ -180,16 +140,16 @@ async def test_a_hanging_model_fails_within_the_timeout(handbook, llm_server):
 
 
 async def test_stopping_mid_stream_cancels_the_request_and_saves_a_stopped_answer(
-    handbook, llm_server
+    staff_handbook, llm_server
 ):
-    _, reader = handbook
+    _, reader = staff_handbook
     llm_server.script(Reply(tokens=[f"word{i} " for i in range(200)], delay=0.02))
     question = await ask(reader, "How do I book a flight?")
     seen = []
 
     async def consume():
         async for event in answer_stream(
-            user=reader, question=question, config=config_for(llm_server)
+            user=reader, question=question, config=retry_once_config(llm_server)
         ):
             seen.append(event)
 
@@ -208,14 +168,16 @@ async def test_stopping_mid_stream_cancels_the_request_and_saves_a_stopped_answe
     assert llm_server.requests[0].tokens_sent < 200
 
 
-async def test_follow_up_questions_are_searched_with_the_previous_question(handbook, llm_server):
-    _, reader = handbook
+async def test_follow_up_questions_are_searched_with_the_previous_question(
+    staff_handbook, llm_server
+):
+    _, reader = staff_handbook
     llm_server.script(Reply(tokens=["Through the desk [1]."]), Reply(tokens=["60 euros [1]."]))
     first = await ask(reader, "How do I book a flight?")
-    await collect(reader, first, config_for(llm_server))
+    await collect(reader, first, retry_once_config(llm_server))
     conversation = await sync_to_async(lambda: first.conversation)()
     follow_up = await ask(reader, "and what about meals?", conversation)
-    events = await collect(reader, follow_up, config_for(llm_server))
+    events = await collect(reader, follow_up, retry_once_config(llm_server))
     assert any("60 euros" in s["text"] for s in events[0].sources)
     history = llm_server.requests[1].body["messages"]
     assert [m["role"] for m in history[1:]] == ["user", "assistant", "user"]
@@ -237,9 +199,9 @@ def test_search_query_joins_a_short_follow_up_with_the_previous_question():
 
 
 async def test_a_sentence_citing_a_passage_that_does_not_say_it_is_marked_unsupported_everywhere(
-    handbook, llm_server
+    staff_handbook, llm_server
 ):
-    _, reader = handbook
+    _, reader = staff_handbook
     llm_server.script(
         Reply(
             tokens=[
@@ -249,7 +211,7 @@ async def test_a_sentence_citing_a_passage_that_does_not_say_it_is_marked_unsupp
         )
     )
     question = await ask(reader, "How do I book a flight?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
 
     expected = [
         {
@@ -274,22 +236,22 @@ async def test_a_sentence_citing_a_passage_that_does_not_say_it_is_marked_unsupp
 
 
 async def test_an_answer_without_citations_is_not_checked_and_a_broken_check_never_fails_one(
-    handbook, llm_server, settings, caplog
+    staff_handbook, llm_server, settings, caplog
 ):
-    _, reader = handbook
+    _, reader = staff_handbook
     # A broken embeddings backend: retrieval is already done, the check then fails.
     llm_server.script(
         Reply(tokens=["Managers fly business class."]), Reply(tokens=["Managers fly business [1]."])
     )
     question = await ask(reader, "How do I book a flight?")
-    events = await collect(reader, question, config_for(llm_server))
+    events = await collect(reader, question, retry_once_config(llm_server))
     assert events[-1].message["unsupported"] == []
 
     question = await ask(reader, "How do I book a flight?")
     # A fresh answer from the model (the same first question would otherwise be answered from
     # the answer cache, tests/assistant/test_answer_cache.py).
     gen = answer_stream(
-        user=reader, question=question, config=config_for(llm_server), use_cache=False
+        user=reader, question=question, config=retry_once_config(llm_server), use_cache=False
     )
     events = [await gen.__anext__()]  # the retrieval event: searching is over
     embeddings.reset_embedder()

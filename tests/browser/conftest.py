@@ -5,12 +5,14 @@ Playwright's sync API keeps an event loop running in the main thread, which make
 refuse ORM calls ("you cannot call this from an async context"). These tests call the ORM
 only between browser steps, never concurrently with it, so the module allows it for its own
 duration (and restores the environment afterwards, so other modules are unaffected).
+
+The steps browser tests share (signing in, waiting for the chat) are in tests/support/browser.py;
+the travel handbook and the Chromium itself are shared fixtures (tests/support/fixtures.py).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -19,25 +21,14 @@ import pytest
 from django.contrib.auth.models import Group
 
 from tests.support import processes
-from tests.support.knowledge import index_text, make_collection
+from tests.support.browser import PASSWORD, watch_for_problems
 from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAI
 
-PASSWORD = "correct horse battery"
 SCREENSHOTS = (
     Path(os.environ.get("VAR_DIR", processes.BASE_DIR / "var" / "test"))
     / "artifacts"
     / "screenshots"
 )
-
-HANDBOOK = """# Travel policy
-
-## Booking flights
-Employees book flights through the travel desk at least fourteen days before departure.
-Economy class is the default for flights shorter than six hours.
-
-## Expenses
-Meals abroad are reimbursed up to 60 euros per day with receipts.
-"""
 
 
 class Answers:
@@ -114,24 +105,6 @@ def page(context):
     return page
 
 
-def watch_for_problems(page) -> None:
-    """Collects uncaught errors, console errors and failed requests in ``page.problems``."""
-    page.problems = []
-
-    def on_console(message):
-        # A failed request also logs "Failed to load resource"; on_response names the URL.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            page.problems.append(f"console: {message.text}")
-
-    def on_response(response):
-        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
-            page.problems.append(f"HTTP {response.status}: {response.url}")
-
-    page.on("pageerror", lambda error: page.problems.append(f"pageerror: {error}"))
-    page.on("console", on_console)
-    page.on("response", on_response)
-
-
 @pytest.fixture
 def screenshot() -> Callable:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -151,15 +124,6 @@ def reader(make_user):
 
 
 @pytest.fixture
-def handbook(make_user):
-    """The travel handbook, indexed in this process (as a worker would), open to everyone."""
-    admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
-    collection = make_collection("Handbook", everyone=True)
-    source = index_text(collection, "travel.md", HANDBOOK, user=admin)
-    return collection, source
-
-
-@pytest.fixture
 def indexing_worker(django_db_blocker):
     """A real Celery worker for one test only: the other tests index in-process, and a worker
     left running would race them for the same sources."""
@@ -172,33 +136,3 @@ def indexing_worker(django_db_blocker):
 @pytest.fixture
 def editors():
     return Group.objects.create(name="editors")
-
-
-def log_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    """Signs in through the real login form and waits for the chat to be connected."""
-    page.goto(base_url + "/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", password)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(base_url + "/")
-    wait_until_connected(page)
-
-
-def wait_until_connected(page) -> None:
-    # Functions, not bare expressions: Playwright polls a bare expression with eval() in the
-    # page, which the Content-Security-Policy (rightly) refuses.
-    page.wait_for_function("() => document.getElementById('chat')?.dataset.ready === '1'")
-    page.wait_for_function("() => window.AppEvents && window.AppEvents.connected")
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float = 10, message: str = "condition"
-) -> object:
-    """Polls ``predicate`` (typically a database read) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 
 from assistant.models import Citation, Conversation, Feedback, Message
 from knowledge.models import Source
-from tests.browser.conftest import HANDBOOK, log_in, wait_for, wait_until_connected
-from tests.support.knowledge import index_text, make_collection
+from tests.support.browser import log_in, wait_for, wait_until_connected
+from tests.support.knowledge import HANDBOOK, index_text, make_collection
 from tests.support.openai_server import Reply
 
 pytestmark = [

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from assistant.models import Message
-from tests.browser.conftest import log_in, wait_until_connected
+from tests.support.browser import log_in, wait_until_connected
 from tests.support.openai_server import Reply
 
 pytestmark = [

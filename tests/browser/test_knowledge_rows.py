@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from knowledge.models import Source
-from tests.browser.conftest import PASSWORD, log_in, wait_for
-from tests.conftest import session_cookie_for
+from tests.support.browser import PASSWORD, log_in, wait_for
 from tests.support.knowledge import make_collection
+from tests.support.sessions import session_cookie_for
 
 pytestmark = [
     pytest.mark.slow,

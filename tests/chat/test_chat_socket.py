@@ -13,28 +13,19 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from assistant.models import Conversation, Feedback, Message
-from tests.conftest import session_cookie_for
 from tests.support import processes
-from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HANDBOOK = """# Travel policy
-
-## Booking flights
-Employees book flights through the travel desk at least fourteen days before departure.
-Economy class is the default for flights shorter than six hours.
-
-## Expenses
-Meals abroad are reimbursed up to 60 euros per day with receipts.
-"""
 QUESTION = "How do I book a flight?"
 MAX_CHARS = 500
 
 
 @pytest.fixture(scope="module")
 def llm_server():
+    # Module-scoped (the shared one is per test): the module's Daphnes are started against it.
     with ScriptedOpenAI(default=None) as server:
         yield server
 
@@ -75,14 +66,6 @@ def strict_server(django_db_setup, django_db_blocker, llm_server):
 def _no_leftover_replies(llm_server):
     yield
     assert llm_server.pending == 0, "a scripted reply was not used"
-
-
-@pytest.fixture
-def handbook(make_user):
-    admin = make_user(email="admin@example.com", is_staff=True)
-    collection = make_collection("Handbook", everyone=True)
-    index_text(collection, "travel.md", HANDBOOK, user=admin)
-    return collection
 
 
 class Client:

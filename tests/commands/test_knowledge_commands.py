@@ -27,11 +27,6 @@ def manage(*args, env=None, timeout=180) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user(email="admin@example.com", is_staff=True, is_superuser=True)
-
-
 def test_ingest_adds_a_folder_recursively_and_waits_until_indexed(tmp_path, admin):
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.md").write_text("# Alpha\n\nThe alpha team owns billing.")

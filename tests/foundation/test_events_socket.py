@@ -8,7 +8,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from accounts.events import auser_event_send
-from tests.conftest import session_cookie_for
+from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

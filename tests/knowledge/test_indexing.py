@@ -21,11 +21,6 @@ GUIDE = "# Onboarding\n\n" + "\n\n".join(
 
 
 @pytest.fixture
-def admin(make_user):
-    return make_user(email="admin@example.com", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
 def collection():
     return make_collection("Handbook", everyone=True)
 

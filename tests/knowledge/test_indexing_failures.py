@@ -51,11 +51,6 @@ def flaky_worker(django_db_setup, django_db_blocker, embeddings_server):
         processes.stop_and_discard_late_writes(worker)
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user(email="admin@example.com", is_staff=True, is_superuser=True)
-
-
 def upload(admin, name, data):
     collection = make_collection(f"c-{time.monotonic_ns()}", everyone=True)
     with transaction.atomic():

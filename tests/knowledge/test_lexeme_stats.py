@@ -9,15 +9,7 @@ from django.db import connection, connections, transaction
 from knowledge import services
 from knowledge.retrieval import _lexical_ranking
 from knowledge.selectors import readable_collection_ids
-from tests.support.knowledge import index_text, make_collection
-
-RECOUNT = """
-SELECT c.collection_id, l.lexeme, count(*)
-FROM knowledge_chunk c, unnest(tsvector_to_array(c.search_vector)) AS l(lexeme)
-GROUP BY 1, 2
-UNION ALL
-SELECT collection_id, '', count(*) FROM knowledge_chunk GROUP BY 1
-"""
+from tests.support.knowledge import assert_statistics_exact, index_text, make_collection
 
 # The ranking as it was before the statistics table: document frequencies counted per query.
 COUNTED_PER_QUERY = """
@@ -46,21 +38,6 @@ SELECT s.id FROM scored s JOIN knowledge_chunk c ON c.id = s.id, q
 ORDER BY s.cover DESC, ts_rank_cd(c.search_vector, q.query, 1) DESC, s.id
 LIMIT %(limit)s
 """
-
-
-def assert_statistics_exact():
-    with connection.cursor() as cursor:
-        cursor.execute(RECOUNT)
-        expected = {(c, lexeme): n for c, lexeme, n in cursor.fetchall()}
-        cursor.execute("SELECT collection_id, lexeme, ndoc FROM knowledge_lexemestat")  # no 0 rows
-        stored = {(c, lexeme): n for c, lexeme, n in cursor.fetchall()}
-    assert stored == expected
-    return stored
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(email="admin@example.com", is_staff=True, is_superuser=True)
 
 
 TEXTS = [

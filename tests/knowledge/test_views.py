@@ -13,7 +13,7 @@ from django.test import Client
 
 from knowledge import services
 from knowledge.models import Chunk, Collection, Document, Source
-from tests.conftest import session_cookie_for
+from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db
 

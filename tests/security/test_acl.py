@@ -24,12 +24,12 @@ from accounts.models import AuditEvent
 from knowledge import embeddings, services
 from knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, Source
 from knowledge.retrieval import MODES, search_chunks_for_user
-from tests.knowledge.test_lexeme_stats import assert_statistics_exact
 from tests.support.fake_embeddings_server import FakeEmbeddingsServer, Scripted
 from tests.support.knowledge import (
     SECRET_QUESTION,
     SECRET_TEXT,
     SECRET_WORDS,
+    assert_statistics_exact,
     hr_world,
     index_text,
     make_collection,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.models import Conversation, Message
-from tests.browser.conftest import PASSWORD, log_in
+from tests.support.browser import PASSWORD, log_in
 from tests.support.knowledge import index_text, make_collection
 
 pytestmark = [

@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY
 from assistant import llm, services
 from assistant.answering.pipeline import answer_stream
 from tests.support.knowledge import index_text, make_collection
-from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.openai_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,12 +38,6 @@ QUESTION = "How do I book a flight through the travel desk?"
 COARSE = {"retrieval_ms", "first_token_ms", "total_ms"}
 ABOUT_THE_MODEL = {"model", "prompt_tokens", "completion_tokens"}  # the API's timings block
 STAGE_WORDS = ("acl", "embed", "vector", "lexical", "search", "timed_out")
-
-
-@pytest.fixture
-def llm_server():
-    with ScriptedOpenAI(default=None) as server:
-        yield server
 
 
 @pytest.fixture

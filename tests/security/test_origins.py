@@ -15,7 +15,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 import assistant.project.asgi
-from tests.conftest import session_cookie_for
+from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,11 +26,12 @@ from assistant.consumers import EventsConsumer
 from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
 from assistant.project.celery import app as celery_app
-from tests.browser.conftest import log_in, watch_for_problems
-from tests.conftest import session_cookie_for
 from tests.support import processes
+from tests.support.answering import scripted_config
+from tests.support.browser import log_in, watch_for_problems
 from tests.support.knowledge import index_text, make_collection
-from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.openai_server import Reply
+from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,18 +45,6 @@ MEMORY_SECRET = "The user books flights for a secret merger trip codenamed Bluef
 SUMMARY_SECRET = "The user discussed their performance review and salary (SUMMARYSECRET)."
 EARLIER_QUESTION = "EARLIERQUESTION: I am being moved to the Oslo team, should I book flights?"
 EARLIER_ANSWER = "EARLIERANSWER: Your move to Oslo is confidential until March."
-
-
-@pytest.fixture
-def llm_server():
-    with ScriptedOpenAI(default=None) as server:
-        yield server
-
-
-def config_for(server) -> llm.LLMConfig:
-    return llm.LLMConfig(
-        base_url=server.base_url, api_key="t", model="scripted-model", max_retries=0
-    )
 
 
 @pytest.fixture
@@ -90,7 +79,7 @@ async def _answer(user, conversation, server, text=QUESTION, **kwargs):
     return [
         e
         async for e in answer_stream(
-            user=user, question=question, config=config_for(server), **kwargs
+            user=user, question=question, config=scripted_config(server), **kwargs
         )
     ]
 

@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from assistant.consumers import CLOSE_UNAUTHENTICATED
 from assistant.project.asgi import application
-from tests.conftest import session_cookie_for
 from tests.support.knowledge import SECRET_QUESTION, SECRET_WORDS, hr_world
+from tests.support.sessions import session_cookie_for
 from tests.support.sockets import open_tab
 
 pytestmark = pytest.mark.django_db(transaction=True)

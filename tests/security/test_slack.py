@@ -18,10 +18,10 @@ from assistant.models import Conversation, Message
 from assistant.slack import formatting, linking
 from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
-from tests.slack.test_slack import SECRET, TOKEN, direct_message, mention, post_event
 from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.slack import SECRET, TOKEN, direct_message, mention, post_event, signed
 from tests.support.slack_server import SlackServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -391,8 +391,6 @@ def test_a_slash_command_answer_is_escaped_and_not_unfurled(
     configured, slack, llm, ada, public_knowledge
 ):
     from urllib.parse import urlencode
-
-    from tests.slack.test_slack import signed
 
     llm.script(Reply(tokens=[f"Hi {HOSTILE} [1]."]))
     body = urlencode(

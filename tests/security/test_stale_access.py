@@ -21,17 +21,18 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
-from assistant import llm, services
+from assistant import services
 from assistant.answering.pipeline import answer_stream
 from assistant.memory import extraction as memory_extraction
 from assistant.models import Citation, Conversation, MemoryItem, Message
 from assistant.selectors import UNREADABLE_ANSWER_PLACEHOLDER
 from knowledge import services as knowledge_services
 from knowledge.models import Collection, Source
-from tests.browser.conftest import log_in, watch_for_problems
 from tests.support import processes
+from tests.support.answering import scripted_config
+from tests.support.browser import log_in, watch_for_problems
 from tests.support.knowledge import index_text, make_collection
-from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.openai_server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,18 +51,6 @@ ANSWER = "ANSWERSECRET: it is 123456 kroner [1]."
 FOLLOW_UP = "And what level is that?"
 # Everything of the restricted passage a response or a prompt must not carry.
 PASSAGE_TEXT = ("123456", "kroner", "Salary bands", "salaries.md", "confidential")
-
-
-@pytest.fixture
-def llm_server():
-    with ScriptedOpenAI(default=None) as server:
-        yield server
-
-
-def config_for(server) -> llm.LLMConfig:
-    return llm.LLMConfig(
-        base_url=server.base_url, api_key="t", model="scripted-model", max_retries=0
-    )
 
 
 class World:
@@ -124,7 +113,9 @@ async def _ask(user, conversation, server, text):
     question = await sync_to_async(services.question_create)(
         user=user, conversation=conversation, text=text
     )
-    return [e async for e in answer_stream(user=user, question=question, config=config_for(server))]
+    return [
+        e async for e in answer_stream(user=user, question=question, config=scripted_config(server))
+    ]
 
 
 async def _answered_from_the_restricted_document(world: World, server) -> Conversation:

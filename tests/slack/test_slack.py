@@ -1,7 +1,5 @@
 """The Slack door: signatures, retries and duplicates, answers in threads through a real worker."""
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -17,54 +15,10 @@ from assistant.slack.models import SlackEventReceipt
 from tests.support import processes
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.slack import SECRET, TOKEN, direct_message, mention, post_event, signed
 from tests.support.slack_server import SlackReply, SlackServer
 
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-TOKEN = "xoxb-test-token"
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def signed(body: str, *, secret=SECRET, timestamp=None) -> dict:
-    timestamp = str(int(time.time()) if timestamp is None else timestamp)
-    digest = hmac.new(
-        secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
-    ).hexdigest()
-    return {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": f"v0={digest}"}
-
-
-def post_event(client, payload: dict, **extra):
-    body = json.dumps(payload)
-    headers = {**signed(body), **extra}
-    return client.post("/slack/events", data=body, content_type="application/json", **headers)
-
-
-def mention(
-    text="<@UBOT> how do I book a flight?",
-    *,
-    event_id="Ev1",
-    user="U1",
-    ts="1700000000.000001",
-    thread_ts=None,
-):
-    event = {"type": "app_mention", "user": user, "text": text, "channel": "C1", "ts": ts}
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
-
-
-def direct_message(
-    text="how do I book a flight?", *, event_id="Ev1", user="U1", ts="1700000000.000001"
-):
-    event = {
-        "type": "message",
-        "channel_type": "im",
-        "user": user,
-        "text": text,
-        "channel": "D1",
-        "ts": ts,
-    }
-    return {"type": "event_callback", "team_id": "T1", "event_id": event_id, "event": event}
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,24 @@
-"""Builds real indexed knowledge for tests through the real services (no worker needed)."""
+"""Builds real indexed knowledge for tests through the real services (no worker needed), and
+checks what indexing keeps in step (the word statistics)."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from knowledge import services
 from knowledge.models import Collection, Source
+
+# The travel handbook most answering tests ask about (two sections, three passages).
+HANDBOOK = """# Travel policy
+
+## Booking flights
+Employees book flights through the travel desk at least fourteen days before departure.
+Economy class is the default for flights shorter than six hours.
+
+## Expenses
+Meals abroad are reimbursed up to 60 euros per day with receipts.
+"""
 
 
 def make_collection(
@@ -47,3 +60,23 @@ def hr_world(make_user):
     collection = make_collection("HR", readers=[hr])
     source = index_text(collection, "salaries.md", SECRET_TEXT, user=admin)
     return admin, hr, collection, source
+
+
+# Word statistics as they must be: a recount from the chunks themselves.
+RECOUNT = """
+SELECT c.collection_id, l.lexeme, count(*)
+FROM knowledge_chunk c, unnest(tsvector_to_array(c.search_vector)) AS l(lexeme)
+GROUP BY 1, 2
+UNION ALL
+SELECT collection_id, '', count(*) FROM knowledge_chunk GROUP BY 1
+"""
+
+
+def assert_statistics_exact():
+    with connection.cursor() as cursor:
+        cursor.execute(RECOUNT)
+        expected = {(c, lexeme): n for c, lexeme, n in cursor.fetchall()}
+        cursor.execute("SELECT collection_id, lexeme, ndoc FROM knowledge_lexemestat")  # no 0 rows
+        stored = {(c, lexeme): n for c, lexeme, n in cursor.fetchall()}
+    assert stored == expected
+    return stored

@@ -9,7 +9,7 @@ import time
 import websockets
 from asgiref.sync import sync_to_async
 
-from tests.conftest import session_cookie_for
+from tests.support.sessions import session_cookie_for
 
 
 class Tab:

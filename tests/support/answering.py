@@ -1,0 +1,41 @@
+"""Driving the answering pipeline in-process against a scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+
+from assistant import llm, services
+from assistant.answering.pipeline import answer_stream
+
+
+def scripted_config(server, **overrides) -> llm.LLMConfig:
+    """How to ask ``server`` (a ``ScriptedOpenAI``): no retries unless ``overrides`` say so."""
+    values = {
+        "base_url": server.base_url,
+        "api_key": "test",
+        "model": "scripted-model",
+        "max_retries": 0,
+    }
+    return llm.LLMConfig(**{**values, **overrides})
+
+
+def retry_once_config(server, **overrides) -> llm.LLMConfig:
+    """A short read time-out and one quick retry, so a broken model fails a test in seconds."""
+    return scripted_config(
+        server, **{"read_timeout": 2, "max_retries": 1, "backoff_base": 0.01, **overrides}
+    )
+
+
+async def ask(user, text, conversation=None):
+    """The question ``user`` asks (stored as the web would), ready for ``answer_stream``."""
+    return await sync_to_async(services.question_create)(
+        user=user, conversation=conversation, text=text
+    )
+
+
+async def collect(user, question, config, **kwargs):
+    """Every event of the answer to ``question``."""
+    return [
+        event
+        async for event in answer_stream(user=user, question=question, config=config, **kwargs)
+    ]
