@@ -36,8 +36,11 @@ def llm():
 @pytest.fixture(scope="module")
 def slack_worker(django_db_setup, django_db_blocker, slack, llm):
     with django_db_blocker.unblock():
+        # Slack's tasks only (the default queue): a worker on "ingest" too would race the
+        # fixtures that index in this process for the same source (SourceBusy).
         worker = processes.start_worker(
             name="slack-worker",
+            queues="default",
             SLACK_SIGNING_SECRET=SECRET,
             SLACK_BOT_TOKEN=TOKEN,
             SLACK_API_BASE_URL=slack.base_url,
