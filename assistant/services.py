@@ -27,18 +27,20 @@ class RateLimited(ChatError):
 
 
 def rate_limit_check(*, user) -> None:
-    """At most CHAT_RATE_LIMIT_PER_MINUTE questions per user per minute (shared via Redis)."""
+    """At most CHAT_RATE_LIMIT_PER_MINUTE questions per user in any minute that starts with a
+    question (shared via Redis): the window opens at the first question and lasts 60 s, so no
+    clock-minute boundary lets twice the limit through in a second."""
     limit = settings.CHAT_RATE_LIMIT_PER_MINUTE
     if not limit:
         return
-    key = f"assistant:rate:{user.pk}:{int(timezone.now().timestamp() // 60)}"
-    if cache.add(key, 1, timeout=90):
+    key = f"assistant:rate:{user.pk}"
+    if cache.add(key, 1, timeout=60):
         count = 1
     else:
         try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=90)
+            count = cache.incr(key)  # keeps the window's expiry
+        except ValueError:  # the window closed between add and incr
+            cache.add(key, 1, timeout=60)
             count = 1
     if count > limit:
         raise RateLimited(
