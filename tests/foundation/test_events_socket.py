@@ -4,9 +4,11 @@ Daphne's handshake: tests/e2e/test_sockets_across_processes.py."""
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import transaction
 
-from accounts.events import auser_event_send
+from accounts.events import auser_event_send, user_event_send
 from assistant.consumers import CLOSE_UNAUTHENTICATED
+from tests.support.events import capture_user_events
 from tests.support.sessions import session_cookie_for
 from tests.support.sockets import Socket, communicator, handshake, open_socket
 
@@ -42,6 +44,21 @@ async def test_a_user_receives_their_own_events_and_nobody_elses(make_user):
     assert await ws_bob.drained() == []
     await ws_alice.close()
     await ws_bob.close()
+
+
+async def test_an_event_of_a_rolled_back_transaction_is_never_sent(make_user):
+    alice = await sync_to_async(make_user)()
+
+    def change_twice():
+        with transaction.atomic():
+            user_event_send(user_ids=alice.pk, event={"type": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            user_event_send(user_ids=[alice.pk], event={"type": "ghost"})
+            raise RuntimeError("roll back")
+
+    async with capture_user_events(alice.pk) as events:
+        await sync_to_async(change_twice)()
+        assert await events.drained() == [{"type": "kept"}]
 
 
 async def test_unknown_messages_get_an_error_not_a_crash(make_user):
