@@ -35,6 +35,7 @@ class Socket(Frames):
         super().__init__()
         self.communicator = communicator
         self.close_code: int | None = None
+        self.disconnected = False
 
     async def _next(self, timeout: float) -> dict:
         if self.close_code is not None:
@@ -55,9 +56,11 @@ class Socket(Frames):
         await self.communicator.send_to(text_data=text)
 
     async def close(self) -> None:
-        if self.close_code is None:
-            self.close_code = 1000
-            await self.communicator.disconnect(timeout=5)
+        """Closes the tab; after the server closed it, delivers the disconnect a server would."""
+        if not self.disconnected:
+            self.disconnected = True
+            self.close_code = self.close_code or 1000
+            await self.communicator.disconnect(code=self.close_code, timeout=5)
 
 
 def communicator(
