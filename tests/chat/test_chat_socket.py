@@ -1,5 +1,7 @@
-"""The chat protocol (docs/websocket-protocol.md) through a real Daphne and a real WebSocket
-client, with a scripted OpenAI-compatible server as the model."""
+"""The chat protocol (docs/websocket-protocol.md) through the project's ASGI application in
+this process (Channels' WebsocketCommunicator: Origin check, session auth, the consumer), the
+real Redis channel layer and PostgreSQL, with a scripted OpenAI-compatible server as the model.
+Two processes sharing the work: tests/e2e/test_sockets_across_processes.py."""
 
 from __future__ import annotations
 
@@ -9,13 +11,12 @@ import time
 import uuid
 
 import pytest
-import websockets
 from asgiref.sync import sync_to_async
 
 from assistant.models import Conversation, Feedback, Message
-from tests.support import processes
-from tests.support.openai_server import Reply, ScriptedOpenAI
-from tests.support.sessions import session_cookie_for
+from tests.support.answering import scripted_settings
+from tests.support.openai_server import Reply
+from tests.support.sockets import Socket, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,109 +24,15 @@ QUESTION = "How do I book a flight?"
 MAX_CHARS = 500
 
 
-@pytest.fixture(scope="module")
-def llm_server():
-    # Module-scoped (the shared one is per test): the module's Daphnes are started against it.
-    with ScriptedOpenAI(default=None) as server:
-        yield server
-
-
-def _start_daphne(django_db_blocker, llm_server, **extra):
-    with django_db_blocker.unblock():
-        return processes.start_daphne(
-            OPENAI_BASE_URL=llm_server.base_url,
-            OPENAI_API_KEY="test",
-            LLM_MODEL="scripted-model",
-            LLM_MAX_RETRIES="0",
-            CHAT_MAX_QUESTION_CHARS=str(MAX_CHARS),
-            **extra,
-        )
-
-
-def _stop_daphne(proc, django_db_blocker):
-    with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
-        processes.stop_and_discard_late_writes(proc, timeout=3)
-
-
-@pytest.fixture(scope="module")
-def chat_server(django_db_setup, django_db_blocker, llm_server):
-    proc, port = _start_daphne(django_db_blocker, llm_server)
-    yield f"http://127.0.0.1:{port}"
-    _stop_daphne(proc, django_db_blocker)
-
-
-@pytest.fixture(scope="module")
-def strict_server(django_db_setup, django_db_blocker, llm_server):
-    """A second Daphne allowing two questions a minute per user."""
-    proc, port = _start_daphne(django_db_blocker, llm_server, CHAT_RATE_LIMIT_PER_MINUTE="2")
-    yield f"http://127.0.0.1:{port}"
-    _stop_daphne(proc, django_db_blocker)
-
-
 @pytest.fixture(autouse=True)
-def _no_leftover_replies(llm_server):
+def _answering_with_the_scripted_model(llm_server, settings):
+    for name, value in scripted_settings(llm_server, CHAT_MAX_QUESTION_CHARS=MAX_CHARS).items():
+        setattr(settings, name, value)
     yield
     assert llm_server.pending == 0, "a scripted reply was not used"
 
 
-class Client:
-    """One browser tab's socket: sends frames, reads them with a timeout."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.seen: list[dict] = []
-
-    async def send(self, **frame):
-        await self.ws.send(json.dumps(frame))
-
-    async def recv(self, timeout: float = 10) -> dict:
-        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        self.seen.append(frame)
-        return frame
-
-    async def until(self, predicate, timeout: float = 15) -> list[dict]:
-        """Frames up to and including the first one matching ``predicate``."""
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.recv(max(0.01, deadline - time.monotonic()))
-            frames.append(frame)
-            if predicate(frame):
-                return frames
-
-    async def until_type(self, *types: str, timeout: float = 15) -> list[dict]:
-        return await self.until(lambda f: f["type"] in types, timeout)
-
-    async def quiet(self, seconds: float) -> list[dict]:
-        """Everything that arrives within ``seconds``."""
-        frames = []
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frames.append(await self.recv(left))
-            except TimeoutError:
-                break
-        return frames
-
-    async def close(self):
-        await self.ws.close()
-
-
-async def connect(base: str, user) -> Client:
-    cookie = await sync_to_async(session_cookie_for)(user)
-    ws = await websockets.connect(
-        base.replace("http://", "ws://") + "/ws/events/",
-        additional_headers={"Cookie": cookie},
-        origin=base,
-        open_timeout=5,
-        max_size=2**22,
-    )
-    client = Client(ws)
-    assert (await client.recv())["type"] == "hello"
-    return client
-
-
-async def ask(client: Client, text: str = QUESTION, conversation_id=None, request_id="r1"):
+async def ask(client: Socket, text: str = QUESTION, conversation_id=None, request_id="r1"):
     await client.send(type="ask", request_id=request_id, conversation_id=conversation_id, text=text)
 
 
@@ -150,12 +57,12 @@ def snapshot(user) -> list[tuple]:
 
 
 async def test_an_answer_streams_in_batched_deltas_with_citations_and_is_stored(
-    chat_server, llm_server, handbook, make_user
+    llm_server, handbook, make_user
 ):
     user = await sync_to_async(make_user)()
     tokens = ["Book "] + [f"t{i} " for i in range(58)] + ["[1]."]
     llm_server.script(Reply(tokens=tokens, delay=0.002))
-    client = await connect(chat_server, user)
+    client = await open_socket(user)
 
     await ask(client)
     frames = await client.until_type("done")
@@ -188,11 +95,11 @@ async def test_an_answer_streams_in_batched_deltas_with_citations_and_is_stored(
 
 
 async def test_stop_cancels_the_model_request_and_saves_a_stopped_answer(
-    chat_server, llm_server, handbook, make_user
+    llm_server, handbook, make_user
 ):
     user = await sync_to_async(make_user)()
     llm_server.script(Reply(tokens=[f"w{i} " for i in range(400)], delay=0.02))
-    client = await connect(chat_server, user)
+    client = await open_socket(user)
     await ask(client)
     frames = await client.until(lambda f: f["type"] == "delta" and len(f["text"]) > 0)
     message_id = next(f["message_id"] for f in frames if f["type"] == "retrieval")
@@ -213,12 +120,12 @@ async def test_stop_cancels_the_model_request_and_saves_a_stopped_answer(
 
 
 async def test_closing_the_socket_mid_answer_still_completes_and_stores_it(
-    chat_server, llm_server, handbook, make_user
+    llm_server, handbook, make_user
 ):
     user = await sync_to_async(make_user)()
     tokens = [f"w{i} " for i in range(40)]
     llm_server.script(Reply(tokens=tokens, delay=0.02))
-    client = await connect(chat_server, user)
+    client = await open_socket(user)
     await ask(client)
     frames = await client.until_type("delta")
     message_id = next(f["message_id"] for f in frames if f["type"] == "retrieval")
@@ -235,13 +142,11 @@ async def test_closing_the_socket_mid_answer_still_completes_and_stores_it(
 # --- who may do what --------------------------------------------------------------------
 
 
-async def test_another_users_ids_are_not_found_and_nothing_changes(
-    chat_server, llm_server, handbook, make_user
-):
+async def test_another_users_ids_are_not_found_and_nothing_changes(llm_server, handbook, make_user):
     alice = await sync_to_async(make_user)(email="alice@example.com")
     mallory = await sync_to_async(make_user)(email="mallory@example.com")
     llm_server.script(Reply(tokens=[f"w{i} " for i in range(30)], delay=0.03))
-    a = await connect(chat_server, alice)
+    a = await open_socket(alice)
     await ask(a)
     frames = await a.until_type("delta")
     ack = frames[0]
@@ -249,7 +154,7 @@ async def test_another_users_ids_are_not_found_and_nothing_changes(
     answer_id, question_id = retrieval["message_id"], ack["question_id"]
 
     # While Alice's answer streams, Mallory tries every id-taking frame with Alice's ids.
-    m = await connect(chat_server, mallory)
+    m = await open_socket(mallory)
     attempts = [
         {"type": "stop", "message_id": answer_id},
         {"type": "regenerate", "request_id": "x1", "message_id": answer_id},
@@ -291,9 +196,9 @@ async def test_another_users_ids_are_not_found_and_nothing_changes(
     assert "hijacked" not in sent_to_model and "mine now" not in sent_to_model
 
 
-async def test_a_question_over_the_limit_is_refused_and_not_stored(chat_server, make_user):
+async def test_a_question_over_the_limit_is_refused_and_not_stored(make_user):
     user = await sync_to_async(make_user)()
-    client = await connect(chat_server, user)
+    client = await open_socket(user)
     await ask(client, text="x" * (MAX_CHARS + 1), request_id="long")
     reply = await client.recv()
     await client.close()
@@ -305,11 +210,12 @@ async def test_a_question_over_the_limit_is_refused_and_not_stored(chat_server, 
     assert await Conversation.objects.acount() == 0
 
 
-async def test_asking_too_fast_is_rate_limited(strict_server, make_user):
+async def test_asking_too_fast_is_rate_limited(make_user, settings):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
     # Nothing is indexed, so each answer is the quick "nothing found" without the model. The
     # window opens at the first question: no clock-minute boundary to wait for.
     user = await sync_to_async(make_user)()
-    client = await connect(strict_server, user)
+    client = await open_socket(user)
     for n in range(2):
         await ask(client, text=f"question {n}", request_id=f"ok{n}")
         frames = await client.until_type("done", "error")
@@ -326,13 +232,13 @@ async def test_asking_too_fast_is_rate_limited(strict_server, make_user):
 
 
 async def test_every_tab_of_the_user_hears_about_the_conversation_and_nobody_else(
-    chat_server, llm_server, handbook, make_user
+    llm_server, handbook, make_user
 ):
     user = await sync_to_async(make_user)()
     stranger = await sync_to_async(make_user)()
     llm_server.script(Reply(tokens=["Through the desk [1]."]))
-    asking, other_tab = await connect(chat_server, user), await connect(chat_server, user)
-    outsider = await connect(chat_server, stranger)
+    asking, other_tab = await open_socket(user), await open_socket(user)
+    outsider = await open_socket(stranger)
 
     await ask(asking)
     frames = await asking.until_type("done")
@@ -358,6 +264,8 @@ async def test_every_tab_of_the_user_hears_about_the_conversation_and_nobody_els
         frames += await asking.until(finished)
     assert any(f["type"] == "conversation.created" for f in frames)
     assert not any(f["type"] in ("ack", "retrieval", "delta", "done") for f in seen)
-    assert await outsider.quiet(1.0) == []
+    # Everything this answer sent went out before its "done": a sentinel sent now arrives
+    # after anything that was sent to the outsider, and nothing came before it.
+    assert await outsider.drained() == []
     for client in (asking, other_tab, outsider):
         await client.close()

@@ -24,6 +24,8 @@ from accounts.models import AuditEvent
 from knowledge import embeddings, services
 from knowledge.models import EMBEDDING_DIMENSIONS, Chunk, Collection, Document, Source
 from knowledge.retrieval import MODES, search_chunks_for_user
+from knowledge.tasks import index_source
+from tests.support.events import queued_tasks
 from tests.support.fake_embeddings_server import FakeEmbeddingsServer, Scripted
 from tests.support.knowledge import (
     SECRET_QUESTION,
@@ -34,7 +36,7 @@ from tests.support.knowledge import (
     index_text,
     make_collection,
 )
-from tests.support.sockets import open_tab
+from tests.support.sockets import open_socket
 
 pytestmark = pytest.mark.django_db
 
@@ -449,11 +451,11 @@ def test_collections_deleted_by_the_admin_bulk_action_are_audited(client, world)
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_demoted_staff_member_cannot_keep_reading_every_collection_over_an_open_socket(
-    live_chat_server, make_user
+    chat_model, make_user
 ):
     await sync_to_async(hr_world)(make_user)
     bob = await sync_to_async(make_user)(email="bob@example.com", is_staff=True)  # not in "hr"
-    tab = await open_tab(live_chat_server, bob)
+    tab = await open_socket(bob)
 
     # Bob's staff flag is revoked (an SSO sign-in elsewhere with SSO_STAFF_GROUPS, or the admin).
     bob.is_staff = False
@@ -461,29 +463,27 @@ async def test_a_demoted_staff_member_cannot_keep_reading_every_collection_over_
 
     await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
     frames = await tab.frames_until("done", "error")
-    await tab.ws.close()
+    await tab.close()
     assert frames and SECRET_WORDS not in json.dumps(frames), "the socket used Bob's old staff flag"
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_control_a_socket_opened_after_the_demotion_gets_no_hr_passage(
-    live_chat_server, make_user
-):
+async def test_control_a_socket_opened_after_the_demotion_gets_no_hr_passage(chat_model, make_user):
     """The contrast to the attack above: the rule itself is right, only an old socket could be stale."""
     await sync_to_async(hr_world)(make_user)
     bob = await sync_to_async(make_user)(email="bob@example.com", is_staff=True)
     bob.is_staff = False
     await bob.asave(update_fields=["is_staff"])
-    tab = await open_tab(live_chat_server, bob)
+    tab = await open_socket(bob)
     await tab.send(type="ask", request_id="r1", text=SECRET_QUESTION)
     frames = await tab.frames_until("done", "error")
-    await tab.ws.close()
+    await tab.close()
     assert frames and SECRET_WORDS not in json.dumps(frames)
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_progress_events_do_not_reach_an_uploader_who_lost_access_to_the_collection(
-    live_chat_server, celery_worker, make_user
+    make_user,
 ):
     def world():
         admin = make_user(email="root@example.com", is_staff=True, is_superuser=True)
@@ -496,10 +496,18 @@ async def test_progress_events_do_not_reach_an_uploader_who_lost_access_to_the_c
         return admin, dave, source
 
     admin, dave, source = await sync_to_async(world)()
-    tab = await open_tab(live_chat_server, dave)
-    # A knowledge admin re-indexes the source; a real worker indexes it again.
-    await sync_to_async(services.source_reindex)(user=admin, source=source)
-    frames = await tab.quiet(6)
-    await tab.ws.close()
+    tab = await open_socket(dave)
+    # A knowledge admin re-indexes the source: exactly one indexing task is queued, which runs
+    # here as a worker would run it (the same task, the same events through Redis).
+    with queued_tasks() as queued:
+        await sync_to_async(services.source_reindex)(user=admin, source=source)
+    assert queued.names == ["knowledge.index_source"] and queued[0].args == (source.pk,)
+    await sync_to_async(index_source.apply)(args=queued[0].args)
+    assert (await Source.objects.aget(pk=source.pk)).status == Source.Status.READY
+
+    # Every event of the re-indexing was sent before the task returned; a sentinel sent now
+    # reaches Dave after any of them would have.
+    frames = await tab.drained()
+    await tab.close()
     leaked = [f for f in frames if f.get("type", "").startswith("source.")]
     assert leaked == [], f"Dave, who may no longer read the collection, got: {leaked[:2]}"

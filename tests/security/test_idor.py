@@ -27,7 +27,7 @@ from tests.support.knowledge import (
     index_text,
     make_collection,
 )
-from tests.support.sockets import open_tab
+from tests.support.sockets import open_socket
 
 SECRET_TITLE = "Layoff plan for Q3"
 SECRET_QUESTION = "Which teams are in the layoff plan?"
@@ -322,15 +322,15 @@ def test_a_collection_id_is_never_a_way_around_the_readable_set(world):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_asking_through_a_real_server_with_a_collection_id_i_cannot_read_finds_nothing_there(
-    live_chat_server, make_user
+async def test_asking_over_the_socket_with_a_collection_id_i_cannot_read_finds_nothing_there(
+    chat_model, make_user
 ):
     _, _, hr_collection, _ = await sync_to_async(hr_world)(make_user)
     eve = await sync_to_async(make_user)(email="eve@example.com")
-    tab = await open_tab(live_chat_server, eve)
+    tab = await open_socket(eve)
     await tab.send(
         type="ask", request_id="r1", text=hr.SECRET_QUESTION, collection_ids=[hr_collection.pk]
     )
     frames = await tab.frames_until("done", "error")
-    await tab.ws.close()
+    await tab.close()
     assert frames and SECRET_WORDS not in json.dumps(frames)

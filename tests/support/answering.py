@@ -19,6 +19,18 @@ def scripted_config(server, **overrides) -> llm.LLMConfig:
     return llm.LLMConfig(**{**values, **overrides})
 
 
+def scripted_settings(server, **extra) -> dict:
+    """The settings that make the app itself (the consumer, the pipeline's defaults) ask
+    ``server``, with no retries; ``extra`` adds more (for ``override_settings``)."""
+    return {
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "test",
+        "LLM_MODEL": "scripted-model",
+        "LLM_MAX_RETRIES": 0,
+        **extra,
+    }
+
+
 def retry_once_config(server, **overrides) -> llm.LLMConfig:
     """A short read time-out and one quick retry, so a broken model fails a test in seconds."""
     return scripted_config(

@@ -468,10 +468,19 @@ def test_model_output_and_passages_render_inert(chat_server, page, reader, make_
     log_in(page, chat_server, reader.email)
     ask(page, question)
     expect(last_answer(page)).to_have_attribute("data-status", "complete")
-    page.wait_for_timeout(300)  # give any injected handler the chance to run
+    # A barrier, not a pause: a probe image fetches the broken URL the injected <img> names, after
+    # it would have; once the probe has failed, an injected onerror would have run. The probe's
+    # own 404 is the one allowed (an injected image would have added a second).
+    probe = page.evaluate(
+        "() => new Promise(done => { const probe = new Image();"
+        " probe.onerror = probe.onload = () => done(probe.src); probe.src = 'x'; })"
+    )
+    page.problems.remove(f"HTTP 404: {probe}")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     body = last_answer(page).locator(".answer-body")
     assert body.locator("script, img, iframe, [onerror]").count() == 0
+    handlers = "[...document.querySelectorAll('.message-answer .answer-body *')].flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on'))"
+    assert page.evaluate(handlers) == []
     assert (
         page.evaluate(
             "[...document.querySelectorAll('[href]')].filter(e => /^\\s*javascript:/i.test(e.getAttribute('href'))).length"
@@ -682,7 +691,9 @@ def test_it_looks_right_in_light_and_dark_and_on_a_phone(
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(sidebar).to_be_in_viewport()
-    page.wait_for_timeout(300)  # the slide-in transition
+    page.wait_for_function(  # the slide-in transition has ended
+        "() => document.querySelector('#chat-sidebar').getAnimations({subtree: true}).length === 0"
+    )
     screenshot(page, "chat-phone-sidebar")
     page.click(".conversation-item:has-text('Laptop refresh policy') .conversation-link")
     expect(sidebar).not_to_be_in_viewport()
