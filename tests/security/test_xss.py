@@ -1,6 +1,6 @@
 """Stored XSS through the server-rendered pages: hostile file names, titles and passages are
 escaped wherever a page shows them (the chat renders model output in the browser through
-DOMPurify: tests/browser/test_chat.py; the Content-Security-Policy is the second wall:
+DOMPurify: tests/e2e/browser/test_chat.py; the Content-Security-Policy is the second wall:
 test_csp.py)."""
 
 from __future__ import annotations
