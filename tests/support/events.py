@@ -61,13 +61,20 @@ class Frames:
         self.seen.append(frame)
         return frame
 
-    async def until(self, predicate: Callable[[dict], bool], timeout: float = 15) -> list[dict]:
-        """Frames up to and including the first one matching ``predicate``."""
+    async def until(
+        self, predicate: Callable[[dict], bool], timeout: float = 15, *, closed_ok: bool = False
+    ) -> list[dict]:
+        """Frames up to and including the first one matching ``predicate``; with ``closed_ok``,
+        what came before the server closed the socket (without error)."""
         frames: list[dict] = []
         deadline = time.monotonic() + timeout
         while True:
             try:
                 frame = await self.recv(max(0.01, deadline - time.monotonic()))
+            except Closed:
+                if closed_ok:
+                    return frames
+                raise
             except TimeoutError:
                 raise AssertionError(
                     f"no matching frame within {timeout} s; got {frames}"
@@ -81,17 +88,7 @@ class Frames:
 
     async def frames_until(self, *types: str, timeout: float = 20) -> list[dict]:
         """Like :meth:`until_type`, but returns (without error) what came if the socket closes."""
-        frames: list[dict] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                frames.append(await self.recv(max(0.01, deadline - time.monotonic())))
-            except Closed:
-                return frames
-            except TimeoutError:
-                raise AssertionError(f"none of {types} within {timeout} s; got {frames}") from None
-            if frames[-1].get("type") in types:
-                return frames
+        return await self.until(lambda frame: frame.get("type") in types, timeout, closed_ok=True)
 
     async def drained(self, timeout: float = 10) -> list[dict]:
         """Every frame that arrives before a sentinel event sent to this user now.
