@@ -240,6 +240,9 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
     var_dir.mkdir(parents=True, exist_ok=True)
     env = base_env(var_dir)
     if for_tests:
+        # The suite's settings: production's with a fast password hasher (tests/settings.py).
+        # Set, not defaulted: importing this package already defaulted it to production's.
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         # Several test runs may share the machine (and the PostgreSQL server): each gets its
         # own test database and free ports.
         env.setdefault("TEST_DATABASE_NAME", f"test_assistant_{os.getpid()}")

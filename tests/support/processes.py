@@ -60,7 +60,7 @@ def child_env(**extra: str) -> dict:
 def check_deploy_in_production(**env_extra: str) -> subprocess.CompletedProcess:
     """``manage.py check --deploy --fail-level WARNING`` under the production settings the README
     documents (DEBUG=0, a real secret, hosts), plus ``env_extra``."""
-    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         DEBUG="0",
