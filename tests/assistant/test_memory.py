@@ -15,7 +15,7 @@ from assistant.memory import selectors as memory_selectors
 from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
 from knowledge.embeddings import get_embedder
-from tests.support.answering import scripted_config
+from tests.support.answering import scripted_config, scripted_settings
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -24,12 +24,7 @@ from tests.support.openai_server import Reply, ScriptedOpenAI
 def llm_server():
     with (
         ScriptedOpenAI(default=Reply(tokens=["Noted [1]."])) as server,
-        override_settings(
-            OPENAI_BASE_URL=server.base_url,
-            OPENAI_API_KEY="t",
-            LLM_MODEL="scripted-model",
-            LLM_MAX_RETRIES=0,
-        ),
+        override_settings(**scripted_settings(server)),
     ):
         yield server
 

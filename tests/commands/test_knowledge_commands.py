@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from knowledge.models import Chunk, Collection, Source
+from tests.support.answering import scripted_env
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.processes import BASE_DIR, child_env
@@ -78,9 +79,7 @@ def test_ask_streams_an_answer_with_numbered_sources(admin):
     )
     with ScriptedOpenAI() as llm:
         llm.script(Reply(tokens=["Use your ", "badge [1]."]))
-        env = child_env(
-            OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test", LLM_MODEL="scripted-model"
-        )
+        env = child_env(**scripted_env(llm))
         result = manage("ask", "How do I print on floor 3?", "--user", "admin@example.com", env=env)
     assert result.returncode == 0, result.stderr
     assert "Use your badge [1]." in result.stdout

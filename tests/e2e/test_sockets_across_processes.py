@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 
 from assistant.models import Message
 from tests.support import processes
+from tests.support.answering import scripted_env
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.sessions import session_cookie_for
 from tests.support.sockets import open_tab
@@ -36,12 +37,7 @@ def llm_server():
 @pytest.fixture(scope="module")
 def two_servers(django_db_setup, django_db_blocker, llm_server):
     """Two Daphnes on the same database, Redis and model: their base URLs."""
-    env = {
-        "OPENAI_BASE_URL": llm_server.base_url,
-        "OPENAI_API_KEY": "test",
-        "LLM_MODEL": "scripted-model",
-        "LLM_MAX_RETRIES": "0",
-    }
+    env = scripted_env(llm_server)
     with django_db_blocker.unblock():
         started = [processes.start_daphne(**env) for _ in range(2)]
     yield [f"http://127.0.0.1:{port}" for _, port in started]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from assistant.models import Conversation, Feedback, Message
 from assistant.slack.models import SlackEventReceipt
 from tests.support import processes
+from tests.support.answering import scripted_env
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.slack import SECRET, TOKEN, direct_message, mention, post_event, signed
@@ -44,10 +45,8 @@ def slack_worker(django_db_setup, django_db_blocker, slack, llm):
             SLACK_SIGNING_SECRET=SECRET,
             SLACK_BOT_TOKEN=TOKEN,
             SLACK_API_BASE_URL=slack.base_url,
-            OPENAI_BASE_URL=llm.base_url,
-            OPENAI_API_KEY="test",
-            LLM_MODEL="scripted-model",
             APP_BASE_URL="https://assistant.example.com",
+            **scripted_env(llm),
         )
     yield worker
     with django_db_blocker.unblock():

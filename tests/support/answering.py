@@ -31,6 +31,12 @@ def scripted_settings(server, **extra) -> dict:
     }
 
 
+def scripted_env(server, **extra: str) -> dict[str, str]:
+    """The same settings as environment variables, for a Daphne, worker or command started as
+    a process; ``extra`` adds more."""
+    return {name: str(value) for name, value in scripted_settings(server, **extra).items()}
+
+
 def retry_once_config(server, **overrides) -> llm.LLMConfig:
     """A short read time-out and one quick retry, so a broken model fails a test in seconds."""
     return scripted_config(

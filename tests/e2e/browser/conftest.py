@@ -21,6 +21,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from tests.support import processes
+from tests.support.answering import scripted_env
 from tests.support.browser import PASSWORD, watch_for_problems
 from tests.support.openai_server import RecordedRequest, Reply, ScriptedOpenAI
 
@@ -79,12 +80,7 @@ def _fresh_answers(answers):
 def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_to_playwright):
     """A Daphne serving the app, its LLM being the scripted server: yields the base URL."""
     with django_db_blocker.unblock():
-        proc, port = processes.start_daphne(
-            OPENAI_BASE_URL=llm_server.base_url,
-            OPENAI_API_KEY="test",
-            LLM_MODEL="scripted-model",
-            LLM_MAX_RETRIES="0",
-        )
+        proc, port = processes.start_daphne(**scripted_env(llm_server))
     yield f"http://127.0.0.1:{port}"
     with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
         processes.stop_and_discard_late_writes(proc, timeout=3)
