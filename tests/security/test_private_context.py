@@ -18,58 +18,27 @@ from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
-from django.utils import timezone
 
 from assistant import llm, services
 from assistant.answering.pipeline import SHARED_MEMORY_REPLY, answer_stream
 from assistant.consumers import EventsConsumer
-from assistant.memory import services as memory_services
 from assistant.models import Conversation, MemoryItem, Message
 from assistant.project.celery import app as celery_app
-from tests.support import processes
-from tests.support.answering import scripted_config
-from tests.support.browser import log_in, watch_for_problems
-from tests.support.knowledge import index_text, make_collection
+from tests.support import scenarios
+from tests.support.answering import scripted_config, scripted_settings
 from tests.support.openai_server import Reply
+from tests.support.scenarios import FLIGHT_QUESTION as QUESTION
+from tests.support.scenarios import (
+    MEMORY_SECRET,
+)
 from tests.support.sessions import session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-HANDBOOK = """# Travel policy
-
-## Booking flights
-Employees book flights through the travel desk at least fourteen days before departure.
-"""
-QUESTION = "How do I book a flight?"
-MEMORY_SECRET = "The user books flights for a secret merger trip codenamed Bluefin."
-SUMMARY_SECRET = "The user discussed their performance review and salary (SUMMARYSECRET)."
-EARLIER_QUESTION = "EARLIERQUESTION: I am being moved to the Oslo team, should I book flights?"
-EARLIER_ANSWER = "EARLIERANSWER: Your move to Oslo is confidential until March."
-
 
 @pytest.fixture
 def asker(make_user):
-    """A person with a memory item, and a conversation with a summary and earlier turns."""
-    admin = make_user(email="admin@example.com", is_staff=True)
-    index_text(make_collection("Handbook", everyone=True), "travel.md", HANDBOOK, user=admin)
-    user = make_user(email="asker@example.com")
-    memory_services.remember(user=user, text=MEMORY_SECRET)
-    conversation = Conversation.objects.create(
-        owner=user, origin=Conversation.Origin.SLACK, title="t"
-    )
-    Message.objects.create(
-        conversation=conversation, role="user", content="old question covered by the summary"
-    )
-    Message.objects.create(
-        conversation=conversation, role="assistant", content="old answer covered by the summary"
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(
-        summary=SUMMARY_SECRET, summary_until=timezone.now()
-    )
-    Message.objects.create(conversation=conversation, role="user", content=EARLIER_QUESTION)
-    Message.objects.create(conversation=conversation, role="assistant", content=EARLIER_ANSWER)
-    conversation.refresh_from_db()
-    return user, conversation
+    return scenarios.slack_asker(make_user)
 
 
 async def _answer(user, conversation, server, text=QUESTION, **kwargs):
@@ -232,13 +201,7 @@ async def _ask_on_the_web(user, conversation, llm_server) -> tuple[dict, dict]:
             (b"cookie", cookie.encode()),
         ],
     )
-    with override_settings(
-        OPENAI_BASE_URL=llm_server.base_url,
-        OPENAI_API_KEY="t",
-        LLM_MODEL="scripted-model",
-        LLM_MAX_RETRIES=0,
-        CHAT_RATE_LIMIT_PER_MINUTE=0,
-    ):
+    with override_settings(**scripted_settings(llm_server, CHAT_RATE_LIMIT_PER_MINUTE=0)):
         connected, _ = await communicator.connect(timeout=5)
         assert connected
         assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
@@ -319,46 +282,3 @@ def test_a_slack_conversation_asked_in_from_slack_stays_the_same(asker):
         user=user, conversation=slack, text="more", origin=Conversation.Origin.SLACK
     )
     assert question.conversation_id == slack.pk
-
-
-# --- the chat page ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def web_server(django_db_setup, django_db_blocker, _allow_orm_next_to_playwright):
-    with django_db_blocker.unblock():
-        proc, port = processes.start_daphne(CHAT_RATE_LIMIT_PER_MINUTE="0")
-    yield f"http://127.0.0.1:{port}"
-    with django_db_blocker.unblock():
-        processes.stop_and_discard_late_writes(proc, timeout=3)
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_the_chat_page_moves_a_question_asked_in_a_slack_conversation_to_a_new_one(
-    asker, web_server, browser
-):
-    from playwright.sync_api import expect
-
-    user, slack = asker
-    question = "Where is the nearest printer?"  # nothing found: answered without the model
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(10_000)
-    try:
-        page = context.new_page()
-        watch_for_problems(page)
-        log_in(page, web_server, user.email)
-        page.goto(f"{web_server}/c/{slack.pk}")
-        expect(page.locator(".message-answer", has_text="EARLIERANSWER")).to_have_count(1)
-
-        page.fill("#question", question)
-        page.press("#question", "Enter")
-        expect(page.locator(".message-answer").last).to_have_attribute("data-status", "complete")
-
-        fresh = Conversation.objects.exclude(pk=slack.pk).get(owner=user)
-        expect(page).to_have_url(f"{web_server}/c/{fresh.pk}")
-        expect(page.locator(".message-question .question-text")).to_have_text([question])
-        expect(page.locator(".message-answer", has_text="EARLIERANSWER")).to_have_count(0)
-        assert page.problems == [], page.problems
-    finally:
-        context.close()

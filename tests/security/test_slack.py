@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import time
 
 import pytest
@@ -18,7 +17,7 @@ from assistant.models import Conversation, Message
 from assistant.slack import formatting, linking
 from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
-from tests.support import processes
+from tests.support.answering import scripted_settings
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.slack import SECRET, TOKEN, direct_message, mention, post_event, signed
@@ -56,9 +55,7 @@ def configured(slack, llm):
         SLACK_SIGNING_SECRET=SECRET,
         SLACK_BOT_TOKEN=TOKEN,
         SLACK_API_BASE_URL=slack.base_url,
-        OPENAI_BASE_URL=llm.base_url,
-        OPENAI_API_KEY="test",
-        LLM_MODEL="scripted-model",
+        **scripted_settings(llm),
         APP_BASE_URL=BASE,
         SLACK_UNLINKED_USERS="refuse",
         SSO_ALLOWED_DOMAINS=[],
@@ -506,60 +503,3 @@ def test_a_channel_answer_carries_no_memory_history_or_summary_only_the_quoted_t
     # Bob's words are quoted context, never a turn of the asker's.
     assert [m["role"] for m in request.body["messages"]] == ["system", "user"]
     assert not mine.messages.filter(content__contains="BOB-ASKS").exists()
-
-
-# --- item 14: a worker dying mid-answer ---------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_a_question_whose_worker_is_killed_mid_answer_is_answered_exactly_once_by_another(
-    slack, llm, ada, public_knowledge
-):
-    slack.reset()
-    slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
-    llm.script(Reply.hanging())  # the first worker's answer never comes
-    env = dict(
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_API_BASE_URL=slack.base_url,
-        OPENAI_BASE_URL=llm.base_url,
-        OPENAI_API_KEY="test",
-        LLM_MODEL="scripted-model",
-        APP_BASE_URL=BASE,
-        DJANGO_SETTINGS_MODULE="tests.slack.short_lease_settings",
-    )
-    asked = len(llm.chat_requests)
-    first = processes.start_worker(name="slack-doomed", **env)
-    second = None
-    try:
-        with override_settings(
-            SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=TOKEN, SLACK_API_BASE_URL=slack.base_url
-        ):
-            post_event(Client(), direct_message(event_id="EvKill"))
-        (placeholder,) = slack.wait_for("chat.postMessage")
-        llm.wait_for_requests(asked + 1, timeout=30)
-        first.kill(signal.SIGKILL)
-        first.proc.wait(10)
-        receipt = SlackEventReceipt.objects.get(key="event:EvKill")
-        assert receipt.status == "handling" and receipt.attempts == 1
-        second = processes.start_worker(name="slack-rescuer", CELERY_VISIBILITY_TIMEOUT="2", **env)
-        (update,) = slack.wait_for("chat.update", timeout=60)
-        deadline = time.monotonic() + 30
-        while (
-            SlackEventReceipt.objects.get(pk=receipt.pk).status == "handling"
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
-        receipt.refresh_from_db()
-        assert receipt.status == "answered" and receipt.attempts == 2
-        # Answered once, in the first attempt's placeholder: no second placeholder, no second answer.
-        assert (
-            "portal" in update.params["text"] and update.params["ts"] == placeholder.response["ts"]
-        )
-        assert (
-            len(slack.calls_to("chat.postMessage")) == 1 and len(slack.calls_to("chat.update")) == 1
-        )
-    finally:
-        first.stop()
-        if second is not None:
-            processes.stop_and_discard_late_writes(second)

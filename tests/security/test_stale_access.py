@@ -17,76 +17,23 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
 from assistant import services
 from assistant.answering.pipeline import answer_stream
 from assistant.memory import extraction as memory_extraction
-from assistant.models import Citation, Conversation, MemoryItem, Message
+from assistant.models import Conversation, MemoryItem, Message
 from assistant.selectors import UNREADABLE_ANSWER_PLACEHOLDER
 from knowledge import services as knowledge_services
 from knowledge.models import Collection, Source
-from tests.support import processes
+from tests.support import scenarios
 from tests.support.answering import scripted_config
-from tests.support.browser import log_in, watch_for_problems
-from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply
+from tests.support.scenarios import ANSWER, FOLLOW_UP, PASSAGE_TEXT, SALARIES
+from tests.support.scenarios import SALARY_QUESTION as QUESTION
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SALARIES = """# Salary bands
-
-## Engineering
-The confidential salary band for a senior engineer is 123456 kroner per year.
-"""
-LEVELS = """# Career levels
-
-## Engineering levels
-A junior engineer starts at level L3 and a senior engineer is at level L5.
-"""
-QUESTION = "What is the salary band for a senior engineer?"
-ANSWER = "ANSWERSECRET: it is 123456 kroner [1]."
-FOLLOW_UP = "And what level is that?"
-# Everything of the restricted passage a response or a prompt must not carry.
-PASSAGE_TEXT = ("123456", "kroner", "Salary bands", "salaries.md", "confidential")
-
-
-class World:
-    def __init__(self, make_user):
-        self.admin = make_user(email="admin@example.com", is_staff=True, is_superuser=True)
-        self.hr = Group.objects.create(name="hr")
-        self.finance = Group.objects.create(name="finance")
-        self.pay = make_collection("Pay", readers=[self.hr])
-        self.vault = make_collection("Vault", readers=[self.finance])
-        self.public = make_collection("Everyone", everyone=True)
-        self.salaries = index_text(self.pay, "salaries.md", SALARIES, user=self.admin)
-        index_text(self.public, "levels.md", LEVELS, user=self.admin)
-        self.reader = make_user(email="reader@example.com")
-        self.reader.groups.add(self.hr)
-
-    # The ways a reader loses access to the passage, each through the ordinary write paths.
-    def remove_group(self):
-        self.reader.groups.remove(self.hr)
-
-    def regroup_collection(self):
-        self.pay.read_groups.set([self.finance])
-
-    def close_collection(self):
-        # Open to everyone at first (the reader needed no group), then narrowed to a group.
-        self.pay.visibility = Collection.Visibility.GROUPS
-        self.pay.save()
-        self.pay.read_groups.set([])
-
-    def move_source(self):
-        knowledge_services.source_move(user=self.admin, source=self.salaries, collection=self.vault)
-
-    def move_source_by_save(self):
-        source = Source.objects.get(pk=self.salaries.pk)
-        source.collection = self.vault
-        source.save()
-
 
 LOSSES = [
     "remove_group",
@@ -99,10 +46,10 @@ LOSSES = [
 
 @pytest.fixture
 def world(make_user):
-    return World(make_user)
+    return scenarios.StaleAccessWorld(make_user)
 
 
-def _prepare(world: World, loss: str) -> None:
+def _prepare(world: scenarios.StaleAccessWorld, loss: str) -> None:
     if loss == "close_collection":
         Collection.objects.filter(pk=world.pay.pk).update(visibility=Collection.Visibility.EVERYONE)
         world.pay.refresh_from_db()
@@ -118,7 +65,9 @@ async def _ask(user, conversation, server, text):
     ]
 
 
-async def _answered_from_the_restricted_document(world: World, server) -> Conversation:
+async def _answered_from_the_restricted_document(
+    world: scenarios.StaleAccessWorld, server
+) -> Conversation:
     server.script(Reply(tokens=[ANSWER]))
     events = await _ask(world.reader, None, server, QUESTION)
     assert any(e.type == "citation" for e in events), "the answer must cite the restricted passage"
@@ -294,78 +243,3 @@ def test_memory_never_learns_a_fact_only_a_passage_or_answer_held_even_when_the_
     shown = json.dumps(llm_server.requests[-1].body["messages"], ensure_ascii=False)
     assert "ANSWERSECRET" not in shown and "123456" not in shown and "confidential" not in shown
     assert "senior engineer in Oslo" in shown
-
-
-# --- the chat page in a browser -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def web_server(django_db_setup, django_db_blocker, _allow_orm_next_to_playwright):
-    with django_db_blocker.unblock():
-        proc, port = processes.start_daphne()
-    yield f"http://127.0.0.1:{port}"
-    with django_db_blocker.unblock():
-        processes.stop_and_discard_late_writes(proc, timeout=3)
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_the_chat_page_shows_a_lost_passage_as_no_longer_available(world, web_server, browser):
-    from playwright.sync_api import expect
-
-    conversation = Conversation.objects.create(owner=world.reader, title="Pay")
-    question = Message.objects.create(conversation=conversation, role="user", content=QUESTION)
-    passage = {
-        "n": 1,
-        "chunk_id": None,
-        "source_id": world.salaries.pk,
-        "collection_id": world.pay.pk,
-        "title": "Salary bands",
-        "source_name": "salaries.md",
-        "url": "",
-        "heading": "Engineering",
-        "page": None,
-        "text": SALARIES,
-    }
-    answer = Message.objects.create(
-        conversation=conversation,
-        role="assistant",
-        content="See the pay document [1].",
-        reply_to=question,
-        sources=[passage],
-    )
-    Citation.objects.create(
-        message=answer,
-        collection_id=world.pay.pk,
-        source_id=world.salaries.pk,
-        number=1,
-        quote=SALARIES,
-        document_title="Salary bands",
-        source_name="salaries.md",
-    )
-    world.remove_group()
-
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(10_000)
-    try:
-        page = context.new_page()
-        watch_for_problems(page)
-        log_in(page, web_server, world.reader.email)
-        page.goto(f"{web_server}/c/{conversation.pk}")
-
-        chip = page.locator(".message-answer .cite-chip").first
-        expect(chip).to_have_text("1")  # the marker keeps its number, as a chip
-        expect(chip).to_have_attribute("aria-label", "Source 1: No longer available")
-        expect(page.locator(".message-answer .source-label").first).to_have_text(
-            "No longer available"
-        )
-        chip.click()
-        expect(page.locator("[data-panel-title]")).to_have_text("No longer available")
-        expect(page.locator("[data-panel-quote]")).to_contain_text("no longer available")
-        expect(page.locator("[data-panel-link]")).to_be_hidden()
-        html = page.content()
-        for text in PASSAGE_TEXT:
-            assert text not in html
-        assert page.problems == [], page.problems
-    finally:
-        context.close()
