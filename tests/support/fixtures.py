@@ -13,10 +13,15 @@ import pytest
 from django.db import connection
 
 from tests.support import processes
+from tests.support.database import install_fast_teardown
 from tests.support.knowledge import HANDBOOK, index_text, make_collection
 from tests.support.openai_server import ScriptedOpenAI
 
 # --- the database and the processes around it -----------------------------------------------
+
+# Transactional tests keep the content types and permissions instead of rebuilding them after
+# every test (tests/support/database.py).
+install_fast_teardown()
 
 
 @pytest.fixture(scope="session")

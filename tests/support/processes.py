@@ -182,15 +182,17 @@ def stop_and_discard_late_writes(proc: ManagedProcess, **stop_kwargs) -> None:
     Transactional tests flush the database after each test, but a process that outlives the
     test can still commit afterwards (a task finishing late, an answer being stored). Those rows
     would leak into the next module, e.g. an EmbeddingSpace written with another model."""
-    from django.core.management import call_command
+    from tests.support.database import empty_database
 
     proc.stop(**stop_kwargs)
     wait_for_other_db_sessions_to_end()
-    call_command("flush", interactive=False, verbosity=0)
+    empty_database()
 
 
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", BASE_DIR / "var" / "test")) / "logs"
+    # One folder per pytest-xdist process: both start a "worker" and a "daphne".
+    path /= os.environ.get("PYTEST_XDIST_WORKER", "")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
