@@ -13,6 +13,10 @@ export TRANSFORMERS_OFFLINE := 1
 # Extra pytest arguments (e.g. PYTEST_ARGS="-x tests/chat"); the slowest tests are always listed.
 PYTEST_ARGS ?=
 PYTEST_DURATIONS := --durations=25
+# Test processes (pytest-xdist): each has its own test database and Redis database; a module's
+# tests stay together (they share module fixtures such as a worker or a Daphne). 0 runs in one.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 # A real OpenID Connect provider (npm oidc-provider) for the SSO tests.
 OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
@@ -24,7 +28,7 @@ run: install
 
 # Lint and the front-end's unit tests first (seconds), then the whole pytest suite.
 test: install system-deps $(OIDC_TEST_DEPS) lint test-js
-	$(BIN)/python -m assistant.embedded test -- pytest $(PYTEST_DURATIONS) $(PYTEST_ARGS)
+	$(BIN)/python -m assistant.embedded test -- pytest $(PYTEST_PARALLEL) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
 
 # The chat page's pure modules (static/js/chat/), with Node's built-in test runner.
 test-js:
@@ -32,10 +36,10 @@ test-js:
 
 # Everything except the slow (browser, load, real-model) tests.
 test-fast: install
-	$(BIN)/python -m assistant.embedded test -- pytest -m "not slow" $(PYTEST_DURATIONS) $(PYTEST_ARGS)
+	$(BIN)/python -m assistant.embedded test -- pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
 
 test-slow: install system-deps $(OIDC_TEST_DEPS)
-	$(BIN)/python -m assistant.embedded test -- pytest -m slow $(PYTEST_DURATIONS) $(PYTEST_ARGS)
+	$(BIN)/python -m assistant.embedded test -- pytest -m slow $(PYTEST_PARALLEL) $(PYTEST_DURATIONS) $(PYTEST_ARGS)
 
 install: $(STAMP) $(MODEL_STAMP)
 
