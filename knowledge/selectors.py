@@ -159,8 +159,8 @@ def users_to_notify_about(source: Source) -> list[int]:
 # --- what the chat's empty state offers -------------------------------------------------------
 
 EXAMPLE_QUESTIONS = 4
-_EXAMPLE_SOURCES = 8  # newest readable documents looked at for example questions
-_EXAMPLE_HEADINGS_PER_SOURCE = 40  # passages read per document to find its section headings
+# Passages read per document to find its sections: the first few sections make good examples.
+_EXAMPLE_PASSAGES_PER_SOURCE = 40
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,9 @@ class ReadableKnowledge:
 
     ``has_documents``: at least one ready source in a collection they may read.
     ``can_add``: they may add documents (the knowledge page offers them an upload form, or,
-    for staff, a new collection). ``examples``: a few questions built from their readable
-    documents' titles and section headings, never from anything else."""
+    for staff, a new collection). ``indexing``: nothing is ready yet but something readable is
+    being indexed. ``examples``: a few questions built from their readable documents' titles
+    and section headings, never from anything else."""
 
     has_documents: bool
     can_add: bool
@@ -183,7 +184,7 @@ def readable_knowledge_for(user) -> ReadableKnowledge:
     ready = list(
         readable.filter(status=Source.Status.READY, document__isnull=False)
         .order_by("-created_at", "-id")
-        .values_list("id", "document__title")[:_EXAMPLE_SOURCES]
+        .values_list("id", "document__title")[:EXAMPLE_QUESTIONS]
     )
     can_add = bool(
         user is not None
@@ -208,12 +209,19 @@ def _example_questions(sources: list[tuple[int, str]]) -> list[str]:
     """Up to ``EXAMPLE_QUESTIONS`` questions, the newest documents first and each document's
     sections in reading order, taken in turns so that several documents show. Deterministic:
     the same knowledge always gives the same examples."""
+    paths: dict[int, list[list]] = {source_id: [] for source_id, _ in sources}
+    rows = (
+        Chunk.objects.filter(source_id__in=paths, ordinal__lt=_EXAMPLE_PASSAGES_PER_SOURCE)
+        .order_by("source_id", "ordinal")
+        .values_list("source_id", "heading_path")
+    )
+    for source_id, path in rows:  # one query, on the (source, ordinal) unique index
+        paths[source_id].append(path)
     per_document: list[list[str]] = []
     for source_id, title in sources:
         title = " ".join(title.split())
         sections: list[str] = []
-        headings = Chunk.objects.filter(source_id=source_id).order_by("ordinal")
-        for path in headings.values_list("heading_path", flat=True)[:_EXAMPLE_HEADINGS_PER_SOURCE]:
+        for path in paths[source_id]:
             # The deepest heading names the section; a heading equal to the title adds nothing.
             section = " ".join(str(path[-1]).split()) if path else ""
             if section and section.casefold() != title.casefold() and section not in sections:

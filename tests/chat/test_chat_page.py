@@ -147,3 +147,26 @@ def test_an_anonymous_or_inactive_person_gets_nothing(make_user, handbook):
         knowledge = readable_knowledge_for(person)
         assert not knowledge.has_documents and not knowledge.can_add
         assert knowledge.examples == []
+
+
+def test_the_page_costs_the_same_queries_with_one_document_or_many(
+    client, make_user, admin, handbook
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    reader = make_user()
+    client.force_login(reader)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("home")).status_code == 200
+        return len(captured)
+
+    one = queries()
+    collection = make_collection("Operations", everyone=True)
+    for i in range(5):
+        index_text(
+            collection, f"vacuum-{i}.md", VACUUM.replace("Routine", f"Routine {i}"), user=admin
+        )
+    assert queries() == one
