@@ -2,17 +2,19 @@ from django.conf import settings
 from django.shortcuts import render
 
 from accounts import views as account_views
-from knowledge.selectors import collections_readable_by
+from knowledge.selectors import collections_readable_by, readable_knowledge_for
 
 
 def home(request, conversation_id=None):
-    """The chat page; the conversation (if any) is loaded by the page over the API."""
+    """The chat page; the conversation (if any) is loaded by the page over the API. The empty
+    state says what the person's knowledge can answer (or how documents get added)."""
     return render(
         request,
         "assistant/chat.html",
         {
             "conversation_id": str(conversation_id) if conversation_id else "",
             "max_question_chars": settings.CHAT_MAX_QUESTION_CHARS,
+            "knowledge": readable_knowledge_for(request.user),
         },
     )
 

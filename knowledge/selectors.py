@@ -8,6 +8,8 @@ the same ``DoesNotExist``, so ids cannot be probed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection
 from django.db.models import Q, QuerySet
 
@@ -152,3 +154,95 @@ def users_to_notify_about(source: Source) -> list[int]:
         return []
     owner = source.owner  # a fresh row: active flag, staff flag and groups as they are now
     return [owner.pk] if source.collection_id in readable_collection_ids(owner) else []
+
+
+# --- what the chat's empty state offers -------------------------------------------------------
+
+EXAMPLE_QUESTIONS = 4
+# Passages read per document to find its sections: the first few sections make good examples.
+_EXAMPLE_PASSAGES_PER_SOURCE = 40
+
+
+@dataclass(frozen=True)
+class ReadableKnowledge:
+    """What a person's chat can answer from, for the chat's empty state.
+
+    ``has_documents``: at least one ready source in a collection they may read.
+    ``can_add``: they may add documents (the knowledge page offers them an upload form, or,
+    for staff, a new collection). ``indexing``: nothing is ready yet but something readable is
+    being indexed. ``examples``: a few questions built from their readable documents' titles
+    and section headings, never from anything else."""
+
+    has_documents: bool
+    can_add: bool
+    indexing: bool
+    examples: list[str]
+
+
+def readable_knowledge_for(user) -> ReadableKnowledge:
+    readable = Source.objects.filter(collection_id__in=readable_collection_ids(user))
+    ready = list(
+        readable.filter(status=Source.Status.READY, document__isnull=False)
+        .order_by("-created_at", "-id")
+        .values_list("id", "document__title")[:EXAMPLE_QUESTIONS]
+    )
+    can_add = bool(
+        user is not None
+        and user.is_authenticated
+        and (user.is_staff or collections_manageable_by(user).exists())
+    )
+    indexing = (
+        not ready
+        and readable.filter(
+            status__in=[Source.Status.QUEUED, Source.Status.PARSING, Source.Status.EMBEDDING]
+        ).exists()
+    )
+    return ReadableKnowledge(
+        has_documents=bool(ready),
+        can_add=can_add,
+        indexing=indexing,
+        examples=_example_questions(ready),
+    )
+
+
+def _example_questions(sources: list[tuple[int, str]]) -> list[str]:
+    """Up to ``EXAMPLE_QUESTIONS`` questions, the newest documents first and each document's
+    sections in reading order, taken in turns so that several documents show. Deterministic:
+    the same knowledge always gives the same examples."""
+    paths: dict[int, list[list]] = {source_id: [] for source_id, _ in sources}
+    rows = (
+        Chunk.objects.filter(source_id__in=paths, ordinal__lt=_EXAMPLE_PASSAGES_PER_SOURCE)
+        .order_by("source_id", "ordinal")
+        .values_list("source_id", "heading_path")
+    )
+    for source_id, path in rows:  # one query, on the (source, ordinal) unique index
+        paths[source_id].append(path)
+    per_document: list[list[str]] = []
+    for source_id, title in sources:
+        title = " ".join(title.split())
+        sections: list[str] = []
+        for path in paths[source_id]:
+            # The deepest heading names the section; a heading equal to the title adds nothing.
+            section = " ".join(str(path[-1]).split()) if path else ""
+            if section and section.casefold() != title.casefold() and section not in sections:
+                sections.append(section)
+        if sections:
+            per_document.append([_about(title, s) for s in sections])
+        elif title:
+            per_document.append([f"What is “{_short(title)}” about?"])
+    examples: list[str] = []
+    for turn in range(EXAMPLE_QUESTIONS):
+        for questions in per_document:
+            if turn < len(questions) and len(examples) < EXAMPLE_QUESTIONS:
+                examples.append(questions[turn])
+    return examples
+
+
+def _about(title: str, section: str) -> str:
+    if not title:
+        return f"What does the knowledge say about “{_short(section)}”?"
+    return f"What does “{_short(title)}” say about “{_short(section)}”?"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -74,6 +74,11 @@ describe("sourceLink", () => {
     }
   });
 
+  it("opens the source's page at the cited passage when its chunk is known", () => {
+    assert.equal(sourceLink({ url: "", source_id: 5, chunk_id: 42 }, SOURCE_URL), "/knowledge/sources/5/#chunk-42");
+    assert.equal(sourceLink({ url: "", source_id: 5, chunk_id: null }, SOURCE_URL), "/knowledge/sources/5/");
+  });
+
   it("escapes the source id into the path", () => {
     assert.equal(sourceLink({ source_id: "../admin/?x=1" }, SOURCE_URL), "/knowledge/sources/..%2Fadmin%2F%3Fx%3D1/");
   });

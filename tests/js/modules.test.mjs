@@ -7,7 +7,7 @@ const DIR = new URL("../../static/js/chat/", import.meta.url);
 const TEMPLATE = new URL("../../templates/assistant/chat.html", import.meta.url);
 
 // The modules that touch no DOM and no globals when imported (main.js lists them too).
-const PURE = ["citations.js", "history.js", "model.js", "sanitizing.js", "state.js", "stream.js", "urls.js"];
+const PURE = ["citations.js", "history.js", "model.js", "sanitizing.js", "sources.js", "state.js", "stream.js", "urls.js"];
 
 const modules = readdirSync(DIR).filter((name) => name.endsWith(".js")).sort();
 const sources = Object.fromEntries(modules.map((name) => [name, readFileSync(new URL(name, DIR), "utf8")]));

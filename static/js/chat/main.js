@@ -8,8 +8,8 @@
  * place HTML is made from data is markdown.js. Globals set by classic scripts (the vendored
  * libraries and AppEvents) are read in globals.js only.
  *
- * The modules that touch no DOM or globals (citations, history, model, sanitizing, state,
- * stream, urls) are imported by Node's tests in tests/js/. Imports between modules form no
+ * The modules that touch no DOM or globals (citations, history, model, sanitizing, sources,
+ * state, stream, urls) are imported by Node's tests in tests/js/. Imports between modules form no
  * cycle (a module that must call back up takes a callback, see render.onChromeRefreshed): a
  * cycle would also stop a hashing static storage from naming the files (each name would
  * depend on the other's).

@@ -6,6 +6,8 @@
  * filled by render.js.
  */
 
+import { passageUrl } from "./urls.js";
+
 export const UNAVAILABLE = "No longer available";
 
 export function asSource(raw) {
@@ -53,13 +55,12 @@ export function sourceDetails(source) {
 
 /**
  * Where a source opens: its web address (http or https only), else its page in the knowledge
- * UI (`sourceUrl` is that page's address for source 0), else nowhere ("").
+ * UI at the cited passage (`sourceUrl` is that page's address for source 0), else nowhere ("").
  */
 export function sourceLink(source, sourceUrl) {
   if (source.unavailable) return "";
   if (source.url && /^https?:\/\//i.test(source.url)) return source.url;
-  if (source.source_id) return sourceUrl.replace(/\/0\/$/, "/" + encodeURIComponent(source.source_id) + "/");
-  return "";
+  return passageUrl(sourceUrl, source.source_id, source.chunk_id);
 }
 
 export function fromApi(raw) {

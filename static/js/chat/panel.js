@@ -5,6 +5,7 @@
 import { sourceDetails, sourceFor, sourceLink, sourceName } from "./model.js";
 import { $, config, els, root } from "./page.js";
 import { state } from "./state.js";
+import { passageUrl } from "./urls.js";
 
 export function openPanel(message, n, trigger) {
   const source = sourceFor(message, n);
@@ -19,13 +20,20 @@ export function openPanel(message, n, trigger) {
     ? "This passage is no longer available: you can no longer read the document it came from."
     : source.text || "(The passage is not available.)";
   $("[data-panel-note]", panel).hidden = !message.notUsed;
+  // A web page opens at its address; every indexed source also opens at the cited passage in
+  // the knowledge UI (anchored, so the page scrolls to it and highlights it).
   const link = $("[data-panel-link]", panel);
   const href = sourceLink(source, config.sourceUrl);
+  const original = Boolean(href) && /^https?:/i.test(href) && Boolean(source.url);
   link.hidden = !href;
   if (href) {
     link.href = href;
-    link.textContent = /^https?:/i.test(href) && source.url ? "Open the original" : "Open the document's passages";
+    link.textContent = original ? "Open the original" : "Open this passage in its document";
   }
+  const passage = $("[data-panel-passage]", panel);
+  const passageHref = original ? passageUrl(config.sourceUrl, source.source_id, source.chunk_id) : "";
+  passage.hidden = !passageHref;
+  if (passageHref) passage.href = passageHref;
   panel.hidden = false;
   root.classList.add("panel-open");
   for (const chip of els.messages.querySelectorAll(".is-active-cite")) chip.classList.remove("is-active-cite");

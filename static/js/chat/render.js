@@ -5,8 +5,9 @@
  */
 
 import { renderMarkdown } from "./markdown.js";
-import { readingText, signature, sourceDetails, sourceName } from "./model.js";
+import { readingText, signature } from "./model.js";
 import { els, isNearBottom, root, scrollToBottom, template } from "./page.js";
+import { GREYED, groupSources, passageTitle } from "./sources.js";
 import { isLive, lastOf, state } from "./state.js";
 
 export const messageOf = new WeakMap(); // <li> -> message
@@ -84,35 +85,36 @@ function renderMemory(m) {
   line.hidden = items.length === 0;
 }
 
+/** One entry per document (sources.js groups them): its passages' numbers, then its label. */
 function renderSources(m) {
   const section = m.el.querySelector(".answer-sources");
   const list = section.querySelector(".sources-list");
-  list.replaceChildren();
-  for (const source of m.sources) {
-    const item = template("tpl-source-item");
-    const button = item.querySelector(".source-button");
-    button.dataset.cite = String(source.n);
-    item.querySelector(".source-number").textContent = String(source.n);
-    const label = item.querySelector(".source-label");
-    const details = sourceDetails(source);
-    label.textContent = sourceName(source) + (details ? " — " + details : "");
-    if (source.unavailable) {
-      item.classList.add("is-unavailable");
-      button.title = "You can no longer read this document";
-    } else if (m.notUsed) {
-      const note = document.createElement("span");
-      note.className = "source-note";
-      note.textContent = "found, not used in an answer";
-      button.append(note);
-      item.classList.add("is-unused");
-    } else if (m.status !== "streaming" && m.status !== "pending" && !m.cited.has(source.n)) {
-      item.classList.add("is-uncited");
-      button.title = "Found for this question; not cited in the answer";
-    }
-    list.append(item);
-  }
+  list.replaceChildren(...groupSources(m).map(sourceEntry));
   section.querySelector(".sources-title").textContent = m.notUsed ? "Passages found" : "Sources";
   section.hidden = m.sources.length === 0;
+}
+
+function sourceEntry(group) {
+  const item = template("tpl-source-item");
+  if (group.state) item.classList.add("is-" + group.state);
+  const numbers = item.querySelector(".source-numbers");
+  for (const passage of group.passages) {
+    const number = template("tpl-source-number");
+    number.dataset.cite = String(passage.n);
+    number.textContent = String(passage.n);
+    number.title = passageTitle(passage, group);
+    number.setAttribute("aria-label", number.title);
+    if (passage.state && !group.state) number.classList.add("is-" + passage.state);
+    numbers.append(number);
+  }
+  const button = item.querySelector(".source-button");
+  button.dataset.cite = String(group.passages[0].n);
+  button.title = group.title;
+  item.querySelector(".source-label").textContent = group.label;
+  const note = item.querySelector(".source-note");
+  note.textContent = group.state ? GREYED[group.state].note : "";
+  note.hidden = !group.state;
+  return item;
 }
 
 export function setPressed(li, rating) {

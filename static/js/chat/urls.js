@@ -21,3 +21,19 @@ export function conversationIdFromPath(pathname) {
   const match = pathname.match(/\/c\/([0-9a-f-]{36})\/?$/i);
   return match ? match[1] : null;
 }
+
+/**
+ * A source's page in the knowledge UI (`sourceUrl` is that page's address for source 0),
+ * scrolled to one passage when its chunk is known: the page gives each passage the anchor
+ * `chunk-<id>` and highlights the target. "" when the source is unknown.
+ */
+export function passageUrl(sourceUrl, sourceId, chunkId) {
+  if (!sourceId) return "";
+  const page = sourceUrl.replace(/\/0\/$/, "/" + encodeURIComponent(sourceId) + "/");
+  return isId(chunkId) ? page + "#chunk-" + chunkId : page;
+}
+
+// Ids come from JSON: only a positive whole number becomes an anchor (the source id is escaped).
+function isId(value) {
+  return (typeof value === "number" && Number.isSafeInteger(value) && value > 0) || (typeof value === "string" && /^[1-9]\d{0,17}$/.test(value));
+}

@@ -127,8 +127,10 @@ def test_an_uploaded_document_answers_a_streamed_question_with_citations(
     )
     expect(panel.locator("[data-panel-title]")).to_have_text("Travel policy")
     expect(panel.locator("[data-panel-meta]")).to_have_text("travel.md · Travel policy")
+    # The link opens the source page at the cited passage (its anchor, issue 14 item 8).
+    chunk_id = stored.citations.get(number=1).chunk_id
     expect(panel.locator("[data-panel-link]")).to_have_attribute(
-        "href", f"/knowledge/sources/{source.pk}/"
+        "href", f"/knowledge/sources/{source.pk}/#chunk-{chunk_id}"
     )
     expect(last_answer(page).locator(".sources-list .source-item")).not_to_have_count(0)
     screenshot(page, "chat-citation-panel")
@@ -522,14 +524,22 @@ def test_examples_the_length_limit_and_server_errors_are_clear(
     screenshot(page, "chat-empty-dark")
     page.emulate_media(color_scheme="light")
 
-    # An example question is asked at once (nothing in the handbook matches it).
+    # An example question (made from the handbook's title) is asked at once.
+    example = "What is “Travel policy” about?"
+    answers.set(example, Reply(tokens=["Booking flights and expenses [1]."]))
+    expect(page.locator("[data-example]")).to_have_text([example])
     page.locator("[data-example]").last.click()
-    expect(page.locator(".message-question .question-text")).to_have_text(
-        "Who do I contact for IT support?"
-    )
+    expect(page.locator(".message-question .question-text")).to_have_text(example)
+    expect(last_answer(page)).to_have_attribute("data-status", "complete")
+    expect(last_answer(page).locator(".answer-body")).to_contain_text("Booking flights")
+    expect(page.locator("[data-empty-state]")).to_be_hidden()
+
+    # A question nothing in the handbook matches gets an honest "not found", without the model.
+    page.click('[data-action="new-chat"]')
+    page.fill("#question", "Who do I contact for IT support?")
+    page.press("#question", "Enter")
     expect(last_answer(page)).to_have_attribute("data-status", "complete")
     expect(last_answer(page).locator(".answer-body")).to_contain_text("couldn't find")
-    expect(page.locator("[data-empty-state]")).to_be_hidden()
 
     # The counter appears near the limit; over it, sending is refused with a reason.
     page.click('[data-action="new-chat"]')

@@ -40,7 +40,7 @@ def test_the_wait_says_what_is_read_and_an_unsupported_sentence_is_marked(
 
     status = last_answer(page).locator(".answer-status")
     expect(status).to_have_text(re.compile(r"^Reading \d+ sources?…$"), timeout=10_000)
-    found = last_answer(page).locator(".sources-list .source-item").count()
+    found = last_answer(page).locator(".sources-list .source-number").count()  # passages
     expect(status).to_have_text(f"Reading {found} source{'' if found == 1 else 's'}…")
 
     expect(last_answer(page)).to_have_attribute("data-status", "complete", timeout=15_000)
