@@ -97,7 +97,8 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
         collection.can_manage = collection.pk in manageable_ids
     context = {
         "collections": collections,
-        "collection_form": collection_form or (CollectionForm() if user.is_staff else None),
+        "collection_form": collection_form
+        or (CollectionForm(user=user) if user.is_staff else None),
         "max_upload_bytes": settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         "supported_types": ", ".join(
             f"{parser.label} ({', '.join(parser.extensions)})"
@@ -112,7 +113,7 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
 def collection_create(request):
     if not request.user.is_staff:
         raise PermissionDenied("Only staff create collections.")
-    form = CollectionForm(request.POST)
+    form = CollectionForm(request.POST, user=request.user)
     if not form.is_valid():
         return _render_index(request, collection_form=form, status=400)
     try:
@@ -160,7 +161,7 @@ def _source_upload(request, collection_id: int):
 @require_POST
 def source_add_url(request, collection_id: int):
     collection = _manageable_collection(request, collection_id)
-    form = SourceUrlForm(request.POST)
+    form = SourceUrlForm(request.POST, user=request.user)
     if not form.is_valid():
         return _refusal(request, " ".join(form.errors["url"]))
     try:
