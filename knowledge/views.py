@@ -204,10 +204,39 @@ def source_delete(request, source_id: int):
 
 @require_GET
 def source_detail(request, source_id: int):
-    source = _readable_source(request, source_id)
+    """A source's passages. ``?chunk=<id>`` (a citation's link, with ``#chunk-<id>``) opens the
+    page holding that passage, which the anchor then scrolls to and highlights."""
+    try:
+        source = selectors.source_get_readable(user=request.user, source_id=source_id)
+    except Source.DoesNotExist:
+        return _source_gone(request, source_id)
     chunks = selectors.chunks_of_source(user=request.user, source_id=source.pk)
-    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "knowledge/source_detail.html", {"source": source, "page": page})
+    page_number = request.GET.get("page")
+    chunk_id = _int_or_none(request.GET.get("chunk"))
+    passage_moved = False
+    if chunk_id is not None and page_number is None:
+        position = selectors.chunk_position_in_source(source=source, chunk_id=chunk_id)
+        passage_moved = position is None
+        page_number = 1 if position is None else position // CHUNKS_PER_PAGE + 1
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(page_number)
+    context = {"source": source, "page": page, "passage_moved": passage_moved}
+    return render(request, "knowledge/source_detail.html", context)
+
+
+def _source_gone(request, source_id: int):
+    """A deleted source says so to those who read its collection (a citation may still point
+    here); for anyone else it is the same 404 as an id that never existed."""
+    removal = selectors.source_removal_for(user=request.user, source_id=source_id)
+    if removal is None:
+        raise Http404("No such source.")
+    return render(request, "knowledge/source_removed.html", {"removal": removal}, status=410)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @require_GET
