@@ -219,7 +219,12 @@ def source_detail(request, source_id: int):
         passage_moved = position is None
         page_number = 1 if position is None else position // CHUNKS_PER_PAGE + 1
     page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(page_number)
-    context = {"source": source, "page": page, "passage_moved": passage_moved}
+    context = {
+        "source": source,
+        "page": page,
+        "passage_moved": passage_moved,
+        "cited_chunk_id": None if passage_moved else chunk_id,
+    }
     return render(request, "knowledge/source_detail.html", context)
 
 

@@ -74,6 +74,7 @@ def test_a_citations_link_opens_the_page_holding_its_passage(client, people):
     assert response.status_code == 200
     assert f'id="chunk-{cited.pk}"' in page and "passage number 107." in page
     assert "Page 3 of 3" in page
+    assert page.count("The cited passage") == 1 and 'aria-current="location"' in page
 
 
 def test_a_passage_gone_since_reindexing_says_so_on_the_first_page(client, people):
