@@ -14,6 +14,9 @@ point at the metadata service, at the database, or redirect there. So every hop 
 - streams the body, aborting past `max_bytes` (decoded size, compression included) or past
   the overall deadline, and accepts only the content types we can parse.
 
+`check_url_address` applies the same rules before anything is stored (the "add a web page"
+form), waiting at most its timeout for DNS; the fetch checks again, since DNS can change.
+
 Limitations: `socket.getaddrinfo` cannot be interrupted, so a hanging DNS lookup is bounded
 by the resolver's own timeout, not `timeout`. Environment proxies are ignored (trust_env is
 off) because a proxy would make the address checks meaningless.
