@@ -50,14 +50,16 @@ class SourceUrlForm(forms.Form):
         return url
 
     def _refusal(self, exc: fetching.AddressRefused) -> str:
-        where = f"{exc.host} points to {exc.address}"
+        # An address typed as is needs no "127.0.0.1 points to 127.0.0.1".
+        literal = exc.host.strip("[]") == str(exc.address)
+        where = f"{exc.host} is" if literal else f"{exc.host} points to {exc.address},"
         if exc.always:
             return (
-                f"{where}, a link-local or reserved address (where cloud servers keep their "
+                f"{where} a link-local or reserved address (where cloud servers keep their "
                 "credentials), so it is never fetched."
             )
         said = (
-            f"{where}, an internal address, so it is not fetched unless the "
+            f"{where} an internal address, so it is not fetched unless the "
             "URL_FETCH_ALLOWED_HOSTS setting allows it."
         )
         if self.user is not None and self.user.is_staff:
