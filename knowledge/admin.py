@@ -5,6 +5,9 @@ through the same services, which record them in the audit trail."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from knowledge import selectors, services
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
@@ -47,18 +50,26 @@ class CollectionAdmin(admin.ModelAdmin):
             services.collection_delete(user=request.user, collection=collection)
 
 
+# Long enough to tell sources apart, short enough that the list fits a 1366 px screen; the
+# full text is on hover (title) and on the change page.
+NAME_CHARS = 40
+COLLECTION_CHARS = 32
+REASON_CHARS = 90
+
+
+def _shortened(text: str, chars: int):
+    short = Truncator(text).chars(chars)
+    if short == text:
+        return text
+    return format_html('<span title="{}">{}</span>', text, short)
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "collection",
-        "kind",
-        "status",
-        "progress",
-        "chunk_count",
-        "owner",
-        "updated_at",
-    ]
+    # Five columns (kind, progress and owner are filters or on the change page): the list must
+    # fit a 1366 px screen beside its filters, with a failed source's reason in view.
+    list_display = ["short_name", "collection_name", "state", "chunks", "updated"]
+    list_display_links = ["short_name"]
     list_filter = ["status", "kind", "collection"]
     search_fields = ["name", "url", "error"]
     readonly_fields = [
@@ -89,6 +100,37 @@ class SourceAdmin(admin.ModelAdmin):
             .filter(collection__in=selectors.collections_manageable_by(request.user))
             .select_related("collection", "owner")
         )
+
+    @admin.display(description="name", ordering="name")
+    def short_name(self, obj):
+        return _shortened(obj.name, NAME_CHARS)
+
+    @admin.display(description="collection", ordering="collection__name")
+    def collection_name(self, obj):
+        return _shortened(obj.collection.name, COLLECTION_CHARS)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj):
+        # "2026-11-30 05:15" where the default "Nov. 30, 2026, 5:15 a.m." would not wrap.
+        return timezone.localtime(obj.updated_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="chunks", ordering="chunk_count")
+    def chunks(self, obj):
+        return obj.chunk_count
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        """The status, with the progress of a busy source and the reason of a failed one."""
+        label = obj.get_status_display()
+        if obj.status == Source.Status.FAILED and obj.error:
+            return format_html(
+                '{}: <span class="source-reason">{}</span>',
+                label,
+                _shortened(obj.error, REASON_CHARS),
+            )
+        if obj.is_busy:
+            return f"{label} ({obj.progress}%)"
+        return label
 
     def has_add_permission(self, request):
         return False  # files arrive through the Knowledge page or `manage.py ingest`

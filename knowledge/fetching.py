@@ -14,6 +14,9 @@ point at the metadata service, at the database, or redirect there. So every hop 
 - streams the body, aborting past `max_bytes` (decoded size, compression included) or past
   the overall deadline, and accepts only the content types we can parse.
 
+`check_url_address` applies the same rules before anything is stored (the "add a web page"
+form), waiting at most its timeout for DNS; the fetch checks again, since DNS can change.
+
 Limitations: `socket.getaddrinfo` cannot be interrupted, so a hanging DNS lookup is bounded
 by the resolver's own timeout, not `timeout`. Environment proxies are ignored (trust_env is
 off) because a proxy would make the address checks meaningless.
@@ -28,6 +31,8 @@ import ssl
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin
 
@@ -72,6 +77,9 @@ TUNNEL_NETWORKS = tuple(
 )
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Form-time lookups run here so a hanging resolver costs the request `timeout`, not minutes
+# (getaddrinfo cannot be interrupted; a stuck lookup keeps its thread until the resolver gives up).
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-check-dns")
 
 
 class FetchError(Exception):
@@ -84,6 +92,17 @@ class FetchError(Exception):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class AddressRefused(FetchError):
+    """The host resolves to an address the rules refuse. `always` is true for addresses no
+    allow-list can open (link-local, metadata services), so a message need not suggest one."""
+
+    def __init__(self, message: str, *, host: str, address: IPAddress, always: bool) -> None:
+        super().__init__(message)
+        self.host = host
+        self.address = address
+        self.always = always
 
 
 @dataclass(frozen=True)
@@ -123,15 +142,21 @@ class _Policy:
 
     def check(self, host: str, address: IPAddress) -> None:
         if _in_any(address, ALWAYS_BLOCKED):
-            raise FetchError(
-                f"{host} points to {address}, a link-local or reserved address that is never fetched."
+            raise AddressRefused(
+                f"{host} points to {address}, a link-local or reserved address that is never fetched.",
+                host=host,
+                address=address,
+                always=True,
             )
         if self.host_allowed(host) or _in_any(address, self.networks):
             return
         if not address.is_global or _in_any(address, TUNNEL_NETWORKS):
-            raise FetchError(
+            raise AddressRefused(
                 f"{host} points to {address}, a private or local address. Ask an administrator "
-                "to allow it if this internal site should be fetched."
+                "to allow it if this internal site should be fetched.",
+                host=host,
+                address=address,
+                always=False,
             )
 
 
@@ -189,13 +214,42 @@ def validate_url_syntax(url: str) -> httpx.URL:
     return parsed
 
 
+def check_url_address(
+    url: str,
+    *,
+    allowed_hosts: Sequence[str] = (),
+    allowed_networks: Sequence[str] = (),
+    timeout: float = 3,
+) -> None:
+    """The fetch's own rules, applied before anything is stored (a form's check).
+
+    Raises `FetchError` for a malformed URL and `AddressRefused` for a host that resolves to a
+    refused address. A host that does not resolve within `timeout` (or at all) passes: the
+    fetch resolves and checks again anyway, since DNS can change between now and then.
+    """
+    policy = _Policy.build(allowed_hosts, allowed_networks)
+    parsed = validate_url_syntax(url)
+    host = parsed.raw_host.decode("ascii")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    lookup = _RESOLVER.submit(_resolve, host, port)
+    try:
+        addresses = lookup.result(timeout=timeout)
+    except (FetchError, FutureTimeout):
+        return
+    _check_addresses(host, addresses, policy)
+
+
+def _check_addresses(host: str, addresses: Sequence[str], policy: _Policy) -> None:
+    for address in addresses:
+        policy.check(host, _unmapped(ipaddress.ip_address(address)))
+
+
 def _check_url(url: str, policy: _Policy) -> _Target:
     parsed = validate_url_syntax(url)
     host = parsed.raw_host.decode("ascii")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     addresses = _resolve(host, port)
-    for address in addresses:
-        policy.check(host, _unmapped(ipaddress.ip_address(address)))
+    _check_addresses(host, addresses, policy)
     # IPv4 first: hosts without IPv6 routes are common, the reverse is rare.
     ordered = sorted(addresses, key=lambda address: ":" in address)
     return _Target(url=parsed, addresses=tuple(ordered))

@@ -9,10 +9,12 @@ the same ``DoesNotExist``, so ids cannot be probed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from accounts.models import AuditEvent
 from knowledge.models import Chunk, Collection, KnowledgeVersion, Source
 
 
@@ -145,6 +147,64 @@ def source_get_manageable(*, user, source_id: int) -> Source:
 def chunks_of_source(*, user, source_id: int) -> QuerySet[Chunk]:
     source = source_get_readable(user=user, source_id=source_id)
     return Chunk.objects.filter(source=source).order_by("ordinal").defer("embedding")
+
+
+def chunk_position_in_source(*, source: Source, chunk_id: int) -> int | None:
+    """Where chunk ``chunk_id`` stands among ``source``'s chunks in reading order (0-based), so a
+    link to a cited passage opens the page holding it; None when it is not one of them (the
+    source was re-indexed since, or the id belongs elsewhere)."""
+    ordinal = (
+        Chunk.objects.filter(source=source, pk=chunk_id).values_list("ordinal", flat=True).first()
+    )
+    if ordinal is None:
+        return None
+    return Chunk.objects.filter(source=source, ordinal__lt=ordinal).count()
+
+
+@dataclass(frozen=True)
+class SourceRemoval:
+    """What a reader may learn about a source that was deleted."""
+
+    source_id: int
+    name: str
+    collection_name: str
+    removed_at: datetime
+    removed_by: str  # empty unless the reader is staff
+
+
+def source_removal_for(*, user, source_id: int) -> SourceRemoval | None:
+    """The deletion of source ``source_id`` as ``user`` may see it, from the audit trail.
+
+    Only someone who reads the collection it was deleted from (or staff) learns it was removed,
+    and only staff learn who removed it. Anyone else gets None, as for an id that never existed,
+    so ids cannot be probed. A source still present is not "removed" either (None).
+    """
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if Source.objects.filter(pk=source_id).exists():
+        return None
+    event = (
+        AuditEvent.objects.filter(
+            action=AuditEvent.Action.SOURCE_DELETED,
+            target_type=Source._meta.label_lower,
+            target_id=str(source_id),
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if event is None:
+        return None
+    collection = (event.detail or {}).get("collection") or {}
+    staff = _is_knowledge_admin(user)
+    if not staff and collection.get("id") not in readable_collection_ids(user):
+        return None
+    return SourceRemoval(
+        source_id=source_id,
+        name=str((event.detail or {}).get("name") or event.target_repr),
+        collection_name=str(collection.get("name") or ""),
+        removed_at=event.created_at,
+        removed_by=(event.actor_email or "the system") if staff else "",
+    )
 
 
 def users_to_notify_about(source: Source) -> list[int]:

@@ -368,13 +368,18 @@ def source_delete(*, user, source: Source) -> None:
     storage = source.file.storage
     source_id, collection_id = source.pk, source.collection_id
     owner_id = (users_to_notify_about(source) or [None])[0]
+    title = Document.objects.filter(source=source).values_list("title", flat=True).first()
     with transaction.atomic():
+        # Also what the source's page says afterwards (``selectors.source_removal_for``): a
+        # citation may still point here, and its reader should learn the source was removed.
         audit_record(
             actor=user,
             action=Action.SOURCE_DELETED,
             target=source,
             detail={
                 "collection": {"id": collection_id, "name": source.collection.name},
+                "name": source.name,
+                "title": title or "",
                 "kind": source.kind,
                 "chunks": source.chunk_count,
             },

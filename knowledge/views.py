@@ -97,7 +97,8 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
         collection.can_manage = collection.pk in manageable_ids
     context = {
         "collections": collections,
-        "collection_form": collection_form or (CollectionForm() if user.is_staff else None),
+        "collection_form": collection_form
+        or (CollectionForm(user=user) if user.is_staff else None),
         "max_upload_bytes": settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
         "supported_types": ", ".join(
             f"{parser.label} ({', '.join(parser.extensions)})"
@@ -112,7 +113,7 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
 def collection_create(request):
     if not request.user.is_staff:
         raise PermissionDenied("Only staff create collections.")
-    form = CollectionForm(request.POST)
+    form = CollectionForm(request.POST, user=request.user)
     if not form.is_valid():
         return _render_index(request, collection_form=form, status=400)
     try:
@@ -160,7 +161,7 @@ def _source_upload(request, collection_id: int):
 @require_POST
 def source_add_url(request, collection_id: int):
     collection = _manageable_collection(request, collection_id)
-    form = SourceUrlForm(request.POST)
+    form = SourceUrlForm(request.POST, user=request.user)
     if not form.is_valid():
         return _refusal(request, " ".join(form.errors["url"]))
     try:
@@ -203,10 +204,44 @@ def source_delete(request, source_id: int):
 
 @require_GET
 def source_detail(request, source_id: int):
-    source = _readable_source(request, source_id)
+    """A source's passages. ``?chunk=<id>`` (a citation's link, with ``#chunk-<id>``) opens the
+    page holding that passage, which the anchor then scrolls to and highlights."""
+    try:
+        source = selectors.source_get_readable(user=request.user, source_id=source_id)
+    except Source.DoesNotExist:
+        return _source_gone(request, source_id)
     chunks = selectors.chunks_of_source(user=request.user, source_id=source.pk)
-    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "knowledge/source_detail.html", {"source": source, "page": page})
+    page_number = request.GET.get("page")
+    chunk_id = _int_or_none(request.GET.get("chunk"))
+    passage_moved = False
+    if chunk_id is not None and page_number is None:
+        position = selectors.chunk_position_in_source(source=source, chunk_id=chunk_id)
+        passage_moved = position is None
+        page_number = 1 if position is None else position // CHUNKS_PER_PAGE + 1
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(page_number)
+    context = {
+        "source": source,
+        "page": page,
+        "passage_moved": passage_moved,
+        "cited_chunk_id": None if passage_moved else chunk_id,
+    }
+    return render(request, "knowledge/source_detail.html", context)
+
+
+def _source_gone(request, source_id: int):
+    """A deleted source says so to those who read its collection (a citation may still point
+    here); for anyone else it is the same 404 as an id that never existed."""
+    removal = selectors.source_removal_for(user=request.user, source_id=source_id)
+    if removal is None:
+        raise Http404("No such source.")
+    return render(request, "knowledge/source_removed.html", {"removal": removal}, status=410)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @require_GET

@@ -92,3 +92,37 @@ def test_staff_without_superuser_manage_every_collection_in_the_admin(
     # Staff may manage every collection (the access rule), so both are listed.
     assert "Team wiki" in page and "Handbook" in page
     assert mine.pk
+
+
+def test_a_failed_sources_reason_is_in_the_list_shortened_with_the_full_text_on_hover(
+    client, root, indexed
+):
+    collection, _ = indexed
+    reason = "The server answered 503 Service Unavailable. " * 4
+    Source.objects.create(
+        collection=collection,
+        kind=Source.Kind.URL,
+        name="https://wiki.example.com/x",
+        url="https://wiki.example.com/x",
+        status=Source.Status.FAILED,
+        error=reason,
+    )
+    client.force_login(root)
+    page = client.get("/admin/knowledge/source/").content.decode()
+    assert "Failed: <span" in page and "The server answered 503 Service Unavailable." in page
+    assert f'title="{reason}"' in page
+
+
+def test_a_hostile_source_name_and_reason_are_escaped_in_the_list(client, root, indexed):
+    collection, _ = indexed
+    hostile = '<img src=x onerror=alert(1)>"' + "x" * 100
+    Source.objects.create(
+        collection=collection,
+        kind=Source.Kind.FILE,
+        name=hostile,
+        status=Source.Status.FAILED,
+        error=hostile,
+    )
+    client.force_login(root)
+    page = client.get("/admin/knowledge/source/").content.decode()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;&quot;" in page
