@@ -67,10 +67,14 @@ def memory_delete(request, item_id: int):
     return redirect("memory")
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def memory_delete_all(request):
+    """GET asks first, saying how many items would go; POST deletes them."""
+    if request.method == "GET":
+        count = selectors.items_of(request.user).count()
+        return render(request, "assistant/memory_delete.html", {"item": None, "count": count})
     count = services.delete_all(user=request.user)
-    messages.success(request, f"Forgot {count} item(s).")
+    messages.success(request, f"Forgot {count} item(s). The assistant remembers nothing about you.")
     return redirect("memory")
 
 

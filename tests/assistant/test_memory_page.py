@@ -69,3 +69,19 @@ def test_an_oversized_or_punctuation_only_edit_is_refused_with_a_clear_message(
     page = client.post(f"/memory/{item.pk}/edit", {"text": text}, follow=True).content.decode()
     assert message in page and "Saved:" not in page
     assert MemoryItem.objects.get(pk=item.pk).text == "I work nights"
+
+
+def test_delete_everything_asks_first_with_the_count(client, make_user):
+    user, other = make_user(), make_user()
+    memory_services.remember(user=user, text="I work nights")
+    memory_services.remember(user=user, text="I prefer short answers")
+    memory_services.remember(user=other, text="I like hiking")
+    client.force_login(user)
+    page = client.get("/memory/delete-all").content.decode()
+    assert "Delete everything the assistant remembers about you?" in page
+    assert "2 items will be deleted." in page
+    assert MemoryItem.objects.filter(owner=user).count() == 2
+    page = client.post("/memory/delete-all", follow=True).content.decode()
+    assert "Forgot 2 item(s)." in page
+    assert not MemoryItem.objects.filter(owner=user).exists()
+    assert MemoryItem.objects.filter(owner=other).exists()
