@@ -268,3 +268,13 @@ def test_the_learning_switch_is_per_person(client, make_user):
         assert "Learning from what you write is <strong>off</strong>" in page
         assert memory_selectors.auto_learn_for(alice) is False
         assert memory_selectors.auto_learn_for(bob) is True
+
+
+@pytest.mark.django_db
+def test_paused_memory_learns_nothing_and_hides_the_learning_switch(client, make_user):
+    user = make_user()
+    memory_services.set_auto_learn(user=user, on=True)
+    memory_services.set_paused(user=user, paused=True)
+    assert memory_selectors.auto_learn_for(user) is False
+    client.force_login(user)
+    assert "Learning from what you write" not in client.get("/memory/").content.decode()
