@@ -191,6 +191,16 @@ class Feedback(models.Model):
 class MemoryItem(models.Model):
     """Something the assistant remembers about one person, used only in that person's answers."""
 
+    class Kind(models.TextChoices):
+        # How the person wants answers (length, language, format): sent with every answer.
+        PREFERENCE = "preference", "How to answer"
+        # Something about the person: sent only when it is relevant to the question.
+        FACT = "fact", "About you"
+
+    class Origin(models.TextChoices):
+        PERSON = "person", "Written by you"
+        LEARNED = "learned", "Learned automatically"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memory_items"
     )
@@ -204,6 +214,8 @@ class MemoryItem(models.Model):
         help_text="The message it was learned from.",
     )
     embedding = VectorField(dimensions=384)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.FACT)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.PERSON)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -222,6 +234,12 @@ class MemorySettings(models.Model):
     )
     paused = models.BooleanField(
         default=False, help_text="Paused: nothing new is remembered; nothing is used."
+    )
+    auto_learn = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Learn from what the person writes after each answer. "
+        "Unset: the site's default (MEMORY_AUTO_LEARN).",
     )
 
     def __str__(self) -> str:

@@ -33,5 +33,6 @@ urlpatterns = [
     path("memory/<int:item_id>/delete", memory_views.memory_delete, name="memory-delete"),
     path("memory/delete-all", memory_views.memory_delete_all, name="memory-delete-all"),
     path("memory/pause", memory_views.memory_pause, name="memory-pause"),
+    path("memory/learning", memory_views.memory_learning, name="memory-learning"),
     path("accounts/me/", views.account, name="account"),
 ]

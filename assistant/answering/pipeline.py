@@ -74,7 +74,8 @@ def _retrieve(user, question: Message, collection_ids, shared: bool = False) -> 
         same_text = query.strip() == question.content.strip()  # retrieval strips the query
         remembered = [
             {"id": item.pk, "text": item.text}
-            for item in memory_selectors.relevant_items(
+            # How to answer (preferences) always, facts when relevant to the question.
+            for item in memory_selectors.items_for_answer(
                 user=user,
                 query=question.content,
                 limit=settings.MEMORY_TOP_K,

@@ -1,7 +1,8 @@
 """Learning after each turn, with the model: durable facts about the person from what they
 wrote (never from an answer or a passage), and a summary of a conversation that outgrows its
-budget. Runs in a worker (``assistant.tasks.after_turn``), and only where background model work
-is allowed (``auto_learn_enabled``).
+budget. Runs in a worker (``assistant.tasks.after_turn``): learning only for a person who has it
+on (``selectors.auto_learn_for``), summaries only where background model work is allowed
+(``selectors.auto_learn_default``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from assistant import llm
-from assistant.memory.selectors import is_enabled, relevant_items
+from assistant.memory.selectors import (
+    auto_learn_default,
+    auto_learn_for,
+    is_enabled,
+    relevant_items,
+)
 from assistant.memory.services import MAX_ITEM_CHARS, parse_command, remember
 from assistant.models import Conversation, MemoryItem, Message
 
@@ -52,6 +58,15 @@ EXTRACTION_SCHEMA = {
     "required": ["facts"],
 }
 KNOWN_FACTS_IN_PROMPT = 8
+# The examples the extraction prompt shows the model. A small model copies them as facts (it
+# once stored "The user works in the Berlin office.", then the example, after questions about
+# PostgreSQL and zstd), so a fact with exactly an example's words is dropped even when the
+# person said them. They are chosen to be rarely true of anyone, since a person who does say
+# them must write them on the memory page or with "remember that ...".
+PROMPT_EXAMPLES = (
+    "The user works in the Reykjavik office.",
+    "The user prefers answers in Icelandic.",
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,10 @@ def _extraction_messages(user_text: str, known: list[MemoryItem]) -> list[llm.Ch
     (perhaps restricted ones), and nothing from a passage may become a memory item."""
     from django.template.loader import render_to_string
 
-    system = render_to_string("prompts/memory_extraction.txt").strip()
+    system = render_to_string(
+        "prompts/memory_extraction.txt",
+        {"examples": ", ".join(f'"{example}"' for example in PROMPT_EXAMPLES)},
+    ).strip()
     facts = "\n".join(f"[{n}] {item.text}" for n, item in enumerate(known, 1)) or "(none)"
     turn = f"Known facts:\n{facts}\n\nThe user wrote: {user_text[:4000]}"
     return [llm.ChatMessage("system", system), llm.ChatMessage("user", turn)]
@@ -117,7 +135,9 @@ def _extraction_messages(user_text: str, known: list[MemoryItem]) -> list[llm.Ch
 # Words the extraction uses to frame a fact about the user; they need not be in what was said.
 _FRAMING_LEXEMES = frozenset(
     {"user", "prefer", "like", "want", "work", "call", "name", "answer", "respons", "repli", "also"}
-    | {"current", "usual", "alway", "often", "now", "base", "live", "locat", "speak", "say", "said"}
+    # Not "always", "usually", "often": they are claims ("The user travels often" from a
+    # question about the travel policy), so they must be in what was said.
+    | {"current", "now", "base", "live", "locat", "speak", "say", "said"}
     | {"mention"}
 )
 
@@ -127,18 +147,47 @@ def _lexemes(cursor, text: str) -> set[str]:
     return set(cursor.fetchone()[0] or [])
 
 
+# The share of a fact's content words (stemmed, stop words and framing words left out) that
+# must be in what the person wrote. Measured on the labelled facts in
+# tests/assistant/test_memory_grounding.py: faithful paraphrases share all of them, facts drawn
+# from elsewhere (a passage, an answer, the model's own knowledge or examples) at most 0.67.
+GROUNDED_SHARE = 1.0
+_NUMBER = re.compile(r"\d+")
+
+
+def grounding_share(fact: str, said: str) -> float:
+    """The share of the fact's content words found in ``said`` (0.0 for a fact with none)."""
+    with connection.cursor() as cursor:
+        words = _lexemes(cursor, fact) - _FRAMING_LEXEMES
+        return len(words & _lexemes(cursor, said)) / len(words) if words else 0.0
+
+
+def _is_prompt_example(lexemes: set[str], cursor) -> bool:
+    return any(lexemes == _lexemes(cursor, example) for example in PROMPT_EXAMPLES)
+
+
 def grounded_facts(facts: list[LearnedFact], user_text: str) -> list[LearnedFact]:
-    """The facts whose every content word (stemmed, as full-text search stems them) appears in
-    what the person wrote. A fact the model took from anywhere else (a passage, an answer, its
-    own knowledge) is dropped, even when the model proposes it."""
+    """The facts grounded in what the person wrote: at least ``GROUNDED_SHARE`` of their content
+    words (stemmed, as full-text search stems them) and every number in it, never one of the
+    prompt's own examples, never a fact without a content word (punctuation, framing only).
+    A fact the model took from anywhere else (a passage, an answer, its own knowledge, its
+    prompt) is dropped, even when the model proposes it."""
     if not facts:
         return []
+    said_numbers = set(_NUMBER.findall(user_text))
     with connection.cursor() as cursor:
         said = _lexemes(cursor, user_text)
         kept = []
         for fact in facts:
-            words = _lexemes(cursor, fact.text) - _FRAMING_LEXEMES
-            if words and words <= said:
+            lexemes = _lexemes(cursor, fact.text)
+            words = lexemes - _FRAMING_LEXEMES
+            if _is_prompt_example(lexemes, cursor):
+                logger.info("memory extraction: dropped a copy of the prompt's example")
+            elif (
+                words
+                and len(words & said) / len(words) >= GROUNDED_SHARE
+                and set(_NUMBER.findall(fact.text)) <= said_numbers
+            ):
                 kept.append(fact)
             else:
                 logger.info("memory extraction: dropped a fact not found in what the user wrote")
@@ -180,39 +229,29 @@ def learn_from_turn(*, answer_id) -> list[str]:
         with transaction.atomic():
             replaced = [known[n - 1].pk for n in fact.replaces]
             MemoryItem.objects.filter(owner=user, pk__in=replaced).delete()
-            remember(user=user, text=fact.text, source_message=answer.reply_to)
+            remember(
+                user=user,
+                text=fact.text,
+                source_message=answer.reply_to,
+                origin=MemoryItem.Origin.LEARNED,
+            )
     return [fact.text for fact in facts]
 
 
 # --- after each answer ----------------------------------------------------------------------
 
 
-def auto_learn_enabled() -> bool:
-    """Whether the work after an answer (learning facts, summarising) may ask the model.
-
-    ``MEMORY_AUTO_LEARN`` decides when set. Unset, it is off for the embedded local model:
-    that server answers one request at a time on the same cores, so an extraction queued
-    behind an answer delays the next person's first token by tens of seconds (and replaces
-    the system prompt prefix llama.cpp keeps cached). An external endpoint has no such cost.
-    """
-    if settings.MEMORY_AUTO_LEARN is not None:
-        return settings.MEMORY_AUTO_LEARN
-    base_url = (settings.OPENAI_BASE_URL or llm.DEFAULT_BASE_URL).rstrip("/")
-    embedded = {llm.DEFAULT_BASE_URL, settings.EMBEDDED_LLM_BASE_URL.rstrip("/")}
-    return base_url not in embedded
-
-
 def after_turn(*, answer_id) -> None:
-    """Learns durable facts from the turn and summarises the conversation when it grows long,
-    unless background model work is off (``auto_learn_enabled``)."""
-    if not auto_learn_enabled():
+    """Learns durable facts from the turn when the person has learning on
+    (``auto_learn_for``), and summarises the conversation when it grows long where background
+    model work is allowed (``auto_learn_default``)."""
+    answer = Message.objects.select_related("conversation__owner").filter(pk=answer_id).first()
+    if answer is None:
         return
-    learn_from_turn(answer_id=answer_id)
-    conversation_id = (
-        Message.objects.filter(pk=answer_id).values_list("conversation_id", flat=True).first()
-    )
-    if conversation_id:
-        summarise_if_long(conversation_id=conversation_id)
+    if auto_learn_for(answer.conversation.owner):
+        learn_from_turn(answer_id=answer_id)
+    if auto_learn_default():
+        summarise_if_long(conversation_id=answer.conversation_id)
 
 
 # --- long conversations ---------------------------------------------------------------------

@@ -28,6 +28,36 @@ _FORGET = re.compile(
 )
 
 
+# A preference says how to answer (length, language, format, tone): it is sent with every
+# answer, since a question is never similar to "I prefer short answers". A cheap rule on the
+# words, measured on the examples in tests/assistant/test_memory_kinds.py; the person can change
+# the kind on the memory page. Both parts are needed: a wish ("prefer", "always", "please", ...)
+# and a word about answers, so "The user prefers vegetarian food" stays a fact.
+_WISH = re.compile(
+    r"\b(prefers?|preferred|likes?|wants?|always|never|please|keep|be|use|avoid|don'?t|do not|no)\b",
+    re.IGNORECASE,
+)
+_ABOUT_ANSWERS = re.compile(
+    r"\b(answers?|repl(?:y|ies)|respon(?:d|ses?)|explain|explanations?|bullets?|bullet points|"
+    r"tables?|format(?:ting|ted)?|markdown|emojis?|tone|formal|informal|short(?:er)?|brief(?:ly)?|"
+    r"concise(?:ly)?|detailed|verbose|length|summar(?:y|ies)|jargon|units|"
+    r"in (?:english|german|french|spanish|italian|portuguese|dutch|polish|swedish|danish|"
+    r"norwegian|finnish|czech|japanese|chinese|korean))\b",
+    re.IGNORECASE,
+)
+# "Answer in German", "Respond briefly", "Reply with bullet points": an instruction on its own.
+_ANSWER_INSTRUCTION = re.compile(
+    r"^\s*(?:please\s+)?(?:always\s+)?(?:answer|reply|respond|write|explain)\b", re.IGNORECASE
+)
+
+
+def classify_kind(text: str) -> str:
+    """``MemoryItem.Kind.PREFERENCE`` when the text says how to answer, otherwise ``FACT``."""
+    if _ANSWER_INSTRUCTION.search(text) or (_WISH.search(text) and _ABOUT_ANSWERS.search(text)):
+        return MemoryItem.Kind.PREFERENCE
+    return MemoryItem.Kind.FACT
+
+
 class MemoryRefused(Exception):
     """A refusal the user can act on."""
 
@@ -50,17 +80,27 @@ def parse_command(text: str) -> Command | None:
 
 def _clean(text: str) -> str:
     text = " ".join(str(text).split())
-    if not text:
-        raise MemoryRefused("There is nothing to remember.")
+    if not any(ch.isalnum() for ch in text):
+        raise MemoryRefused("There is nothing to remember: write a few words.")
     if len(text) > MAX_ITEM_CHARS:
         raise MemoryRefused(f"A memory can be at most {MAX_ITEM_CHARS} characters.")
     return text
 
 
 @transaction.atomic
-def remember(*, user, text: str, source_message: Message | None = None) -> MemoryItem:
-    """Stores a fact, refreshing or replacing an item about the same thing instead of repeating it."""
+def remember(
+    *,
+    user,
+    text: str,
+    source_message: Message | None = None,
+    origin: str = MemoryItem.Origin.PERSON,
+) -> MemoryItem:
+    """Stores a fact, refreshing or replacing an item about the same thing instead of repeating it.
+
+    ``origin``: ``LEARNED`` when the model proposed it after a turn, ``PERSON`` when the person
+    wrote it (on the memory page or with "remember that ...")."""
     text = _clean(text)
+    kind = classify_kind(text)
     vector = get_embedder().embed_documents([text])[0]
     closest = (
         MemoryItem.objects.select_for_update()
@@ -71,13 +111,21 @@ def remember(*, user, text: str, source_message: Message | None = None) -> Memor
     )
     if closest is not None and 1 - closest.distance >= SAME_TOPIC_SIMILARITY:
         closest.text, closest.embedding, closest.source_message = text, vector, source_message
-        closest.save(update_fields=["text", "embedding", "source_message", "updated_at"])
+        closest.kind, closest.origin = kind, origin
+        closest.save(
+            update_fields=["text", "embedding", "source_message", "kind", "origin", "updated_at"]
+        )
         return closest
     if MemoryItem.objects.filter(owner=user).count() >= MAX_ITEMS_PER_USER:
         oldest = MemoryItem.objects.filter(owner=user).order_by("updated_at").first()
         oldest.delete()
     return MemoryItem.objects.create(
-        owner=user, text=text, embedding=vector, source_message=source_message
+        owner=user,
+        text=text,
+        embedding=vector,
+        source_message=source_message,
+        kind=kind,
+        origin=origin,
     )
 
 
@@ -126,16 +174,29 @@ def _vector_text(vector) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
-def item_update(*, user, item_id: int, text: str) -> MemoryItem:
+def item_update(*, user, item_id: int, text: str, kind: str | None = None) -> MemoryItem:
+    """The person's edit of their own item (``DoesNotExist`` for anyone else's). Changed words
+    make it theirs (origin ``PERSON``); ``kind`` is the one they chose, or classified again
+    from new words when they chose none."""
     item = MemoryItem.objects.get(owner=user, pk=item_id)
-    item.text = _clean(text)
-    item.embedding = get_embedder().embed_documents([item.text])[0]
-    item.save(update_fields=["text", "embedding", "updated_at"])
+    text = _clean(text)
+    if kind is not None and kind not in MemoryItem.Kind.values:
+        raise MemoryRefused("Choose whether this is about you or about how to answer.")
+    fields = ["kind", "updated_at"]
+    if text != item.text:
+        item.text, item.origin = text, MemoryItem.Origin.PERSON
+        item.embedding = get_embedder().embed_documents([text])[0]
+        fields += ["text", "origin", "embedding"]
+    item.kind = kind or (classify_kind(text) if "text" in fields else item.kind)
+    item.save(update_fields=fields)
     return item
 
 
-def item_delete(*, user, item_id: int) -> None:
-    MemoryItem.objects.get(owner=user, pk=item_id).delete()
+def item_delete(*, user, item_id: int) -> str:
+    """Deletes the person's own item and returns its text (``DoesNotExist`` for anyone else's)."""
+    item = MemoryItem.objects.get(owner=user, pk=item_id)
+    item.delete()
+    return item.text
 
 
 def delete_all(*, user) -> int:
@@ -144,3 +205,8 @@ def delete_all(*, user) -> int:
 
 def set_paused(*, user, paused: bool) -> None:
     MemorySettings.objects.update_or_create(user=user, defaults={"paused": paused})
+
+
+def set_auto_learn(*, user, on: bool) -> None:
+    """The person's own choice, which overrides the site's default (``MEMORY_AUTO_LEARN``)."""
+    MemorySettings.objects.update_or_create(user=user, defaults={"auto_learn": on})

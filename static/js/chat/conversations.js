@@ -73,7 +73,12 @@ export async function loadConversation(id, { quiet = false } = {}) {
   els.loading.hidden = true;
   renderConversation(previous);
   renderSidebar();
-  if (stick) scrollToBottom();
+  // A link to one message (from the memory page: #message-<id>) opens the conversation there.
+  const linked = quiet ? null : document.getElementById(location.hash.slice(1) || "-");
+  if (linked && linked.id.startsWith("message-")) {
+    linked.classList.add("is-linked");
+    linked.scrollIntoView({ block: "center" });
+  } else if (stick) scrollToBottom();
   else els.scroll.scrollTop = scrollTop;
   root.dataset.loaded = id;
 }

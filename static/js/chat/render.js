@@ -33,6 +33,7 @@ export function buildMessage(m) {
 
 export function renderQuestion(m) {
   m.el.dataset.messageId = m.id || "";
+  if (m.id) m.el.id = "message-" + m.id; // the memory page links here (#message-<id>)
   m.el.querySelector(".question-text").textContent = m.content;
 }
 
