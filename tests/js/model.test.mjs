@@ -75,7 +75,7 @@ describe("sourceLink", () => {
   });
 
   it("opens the source's page at the cited passage when its chunk is known", () => {
-    assert.equal(sourceLink({ url: "", source_id: 5, chunk_id: 42 }, SOURCE_URL), "/knowledge/sources/5/#chunk-42");
+    assert.equal(sourceLink({ url: "", source_id: 5, chunk_id: 42 }, SOURCE_URL), "/knowledge/sources/5/?chunk=42#chunk-42");
     assert.equal(sourceLink({ url: "", source_id: 5, chunk_id: null }, SOURCE_URL), "/knowledge/sources/5/");
   });
 

@@ -45,9 +45,9 @@ describe("conversationIdFromPath", () => {
 describe("passageUrl", () => {
   const SOURCE_URL = "/knowledge/sources/0/";
 
-  it("is the source page anchored at the passage: /knowledge/sources/<source>/#chunk-<chunk>", () => {
-    assert.equal(passageUrl(SOURCE_URL, 7, 1234), "/knowledge/sources/7/#chunk-1234");
-    assert.equal(passageUrl(SOURCE_URL, "7", "1234"), "/knowledge/sources/7/#chunk-1234");
+  it("is the source page anchored at the passage: /knowledge/sources/<source>/?chunk=<chunk>#chunk-<chunk>", () => {
+    assert.equal(passageUrl(SOURCE_URL, 7, 1234), "/knowledge/sources/7/?chunk=1234#chunk-1234");
+    assert.equal(passageUrl(SOURCE_URL, "7", "1234"), "/knowledge/sources/7/?chunk=1234#chunk-1234");
   });
 
   it("is the source page without an anchor when the passage is unknown", () => {
@@ -65,10 +65,10 @@ describe("passageUrl", () => {
   });
 
   it("escapes a hostile source id into the path", () => {
-    assert.equal(passageUrl(SOURCE_URL, "../admin/?x=1", 3), "/knowledge/sources/..%2Fadmin%2F%3Fx%3D1/#chunk-3");
+    assert.equal(passageUrl(SOURCE_URL, "../admin/?x=1", 3), "/knowledge/sources/..%2Fadmin%2F%3Fx%3D1/?chunk=3#chunk-3");
   });
 
   it("follows the address the template gives for source 0", () => {
-    assert.equal(passageUrl("/kb/sources/0/", 12, 5), "/kb/sources/12/#chunk-5");
+    assert.equal(passageUrl("/kb/sources/0/", 12, 5), "/kb/sources/12/?chunk=5#chunk-5");
   });
 });

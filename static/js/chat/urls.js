@@ -30,7 +30,8 @@ export function conversationIdFromPath(pathname) {
 export function passageUrl(sourceUrl, sourceId, chunkId) {
   if (!sourceId) return "";
   const page = sourceUrl.replace(/\/0\/$/, "/" + encodeURIComponent(sourceId) + "/");
-  return isId(chunkId) ? page + "#chunk-" + chunkId : page;
+  // ?chunk= opens the page of passages that holds it (50 a page); #chunk- marks and highlights it.
+  return isId(chunkId) ? page + "?chunk=" + chunkId + "#chunk-" + chunkId : page;
 }
 
 // Ids come from JSON: only a positive whole number becomes an anchor (the source id is escaped).

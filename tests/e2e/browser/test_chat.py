@@ -130,7 +130,7 @@ def test_an_uploaded_document_answers_a_streamed_question_with_citations(
     # The link opens the source page at the cited passage (its anchor, issue 14 item 8).
     chunk_id = stored.citations.get(number=1).chunk_id
     expect(panel.locator("[data-panel-link]")).to_have_attribute(
-        "href", f"/knowledge/sources/{source.pk}/#chunk-{chunk_id}"
+        "href", f"/knowledge/sources/{source.pk}/?chunk={chunk_id}#chunk-{chunk_id}"
     )
     expect(last_answer(page).locator(".sources-list .source-item")).not_to_have_count(0)
     screenshot(page, "chat-citation-panel")
