@@ -14,6 +14,7 @@ must not import the app's settings) writes it.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, MutableMapping
 from contextlib import suppress
 from pathlib import Path
@@ -106,11 +107,18 @@ def read_live(path: Path) -> tuple[dict[str, str] | None, str | None]:
     (None, None) when there is no file at all.
     """
     try:
+        info = path.stat()
         values = parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, f"{path} cannot be read ({exc.strerror}); ignoring it."
+    # It names the database to use: only a file nobody else could have written is trusted.
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None, (
+            f"{path} is not private to you (owner or mode changed); ignoring it. "
+            "Restart `make run` to write it again."
+        )
     stale = (
         f"{path} is left over from a `make run` that is no longer running; ignoring it. "
         "Start `make run` in another terminal, then run this command again."

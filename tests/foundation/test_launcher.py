@@ -114,6 +114,16 @@ def test_a_value_that_would_break_the_one_line_format_is_left_out(tmp_path):
     assert values == {"DEBUG": "1"}
 
 
+def test_a_run_env_others_could_have_written_is_ignored(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(path, {"DATABASE_URL": "postgresql://x@/assistant"}, pid=os.getpid())
+    path.chmod(0o666)  # anyone on the machine could point this shell at their database
+
+    values, hint = run_env.read_live(path)
+
+    assert values is None and "not private to you" in hint
+
+
 def test_a_stale_run_env_is_ignored_with_a_hint_to_start_make_run(tmp_path):
     path = tmp_path / run_env.FILE_NAME
     run_env.write(path, {"DATABASE_URL": "postgresql://x@/assistant"}, pid=_dead_pid())
