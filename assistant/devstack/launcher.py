@@ -2,10 +2,13 @@
 (``assistant/embedded.py``, the documented entry point, calls :func:`main`).
 
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
-             a Celery worker and Daphne on http://127.0.0.1:PORT; Ctrl-C stops them all.
+             a Celery worker and Daphne on http://127.0.0.1:PORT; once /healthz is green, the
+             sign-in URL and login in a box; Ctrl-C stops them all. While it runs,
+             VAR_DIR/run.env (0600) tells a second terminal's ``manage.py`` where the stack is.
 ``test``     the same services under their own data folder and ports, then pytest
              (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
-``services`` the services only, around any command: ``services -- python manage.py ingest docs/``.
+``services`` the services only, around any command: ``services -- python manage.py ingest docs/``
+             (beside a running ``run`` on the same VAR_DIR, that stack's, started by nobody).
 
 Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
 ``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM; ``EMBEDDED_LLM_MODEL`` chooses the local one:

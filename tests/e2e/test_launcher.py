@@ -271,6 +271,7 @@ def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
 
     # A file left behind by a launcher that is gone (killed, a reboot) is ignored, with a hint.
     run_file.write_text(saved)
+    run_file.chmod(0o600)  # as the launcher left it: only its launcher being gone is wrong
     done = second_terminal(var_dir, "migrate", "--check")
     assert done.returncode != 0
     assert "left over from a `make run` that is no longer running" in done.stderr
