@@ -46,6 +46,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         return settings.ACCOUNT_ALLOW_SIGNUPS and settings.ACCOUNT_LOCAL_LOGIN
 
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        # allauth invites an unknown address to sign up whether or not sign-up is open; a link
+        # to the "closed" page would be a dead end, so it goes only while sign-up is open.
+        if "signup_url" in context and not self.is_open_for_signup(context.get("request")):
+            context = {**context, "signup_url": None}
+        super().send_mail(template_prefix, email, context)
+
     def clean_email(self, email: str) -> str:
         """New local addresses (sign-up, adding an address) follow SSO_ALLOWED_DOMAINS too."""
         allowed = settings.SSO_ALLOWED_DOMAINS

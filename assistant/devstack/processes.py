@@ -39,6 +39,42 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def port_holder(port: int) -> str | None:
+    """Which process listens on 127.0.0.1:``port`` ("redis-server (pid 123)"), if we can tell.
+
+    psutil (a dev dependency) sees other users' sockets only as root; None means unknown.
+    """
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return None
+            try:
+                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return None
+
+
+def port_taken_message(port: int, variable: str, *, what: str) -> str:
+    """The error for a port already in use: what holds it and what to do about it."""
+    holder = port_holder(port)
+    held = f"by {holder}" if holder else "(by a process this user cannot see)"
+    return (
+        f"Port {port} ({variable}, for {what}) is already in use {held}. "
+        "If that is `make run` in another terminal, run commands beside it with "
+        "`.venv/bin/python manage.py ...`, or stop it with Ctrl-C there. Otherwise stop that "
+        f"process, or choose a free port: {variable}=<port> in front of this command."
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

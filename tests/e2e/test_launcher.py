@@ -1,10 +1,13 @@
-"""`make run`'s launcher as a new user meets it: starts everything, serves, stops everything;
-and the model server each mode starts. Real processes, marked slow."""
+"""`make run`'s launcher as a new user meets it: starts everything, shows where and as whom to
+sign in, lets a second terminal's `manage.py` reach its stack, stops everything; and the model
+server each mode starts. Real processes, marked slow."""
 
 import json
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -28,7 +31,7 @@ LLM_VARIABLES = (
 )
 
 
-def launch(var_dir, port, redis_port, llm_port):
+def launch(var_dir, port, redis_port, llm_port, *, admin_password: str | None = "demo pass 1234"):
     env = {
         k: v
         for k, v in os.environ.items()
@@ -40,10 +43,12 @@ def launch(var_dir, port, redis_port, llm_port):
         PORT=str(port),
         EMBEDDED_REDIS_PORT=str(redis_port),
         EMBEDDED_LLM_PORT=str(llm_port),
-        DEMO_ADMIN_PASSWORD="demo pass 1234",
         WORKER_CONCURRENCY="1",
         EMBEDDED_LLM_MODEL="smollm2-135m",
     )
+    env.pop("DEMO_ADMIN_PASSWORD", None)
+    if admin_password is not None:
+        env["DEMO_ADMIN_PASSWORD"] = admin_password
     log = open(var_dir / "launcher.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "assistant.embedded", "run"],
@@ -93,45 +98,194 @@ def stop(proc, log):
     log.close()
 
 
+def wait_for_output(var_dir, proc, text: str, timeout: float = 30) -> str:
+    """The launcher's output once it contains ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        output = (var_dir / "launcher.log").read_text()
+        if text in output:
+            return output
+        assert proc.poll() is None, "the launcher exited early"
+        time.sleep(0.2)
+    raise AssertionError(f"the launcher never printed {text!r}")
+
+
+def second_terminal(var_dir, *args: str, python: str = sys.executable, **variables: str):
+    """``python manage.py ARGS`` as typed in a fresh terminal: no configuration at all. Only
+    VAR_DIR says where this test's `make run` keeps its data (a real one uses ./var)."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    env.update(VAR_DIR=str(var_dir), **variables)
+    return subprocess.run(
+        [python, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def embedded(var_dir, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    """``python -m assistant.embedded ARGS`` from a fresh terminal."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    env.update(VAR_DIR=str(var_dir), **variables)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant.embedded", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def sign_in(base: str, email: str, password: str) -> httpx.Client:
+    client = httpx.Client(base_url=base)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "login": email,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base}/accounts/login/"},
+    )
+    assert response.status_code == 302, "the sign-in was refused"
+    return client
+
+
 @pytest.mark.slow
 def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
+    """One stack for several checks (each start costs 30-60 s): the sign-in box, a second
+    terminal's commands, what never reads the stack's file, and a second start refused."""
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     port, redis_port, llm_port = free_ports(3)
     base = f"http://127.0.0.1:{port}"
-    proc, log = launch(var_dir, port, redis_port, llm_port)
+    run_file = var_dir / "run.env"
+    proc, log = launch(var_dir, port, redis_port, llm_port, admin_password=None)
     try:
         health = wait_healthy(base, proc)
         assert all(check["ok"] for check in health["checks"].values())
-        assert httpx.get(f"{base}/accounts/login/").status_code == 200
-        with httpx.Client(base_url=base) as client:
-            client.get("/accounts/login/")
-            token = client.cookies["csrftoken"]
-            response = client.post(
-                "/accounts/login/",
-                data={
-                    "login": "admin@example.com",
-                    "password": "demo pass 1234",
-                    "csrfmiddlewaretoken": token,
-                },
-                headers={"Referer": f"{base}/accounts/login/"},
-            )
-            assert response.status_code == 302
-            assert client.get("/admin/").status_code == 200
+
+        # The sign-in box comes last, once everything is up, with the password just made.
+        output = wait_for_output(var_dir, proc, "Everything is up. Sign in at:")
+        box = output[output.index("\u250c") :]
+        assert output.index("serving on") < output.index("Everything is up")
+        assert re.search(r"celery@\S+ ready", output[: output.index("\u250c")])
+        assert f"http://127.0.0.1:{port}/accounts/login/" in box
+        assert "email:    admin@example.com" in box
+        password = re.search(r"password: (\S+)", box).group(1)
+        admin = sign_in(base, "admin@example.com", password)
+        assert admin.get("/admin/").status_code == 200
+        admin.close()
+
+        # What a second terminal needs, for the owner only, while the stack runs.
+        assert stat.S_IMODE(run_file.stat().st_mode) == 0o600
+        saved = run_file.read_text()
+
+        # A second terminal: `.venv/bin/python manage.py ...` with nothing set just works.
+        done = second_terminal(var_dir, "migrate", "--check")
+        assert done.returncode == 0, done.stderr
+        done = second_terminal(
+            var_dir,
+            "createsuperuser",
+            "--noinput",
+            "--email",
+            "ada@example.com",
+            DJANGO_SUPERUSER_PASSWORD="ada pass 1234",
+        )
+        assert done.returncode == 0, done.stderr
+        # The account is in the database the web process serves.
+        sign_in(base, "ada@example.com", "ada pass 1234").close()
+        handbook = tmp_path / "travel.md"
+        handbook.write_text("# Travel\n\nBook trains through the travel desk, two weeks ahead.\n")
+        done = second_terminal(
+            var_dir, "ingest", str(handbook), "--collection", "Handbook", "--timeout", "120"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "No Celery worker answered" not in done.stdout  # the stack's worker indexed it
+        # A short answer: this is about reaching the stack's model, not about the answer (the
+        # machine's cores are shared; LLM_MAX_TOKENS is a tuning, not a configuration).
+        done = second_terminal(
+            var_dir,
+            "ask",
+            "How do I book trains?",
+            "--user",
+            "ada@example.com",
+            LLM_MAX_TOKENS="16",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "chat/completions" in done.stdout  # the stack's model answered
+        done = second_terminal(
+            var_dir,
+            "shell",
+            "-c",
+            "from knowledge.models import Chunk; print(Chunk.objects.count())",
+        )
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout.splitlines()[-1]) >= 1  # the chunks the stack's worker wrote
+        # The README's `python manage.py ...`: a Python without Django runs it with the venv's.
+        system_python = shutil.which("python3", path="/usr/bin:/bin")
+        if system_python and subprocess.run([system_python, "-c", "import django"]).returncode:
+            done = second_terminal(var_dir, "migrate", "--check", python=system_python)
+            assert done.returncode == 0, done.stderr
+        # ... and the documented `python -m assistant.embedded services -- python manage.py ...`
+        # uses the running stack instead of failing on its Redis port.
+        done = embedded(var_dir, "services", "--", "python", "manage.py", "migrate", "--check")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "using the stack `make run` started" in done.stdout
+
+        # An explicit configuration is never turned into the development one.
+        done = second_terminal(var_dir, "migrate", "--check", DEBUG="0")
+        assert done.returncode != 0
+        assert "SECRET_KEY must be set" in done.stderr
+        show = "import os; from django.conf import settings; print(os.environ.get('REDIS_URL'), settings.DATABASES['default']['NAME'])"
+        done = second_terminal(
+            var_dir,
+            "shell",
+            "-c",
+            show,
+            DEBUG="1",
+            DATABASE_URL="postgresql://someone@db.invalid/production",
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].split() == ["None", "production"]
+
+        # A second `make run` on the same data is refused, naming the running one; another
+        # on the same port says what holds the port and what to do.
+        done = embedded(var_dir, "run", PORT=str(port))
+        assert done.returncode != 0 and "`make run` is already running" in done.stderr
+        done = embedded(tmp_path / "other", "run", PORT=str(port))
+        assert done.returncode != 0
+        assert f"Port {port} (PORT, for the web server) is already in use by" in done.stderr
+        assert re.search(r"\(pid \d+\)", done.stderr)
+        assert "Traceback" not in done.stderr
     finally:
         stop(proc, log)
     output = (var_dir / "launcher.log").read_text()
-    assert "Demo admin created" in output and "admin@example.com" in output
     assert "local model smollm2-135m serving (context budget 4096 tokens)" in output
     assert left_running(var_dir, [port, redis_port, llm_port]) == []
+    assert not run_file.exists()
 
-    # A second run reuses the data: no new admin is created.
+    # A file left behind by a launcher that is gone (killed, a reboot) is ignored, with a hint.
+    run_file.write_text(saved)
+    run_file.chmod(0o600)  # as the launcher left it: only its launcher being gone is wrong
+    done = second_terminal(var_dir, "migrate", "--check")
+    assert done.returncode != 0
+    assert "left over from a `make run` that is no longer running" in done.stderr
+
+    # A second run reuses the data: no new admin, and the box says how to reset its password.
     proc, log = launch(var_dir, port, redis_port, llm_port)
     try:
         wait_healthy(base, proc)
+        output = wait_for_output(var_dir, proc, "Everything is up. Sign in at:")
     finally:
         stop(proc, log)
-    assert (var_dir / "launcher.log").read_text().count("Demo admin created") == 0
+    assert "Demo admin created" not in output
+    assert "Administrator: admin@example.com" in output
+    assert "manage.py changepassword admin@example.com" in output
     assert left_running(var_dir, [port, redis_port, llm_port]) == []
 
 

@@ -1,13 +1,20 @@
 """The launcher's choices, checked without starting the stack: which local model and what the app
-is told about it, and a clear error for an unknown one. Starting the whole stack is
+is told about it, and a clear error for an unknown one; what a second terminal reads
+(run.env), the port-in-use error and the sign-in box. Starting the whole stack is
 tests/e2e/test_launcher.py."""
 
 import os
+import socket
+import stat
 import subprocess
 import sys
 
+import pytest
+
 from assistant.devstack import localmodel
-from assistant.devstack.launcher import embedded_llm_env
+from assistant.devstack.launcher import boxed, embedded_llm_env, sign_in_box
+from assistant.devstack.processes import port_taken_message
+from assistant.project import run_env
 from tests.support.processes import BASE_DIR, free_ports
 
 LLM_VARIABLES = (
@@ -70,3 +77,156 @@ def test_an_unknown_model_stops_the_launcher_with_a_clear_error(tmp_path):
     assert done.returncode != 0
     assert "EMBEDDED_LLM_MODEL='gpt-9000' is not a known local model" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- run.env: what a second terminal reads beside `make run` -------------------------------------
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
+
+
+def test_run_env_is_written_for_its_owner_only_and_read_while_its_launcher_lives(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(
+        path, {"DATABASE_URL": "postgresql://x@/assistant", "DEBUG": "1"}, pid=os.getpid()
+    )
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    values, hint = run_env.read_live(path)
+    assert values == {"DATABASE_URL": "postgresql://x@/assistant", "DEBUG": "1"}
+    assert hint is None
+
+
+def test_a_value_that_would_break_the_one_line_format_is_left_out(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(
+        path, {"SECRET_KEY": "a\nDATABASE_URL=postgresql://evil/x", "DEBUG": "1"}, pid=os.getpid()
+    )
+
+    values, _ = run_env.read_live(path)
+    assert values == {"DEBUG": "1"}
+
+
+def test_a_run_env_others_could_have_written_is_ignored(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(path, {"DATABASE_URL": "postgresql://x@/assistant"}, pid=os.getpid())
+    path.chmod(0o666)  # anyone on the machine could point this shell at their database
+
+    values, hint = run_env.read_live(path)
+
+    assert values is None and "not private to you" in hint
+
+
+def test_a_stale_run_env_is_ignored_with_a_hint_to_start_make_run(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(path, {"DATABASE_URL": "postgresql://x@/assistant"}, pid=_dead_pid())
+    environ = {"VAR_DIR": str(tmp_path)}
+
+    hint = run_env.load_into(environ, tmp_path)
+
+    assert environ == {"VAR_DIR": str(tmp_path)}
+    assert "no longer running" in hint and "make run" in hint
+
+
+def test_a_run_env_whose_pid_now_belongs_to_another_process_is_stale(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(path, {"DATABASE_URL": "postgresql://x@/assistant"}, pid=os.getpid())
+    text = path.read_text()
+    started = run_env.parse(text)[run_env.STARTED_KEY]
+    path.write_text(text.replace(f"={started}", "=1000.0"))  # another process, same pid
+
+    values, hint = run_env.read_live(path)
+
+    assert values is None and "no longer running" in hint
+
+
+@pytest.mark.parametrize(
+    "explicit",
+    [{"DEBUG": "0"}, {"DEBUG": "false"}, {"DATABASE_URL": "postgresql://prod@db/assistant"}],
+)
+def test_an_explicit_configuration_never_reads_run_env(tmp_path, explicit):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(
+        path,
+        {
+            "DATABASE_URL": "postgresql://dev@/assistant",
+            "DEBUG": "1",
+            "REDIS_URL": "redis://127.0.0.1:6381/0",
+        },
+        pid=os.getpid(),
+    )
+    environ = {"VAR_DIR": str(tmp_path), **explicit}
+
+    assert run_env.load_into(environ, tmp_path) is None
+    assert environ == {"VAR_DIR": str(tmp_path), **explicit}
+
+
+def test_without_configuration_run_env_completes_the_environment_and_what_is_set_wins(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(
+        path,
+        {
+            "DATABASE_URL": "postgresql://dev@/assistant",
+            "DEBUG": "1",
+            "REDIS_URL": "redis://127.0.0.1:6381/0",
+        },
+        pid=os.getpid(),
+    )
+    environ = {"VAR_DIR": str(tmp_path), "REDIS_URL": "redis://mine:6379/0"}
+
+    assert run_env.load_into(environ, tmp_path) is None
+    assert environ["DATABASE_URL"] == "postgresql://dev@/assistant"
+    assert environ["DEBUG"] == "1"
+    assert environ["REDIS_URL"] == "redis://mine:6379/0"
+    assert run_env.PID_KEY not in environ
+
+
+def test_with_no_run_env_and_no_configuration_the_hint_says_to_start_make_run(tmp_path):
+    hint = run_env.load_into({"VAR_DIR": str(tmp_path)}, tmp_path)
+
+    assert "No `make run` is running" in hint
+
+
+def test_run_env_is_removed_only_by_the_launcher_that_wrote_it(tmp_path):
+    path = tmp_path / run_env.FILE_NAME
+    run_env.write(path, {"DEBUG": "1"}, pid=os.getpid())
+
+    run_env.remove(path, pid=os.getpid() + 1)
+    assert path.exists()
+    run_env.remove(path, pid=os.getpid())
+    assert not path.exists()
+
+
+# -- the port-in-use error and the sign-in box ---------------------------------------------------
+
+
+def test_a_port_in_use_is_refused_naming_what_holds_it_and_what_to_do():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+
+        message = port_taken_message(port, "EMBEDDED_REDIS_PORT", what="Redis")
+
+    assert f"Port {port} (EMBEDDED_REDIS_PORT, for Redis) is already in use" in message
+    assert f"(pid {os.getpid()})" in message
+    assert "make run" in message and "EMBEDDED_REDIS_PORT=<port>" in message
+
+
+def test_the_sign_in_box_frames_every_line_at_one_width():
+    box = sign_in_box(
+        8000, ["Demo admin created - this is shown once:", "  password: x"], state="healthy"
+    )
+    lines = box.splitlines()
+
+    assert len({len(line) for line in lines}) == 1
+    assert lines[0].startswith("\u250c") and lines[-1].startswith("\u2514")
+    assert "http://127.0.0.1:8000/accounts/login/" in box
+    assert boxed(["a", "bcd"], ascii_only=True) == "+-----+\n| a   |\n| bcd |\n+-----+"

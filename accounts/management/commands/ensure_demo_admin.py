@@ -13,7 +13,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            # The password was shown when the account was made; say how to set a new one.
+            self.stdout.write(
+                f"Administrator: {existing.email} (password shown when it was created)\n"
+                "Forgot it? .venv/bin/python manage.py changepassword "
+                f"{existing.email}"
+            )
             return
         email = settings.DEMO_ADMIN_EMAIL
         password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
@@ -22,8 +29,5 @@ class Command(BaseCommand):
             password if not os.environ.get("DEMO_ADMIN_PASSWORD") else "(from DEMO_ADMIN_PASSWORD)"
         )
         self.stdout.write(
-            self.style.SUCCESS(
-                "\n  Demo admin created - this is shown once:\n"
-                f"    email:    {email}\n    password: {shown}\n"
-            )
+            f"Demo admin created - this is shown once:\n  email:    {email}\n  password: {shown}"
         )
