@@ -218,6 +218,21 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
         services.feedback_give(user=self.user, message=message, rating=rating, comment=comment)
 
+    async def on_switch_version(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        message = await db(self._switch_version)(message_id)
+        await self.send_json(
+            {
+                "type": "version.switched",
+                "conversation_id": str(message.conversation_id),
+                "message_id": message_id,
+            }
+        )
+
+    def _switch_version(self, message_id):
+        message = selectors.message_get_for_user(user=self.user, message_id=message_id)
+        return services.version_switch(user=self.user, message=message)
+
     HANDLERS = {
         "ping": on_ping,
         "ask": on_ask,
@@ -225,6 +240,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         "regenerate": on_regenerate,
         "edit": on_edit,
         "feedback": on_feedback,
+        "switch_version": on_switch_version,
     }
 
     # --- channel layer ----------------------------------------------------------------
