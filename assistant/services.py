@@ -341,6 +341,7 @@ def version_switch(*, user, message: Message) -> Message:
     conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
     if conversation.owner_id != user.pk:
         raise ChatError("This conversation is not yours.")
+    _refuse_slack_thread(conversation)
     _refuse_if_busy(conversation)
     message = Message.objects.select_related("reply_to").get(pk=message.pk)  # read under the lock
     now = timezone.now()

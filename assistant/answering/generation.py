@@ -33,14 +33,17 @@ STOP_POLL_SECONDS = 0.25
 STOP_TTL_SECONDS = 120
 
 _running: dict[str, asyncio.Task] = {}  # message id -> the task generating it, in this process
-_redis: aioredis.Redis | None = None
+_redis: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
 
 def _client() -> aioredis.Redis:
+    """The process's Redis client, one per event loop: an asyncio connection belongs to the
+    loop that opened it (one loop in a server; tests run a loop per test)."""
     global _redis
-    if _redis is None:
-        _redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-    return _redis
+    loop = asyncio.get_running_loop()
+    if _redis is None or _redis[0] is not loop:
+        _redis = (loop, aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2))
+    return _redis[1]
 
 
 def _stop_key(message_id: str) -> str:
