@@ -51,7 +51,7 @@ function renderAnswer(m) {
   renderMemory(m);
   m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
   renderSources(m);
-  renderVersions(m, li.querySelector(".answer-tools"));
+  renderVersions(m, li.querySelector('.answer-tools [data-action="copy"]'));
   li.querySelector(".answer-tools").hidden = writing || !m.id;
   // Nothing to copy or rate when the answer failed before writing anything.
   li.querySelector('[data-action="copy"]').hidden = !m.content;

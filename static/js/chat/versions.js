@@ -10,10 +10,10 @@ import { showNotice } from "./page.js";
 import { sendFrame } from "./socket.js";
 import { state } from "./state.js";
 
-/** Draws (or removes) the switcher of message `m` just before `anchor`, inside its <li>. */
+/** Draws (or removes) the switcher of message `m` just before `anchor` (an element of its <li>). */
 export function renderVersions(m, anchor) {
   const li = m.el;
-  let box = li.querySelector(":scope > .version-switcher");
+  let box = li.querySelector(".version-switcher");
   const versions = m.versions;
   const writing = m.status === "streaming" || m.status === "pending";
   if (!versions || versions.count < 2 || !m.id || writing) {

@@ -67,6 +67,23 @@ def test_regenerate_then_go_back_to_the_first_version_and_it_stays_after_a_reloa
     )
     shown = Message.objects.get(role=Message.Role.ASSISTANT, superseded=False)
     assert shown.content == FIRST
+
+    # An edited question is a version of the question, and the title follows it.
+    edited = "How early must I book a flight?"
+    answers.set(edited, Reply(tokens=["Fourteen days before departure [1]."]))
+    question = page.locator(".message-question").last
+    question.hover()
+    question.locator('[data-action="edit"]').click()
+    page.fill(".edit-form textarea", edited)
+    page.click(".edit-form button[type=submit]")
+    expect(question.locator(".version-label")).to_have_text("2/2", timeout=15_000)
+    expect(page.locator("#conversation-title")).to_have_text(edited)
+    expect(last_answer(page).locator(".version-switcher")).to_have_count(0)
+    screenshot(page, "chat-question-versions")
+    question.locator('[data-version="prev"]').click()
+    expect(question.locator(".question-text")).to_have_text(BOOKING)
+    expect(last_answer(page).locator(".version-label")).to_have_text("1/2")  # as it was
+    expect(page.locator("#conversation-title")).to_have_text(BOOKING)
     assert page.problems == [], page.problems
 
 
