@@ -44,10 +44,14 @@ def conversation_detail(request, conversation_id):
         f.message_id: {"rating": f.rating, "comment": f.comment}
         for f in Feedback.objects.filter(message__in=messages, user=request.user)
     }
+    versions = selectors.versions_of(conversation=conversation, messages=messages)
     return JsonResponse(
         {
             "conversation": _conversation_json(conversation),
-            "messages": [_message_json(access, m, feedback.get(m.pk)) for m in messages],
+            "messages": [
+                {**_message_json(access, m, feedback.get(m.pk)), "versions": versions[m.pk]}
+                for m in messages
+            ],
         }
     )
 

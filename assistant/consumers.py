@@ -6,6 +6,7 @@ docs/websocket-protocol.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -77,6 +78,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         self.open = False  # answers being written carry on; they just stop sending here
+        following = getattr(self, "following", None)
+        if following is not None:
+            following.cancel()
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -218,6 +222,32 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
         services.feedback_give(user=self.user, message=message, rating=rating, comment=comment)
 
+    async def on_attach(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        message = await db(selectors.answer_get_for_user)(user=self.user, message_id=message_id)
+        # One followed answer per tab: a second attach replaces the first.
+        following = getattr(self, "following", None)
+        if following is not None:
+            following.cancel()
+        self.following = asyncio.create_task(
+            generation.follow_answer(message=message, send=self.safe_send)
+        )
+
+    async def on_switch_version(self, content):
+        message_id = _uuid(content.get("message_id"), "message")
+        message = await db(self._switch_version)(message_id)
+        await self.send_json(
+            {
+                "type": "version.switched",
+                "conversation_id": str(message.conversation_id),
+                "message_id": message_id,
+            }
+        )
+
+    def _switch_version(self, message_id):
+        message = selectors.message_get_for_user(user=self.user, message_id=message_id)
+        return services.version_switch(user=self.user, message=message)
+
     HANDLERS = {
         "ping": on_ping,
         "ask": on_ask,
@@ -225,6 +255,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         "regenerate": on_regenerate,
         "edit": on_edit,
         "feedback": on_feedback,
+        "switch_version": on_switch_version,
+        "attach": on_attach,
     }
 
     # --- channel layer ----------------------------------------------------------------

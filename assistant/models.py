@@ -80,6 +80,15 @@ class Message(models.Model):
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
     )
+    # Versions: the answers to one question (``reply_to``) are the versions of that answer; an
+    # edited question is a later version of the turn's first question (``version_of``). Exactly
+    # one version of each turn is on the conversation's path (``superseded=False``).
+    version_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="later_versions"
+    )
+    # When this version was last chosen: bringing a question back brings back the answer
+    # that was showing with it.
+    chosen_at = models.DateTimeField(null=True, blank=True)
     sources = models.JSONField(
         default=list, blank=True, help_text="The passages retrieved for this answer, numbered."
     )

@@ -44,6 +44,13 @@ def message_get_for_user(*, user, message_id) -> Message:
     )
 
 
+def answer_get_for_user(*, user, message_id) -> Message:
+    """One of ``user``'s answers (a question, someone else's or a missing id: DoesNotExist)."""
+    return Message.objects.select_related("conversation").get(
+        pk=message_id, conversation__owner=user, role=Message.Role.ASSISTANT
+    )
+
+
 # A live answer saves its text about once a second, so two minutes of silence means no one is
 # writing it any more (its process died).
 STALE_STREAM_SECONDS = 120
@@ -66,6 +73,33 @@ def conversation_is_busy(conversation: Conversation) -> bool:
 
 def visible_messages(conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.filter(superseded=False).order_by("created_at")
+
+
+def versions_of(*, conversation: Conversation, messages: Iterable[Message]) -> dict:
+    """Each message's versions, ``{message id: {count, index, ids}}`` (``index`` from 1, ids
+    oldest first), in one query. The answers to one question are the versions of its answer;
+    a question and its edits (``version_of``) are the versions of its question."""
+    groups: dict[tuple, list] = {}
+    keys: dict = {}
+    rows = conversation.messages.order_by("created_at", "pk").values_list(
+        "pk", "role", "reply_to_id", "version_of_id"
+    )
+    for pk, role, reply_to_id, version_of_id in rows:
+        if role == Message.Role.ASSISTANT:
+            key = ("answer", reply_to_id or pk)
+        else:
+            key = ("question", version_of_id or pk)
+        keys[pk] = key
+        groups.setdefault(key, []).append(pk)
+    result = {}
+    for message in messages:
+        ids = groups.get(keys.get(message.pk), [message.pk])
+        result[message.pk] = {
+            "count": len(ids),
+            "index": ids.index(message.pk) + 1,
+            "ids": [str(i) for i in ids],
+        }
+    return result
 
 
 def readable_collection_ids_cached(user) -> set[int]:

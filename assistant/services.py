@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.events import user_event_send
@@ -74,7 +76,12 @@ def _notify_conversation(conversation: Conversation, kind: str) -> None:
 
 @transaction.atomic
 def question_create(
-    *, user, conversation: Conversation | None, text: str, origin: str = "web"
+    *,
+    user,
+    conversation: Conversation | None,
+    text: str,
+    origin: str = "web",
+    version_of: Message | None = None,
 ) -> Message:
     """Stores the user's question first, so nothing the user typed is ever lost.
 
@@ -97,7 +104,7 @@ def question_create(
     elif conversation.owner_id != user.pk:
         raise ChatError("This conversation is not yours.")
     message = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=text
+        conversation=conversation, role=Message.Role.USER, content=text, version_of=version_of
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     conversation.refresh_from_db()
@@ -251,37 +258,131 @@ def _ms(value) -> int | None:
     return None if value is None else max(0, int(round(value)))
 
 
+def _last_question(conversation: Conversation) -> Message | None:
+    return (
+        conversation.messages.filter(role=Message.Role.USER, superseded=False)
+        .order_by("-created_at")
+        .first()
+    )
+
+
 @transaction.atomic
 def answer_supersede_for_regenerate(*, user, message: Message) -> Message:
-    """Hides an answer so it can be generated again; returns the question it answered."""
+    """Moves an answer off the path so a new version can be written; returns its question.
+
+    The answer stays as an earlier version (``selectors.versions_of``). Only the answer to the
+    last question gets new versions: the versions of a turn are then all older than the next
+    turn, so the path stays in time order.
+    """
     if message.conversation.owner_id != user.pk or message.role != Message.Role.ASSISTANT:
         raise ChatError("Only your own answers can be regenerated.")
     if message.status == Message.Status.STREAMING:
         raise ChatError("This answer is still being written.")
     _refuse_slack_thread(message.conversation)
-    Message.objects.filter(pk=message.pk).update(superseded=True)
+    last = _last_question(message.conversation)
+    if last is None or message.reply_to_id != last.pk:
+        raise ChatError("Only the answer to the last question can be regenerated.")
+    message.reply_to.replies.update(superseded=True)
     return message.reply_to
 
 
 @transaction.atomic
 def question_edit(*, user, message: Message, text: str) -> Message:
-    """Replaces the last question (and its answer) with an edited one; returns the new question."""
+    """Asks an edited version of the last question; returns the new question.
+
+    The earlier question and its answers stay as an earlier version of the turn. A title that
+    came from the edited question follows the edit; a title the person chose stays.
+    """
     conversation = message.conversation
     if conversation.owner_id != user.pk or message.role != Message.Role.USER:
         raise ChatError("Only your own questions can be edited.")
     _refuse_slack_thread(conversation)
-    last = (
-        conversation.messages.filter(role=Message.Role.USER, superseded=False)
-        .order_by("-created_at")
-        .first()
-    )
+    last = _last_question(conversation)
     if last is None or last.pk != message.pk:
         raise ChatError("Only the last question can be edited.")
     if message.replies.filter(status=Message.Status.STREAMING).exists():
         raise ChatError("Stop the answer before editing the question.")
+    _retitle_for_version(conversation, shown=message, text=text)
     message.replies.update(superseded=True)
     Message.objects.filter(pk=message.pk).update(superseded=True)
-    return question_create(user=user, conversation=conversation, text=text)
+    return question_create(
+        user=user,
+        conversation=conversation,
+        text=text,
+        version_of=message.version_of or message,
+    )
+
+
+def _retitle_for_version(conversation: Conversation, *, shown: Message, text: str) -> None:
+    """Gives the conversation the title of ``text`` when its title came from ``shown`` (the
+    version of the first question being replaced); a title the person renamed stays."""
+    first = conversation.messages.filter(superseded=False).order_by("created_at").only("pk").first()
+    if first is None or first.pk != shown.pk:
+        return
+    if conversation.title != title_from_question(shown.content):
+        return
+    title = title_from_question(text)
+    if title == conversation.title:
+        return
+    Conversation.objects.filter(pk=conversation.pk).update(title=title)
+    conversation.title = title
+    _notify_conversation(conversation, "renamed")
+
+
+@transaction.atomic
+def version_switch(*, user, message: Message) -> Message:
+    """Shows ``message`` (a version of a question or of an answer) in place of the version of
+    its turn shown now; returns it. Refused while an answer in the conversation is written.
+
+    A question brings back the answer that was showing with it; an answer to a question off
+    the path brings its question back too. The conversation's path is what the model reads as
+    history, what the API returns and what a reload shows.
+    """
+    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
+    if conversation.owner_id != user.pk:
+        raise ChatError("This conversation is not yours.")
+    _refuse_slack_thread(conversation)
+    _refuse_if_busy(conversation)
+    message = Message.objects.select_related("reply_to").get(pk=message.pk)  # read under the lock
+    now = timezone.now()
+    if message.role == Message.Role.ASSISTANT:
+        question = message.reply_to
+        if question is None:
+            raise ChatError("This answer has no other versions.")
+        if question.superseded:
+            _show_question(conversation, question, now=now, answer=message)
+        else:
+            question.replies.exclude(pk=message.pk).update(superseded=True)
+            Message.objects.filter(pk=message.pk).update(superseded=False, chosen_at=now)
+    elif message.superseded:
+        _show_question(conversation, message, now=now)
+    _notify_conversation(conversation, "updated")
+    message.refresh_from_db()
+    return message
+
+
+def _show_question(
+    conversation: Conversation, question: Message, *, now, answer: Message | None = None
+) -> None:
+    root_id = question.version_of_id or question.pk
+    versions = Message.objects.filter(
+        Q(pk=root_id) | Q(version_of_id=root_id), role=Message.Role.USER
+    )
+    shown = versions.filter(superseded=False).first()
+    if shown is not None:
+        _retitle_for_version(conversation, shown=shown, text=question.content)
+    Message.objects.filter(reply_to__in=versions).update(superseded=True)
+    versions.update(superseded=True)
+    Message.objects.filter(pk=question.pk).update(superseded=False, chosen_at=now)
+    if answer is None:
+        # The answer shown last: chosen by hand, or else written (a new answer is shown).
+        answer = (
+            question.replies.filter(role=Message.Role.ASSISTANT)
+            .order_by(Coalesce("chosen_at", "created_at").desc(), "-created_at")
+            .first()
+        )
+    if answer is not None:
+        Message.objects.filter(pk=answer.pk).update(superseded=False, chosen_at=now)
 
 
 def conversation_rename(*, user, conversation: Conversation, title: str) -> Conversation:

@@ -17,7 +17,11 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from assistant.answering.pipeline import answer_stream
+from assistant import selectors, services
+from assistant.answering import replay
+from assistant.answering.pipeline import answer_stream, message_dict
+from assistant.models import Message
+from assistant.project.threads import db
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +33,17 @@ STOP_POLL_SECONDS = 0.25
 STOP_TTL_SECONDS = 120
 
 _running: dict[str, asyncio.Task] = {}  # message id -> the task generating it, in this process
-_redis: aioredis.Redis | None = None
+_redis: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
 
 def _client() -> aioredis.Redis:
+    """The process's Redis client, one per event loop: an asyncio connection belongs to the
+    loop that opened it (one loop in a server; tests run a loop per test)."""
     global _redis
-    if _redis is None:
-        _redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-    return _redis
+    loop = asyncio.get_running_loop()
+    if _redis is None or _redis[0] is not loop:
+        _redis = (loop, aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2))
+    return _redis[1]
 
 
 def _stop_key(message_id: str) -> str:
@@ -86,6 +93,7 @@ async def _run(
 ) -> None:
     batcher: DeltaBatcher | None = None
     watcher: asyncio.Task | None = None
+    emit = send  # after ``retrieval``: records each frame for tabs that attach, then sends it
     stream = answer_stream(
         user=user, question=question, collection_ids=collection_ids, use_cache=use_cache
     )
@@ -99,8 +107,11 @@ async def _run(
                     watcher = asyncio.create_task(
                         _watch_stop(event.message_id, asyncio.current_task())
                     )
-                    batcher = DeltaBatcher(send, event.message_id)
+                    emit = _recording(send, replay.Recorder(_client(), event.message_id))
+                    batcher = DeltaBatcher(emit, event.message_id)
                     started.set()
+                    await send(event.as_dict())
+                    continue
                 if event.type == "delta" and batcher is not None:
                     pending = batcher.add(event.text)
                     if pending is not None:
@@ -111,11 +122,11 @@ async def _run(
                 frame = event.as_dict()
                 if event.type == "error":
                     frame["request_id"] = request_id
-                await send(frame)
+                await emit(frame)
     except asyncio.CancelledError:
         if batcher is not None:
             await batcher.flush()
-        await send(
+        await emit(
             {
                 "type": "done",
                 "message": {"id": box.get("message_id"), "status": "stopped"},
@@ -125,7 +136,7 @@ async def _run(
         )
     except Exception:
         logger.exception("answer generation crashed", extra={"question_id": str(question.pk)})
-        await send(
+        await emit(
             {
                 "type": "error",
                 "code": "internal",
@@ -140,6 +151,64 @@ async def _run(
             watcher.cancel()
         if box.get("message_id"):
             _running.pop(box["message_id"], None)
+
+
+def _recording(send: Send, recorder: replay.Recorder) -> Send:
+    async def emit(frame: dict) -> None:
+        await recorder.record(frame)
+        await send(frame)
+
+    return emit
+
+
+async def follow_answer(*, message, send: Send) -> None:
+    """Follows an answer from another tab (``attach``): the text so far, then its live frames
+    until it ends; an answer no longer being written gets its final ``done`` at once.
+    ``message``: an answer its owner may read (the caller checked)."""
+    message_id = str(message.pk)
+    final = _final_frame(message)
+    if final is not None:
+        await send(final)
+        return
+
+    async def finished() -> dict | None:
+        return _final_frame(await db(Message.objects.get)(pk=message.pk))
+
+    try:
+        await replay.follow(
+            client=_client(),
+            message_id=message_id,
+            conversation_id=str(message.conversation_id),
+            saved_text=message.content,
+            send=send,
+            finished=finished,
+        )
+    except Exception:  # Redis went away: the answer itself carries on and is saved
+        logger.exception("following an answer failed", extra={"message_id": message_id})
+        await send(
+            {
+                "type": "error",
+                "code": "internal",
+                "message": "This answer can no longer be followed live; it appears when finished.",
+                "message_id": message_id,
+            }
+        )
+
+
+def _final_frame(message) -> dict | None:
+    """The ``done`` frame of an answer no longer being written (None while it is); one whose
+    writer died is interrupted, as the conversation API shows it."""
+    if message.status == Message.Status.STREAMING and not selectors.is_stale_stream(message):
+        return None
+    final = message_dict(message)
+    if message.status == Message.Status.STREAMING:
+        final.update(status=Message.Status.FAILED, error=services.INTERRUPTED)
+    timings = {
+        "retrieval_ms": message.retrieval_ms,
+        "first_token_ms": message.first_token_ms,
+        "total_ms": message.total_ms,
+    }
+    return {"type": "done", "message": final, "usage": {}, "timings": timings}
 
 
 async def _watch_stop(message_id: str, task: asyncio.Task) -> None:

@@ -218,7 +218,7 @@ async def answer_stream(
             timings=timings,
             search_timings=search_timings,
         )
-        yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
+        yield DoneEvent(message=message_dict(final), usage={}, timings=timings)
         return
 
     messages = prompts.build_messages(
@@ -296,7 +296,7 @@ async def answer_stream(
         "completion_tokens": completion.completion_tokens if completion else None,
         "model": completion.model if completion else config.model,
     }
-    yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
+    yield DoneEvent(message=message_dict(final), usage=usage, timings=timings)
 
 
 async def _fixed_answer(
@@ -320,7 +320,7 @@ async def _fixed_answer(
         timings=timings,
         learn=learn,
     )
-    yield DoneEvent(message=_message_dict(final), usage={}, timings=timings)
+    yield DoneEvent(message=message_dict(final), usage={}, timings=timings)
 
 
 async def _cached_answer(
@@ -372,7 +372,7 @@ async def _cached_answer(
         from_cache=True,
     )
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "model": cached.model}
-    yield DoneEvent(message=_message_dict(final), usage=usage, timings=timings)
+    yield DoneEvent(message=message_dict(final), usage=usage, timings=timings)
 
 
 class _AnswerState:
@@ -451,7 +451,7 @@ async def _unsupported_sentences(state: _AnswerState, sources: list[dict]) -> li
         return []
 
 
-def _message_dict(message: Message) -> dict:
+def message_dict(message: Message) -> dict:
     return {
         "id": str(message.pk),
         "conversation_id": str(message.conversation_id),

@@ -91,7 +91,7 @@ describe("fromApi", () => {
       { ...m, cited: [...m.cited] },
       {
         id: "m1", role: "assistant", content: "", status: "complete", error: "", sources: [], citations: [], cited: [],
-        unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false, memory: [], el: null,
+        unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false, memory: [], versions: null, el: null,
       }
     );
   });

@@ -23,6 +23,7 @@ import { sendFrame } from "./socket.js";
 import { lastOf, liveAnswer, state } from "./state.js";
 import {
   PIPELINE_ERRORS,
+  applyAttached,
   applyCitation,
   applyDelta,
   applyDone,
@@ -81,6 +82,7 @@ export function regenerate(answer) {
   const fresh = localMessage("assistant", "");
   fresh.replyTo = question ? question.id : null;
   const live = startLive("regenerate", question, fresh);
+  state.refetchAfterLive = true; // then the versions switcher shows the earlier answer too
   const index = state.messages.indexOf(answer);
   state.messages.splice(index, 1, fresh);
   answer.el.replaceWith(buildMessage(fresh));
@@ -98,6 +100,7 @@ export function submitEdit(question, rawText) {
   const edited = localMessage("user", text);
   const answer = localMessage("assistant", "");
   const live = startLive("edit", edited, answer);
+  state.refetchAfterLive = true; // then the versions switcher shows the earlier question too
   state.messages.push(edited, answer);
   appendMessages(edited, answer);
   live.sent = sendFrame({ type: "edit", request_id: live.requestId, message_id: question.id, text });
@@ -141,6 +144,34 @@ function abandonLive(frame) {
   }
   showNotice(errorText(frame), frame.code === "busy" || frame.code === "rate_limited" ? "info" : "error");
   els.input.focus();
+}
+
+// --- following an answer written elsewhere (a reload, another tab) -------------------------
+
+/**
+ * After a conversation is shown: an answer still being written (by a tab that reloaded or
+ * another one) is followed live, so its text keeps coming and Stop works here too.
+ */
+export function attachToWriting() {
+  if (state.live) return;
+  const answer = state.messages.find((m) => m.role === "assistant" && m.status === "streaming" && m.id);
+  if (!answer || state.attaching === answer.id) return;
+  state.attaching = answer.id;
+  sendFrame({ type: "attach", message_id: answer.id });
+}
+
+export function onAttached(frame) {
+  if (frame.message_id !== state.attaching) return;
+  state.attaching = null;
+  const answer = state.messages.find((m) => m.id === frame.message_id && m.role === "assistant");
+  if (state.live || !answer || answer.status !== "streaming") return;
+  const question = state.messages.find((m) => m.id === answer.replyTo) || null;
+  state.live = {
+    requestId: null, kind: "attach", question, answer, acked: true, sent: true, stopRequested: false,
+  };
+  applyAttached(answer, frame);
+  renderNow(answer);
+  refreshChrome();
 }
 
 // --- frames from the server ---------------------------------------------------------------
@@ -198,7 +229,14 @@ export function onCitation(frame) {
 export function onDone(frame) {
   const message = frame.message || {};
   const answer = liveAnswer(message.id);
-  if (!answer) return;
+  if (!answer) {
+    // Asked to follow an answer that had just ended: show it as stored.
+    if (message.id && message.id === state.attaching) {
+      state.attaching = null;
+      scheduleRefetch(0);
+    }
+    return;
+  }
   applyDone(answer, message);
   finishLive();
 }

@@ -29,7 +29,9 @@ import {
 import { AppEvents } from "./globals.js";
 import {
   ask,
+  attachToWriting,
   onAck,
+  onAttached,
   onCitation,
   onDelta,
   onDone,
@@ -40,10 +42,17 @@ import {
 } from "./live.js";
 import { els, hideNotice, root } from "./page.js";
 import { closePanel } from "./panel.js";
-import { onChromeRefreshed, refreshChrome } from "./render.js";
+import { onChromeRefreshed, onConversationRendered, refreshChrome } from "./render.js";
 import { isNarrow, onLayoutChange, syncSidebarToggle, toggleSidebar } from "./sidebar.js";
 import { state } from "./state.js";
-import { onConversationEvent, onMessageFinished, onReconnected, onSocketClose, onSocketOpen } from "./sync.js";
+import {
+  onConversationEvent,
+  onMessageFinished,
+  onReconnected,
+  onSocketClose,
+  onSocketOpen,
+  onVersionSwitched,
+} from "./sync.js";
 import { onFeedbackSubmit, onListClick } from "./tools.js";
 import { conversationIdFromPath } from "./urls.js";
 
@@ -145,6 +154,8 @@ function wire() {
   AppEvents.on("done", onDone);
   AppEvents.on("error", onError);
   AppEvents.on("feedback.saved", onFeedbackSaved);
+  AppEvents.on("attached", onAttached);
+  AppEvents.on("version.switched", onVersionSwitched);
   for (const type of ["conversation.created", "conversation.updated", "conversation.renamed", "conversation.deleted"]) {
     AppEvents.on(type, onConversationEvent);
   }
@@ -153,6 +164,7 @@ function wire() {
 
 function start() {
   onChromeRefreshed(updatePolling);
+  onConversationRendered(attachToWriting);
   wire();
   syncSidebarToggle();
   onInput();

@@ -80,6 +80,7 @@ export function fromApi(raw) {
     replyTo: raw.reply_to || null,
     notUsed: raw.status === "failed",
     memory: raw.memory_used || [],
+    versions: raw.versions || null,
     el: null,
   };
 }
@@ -89,7 +90,7 @@ export function localMessage(role, content) {
   return {
     id: null, role, content, status: role === "user" ? "complete" : "pending", error: "", sources: [],
     citations: [], cited: new Set(), unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false,
-    memory: [], el: null,
+    memory: [], versions: null, el: null,
   };
 }
 
@@ -97,8 +98,15 @@ export function localMessage(role, content) {
 export function signature(m) {
   return JSON.stringify([
     m.role, m.content, m.status, m.error, m.feedback && m.feedback.rating, m.sources.length, [...m.cited],
-    m.unsupported, m.fromCache,
+    m.unsupported, m.fromCache, m.versions && [m.versions.index, m.versions.count],
   ]);
+}
+
+/** The id of the version `step` (-1 or 1) away from the one shown, or null at either end. */
+export function versionTarget(versions, step) {
+  if (!versions || !Array.isArray(versions.ids)) return null;
+  const id = versions.ids[versions.index - 1 + step];
+  return typeof id === "string" ? id : null;
 }
 
 export function plural(n, word) {

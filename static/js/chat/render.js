@@ -9,6 +9,7 @@ import { readingText, signature } from "./model.js";
 import { els, isNearBottom, root, scrollToBottom, template } from "./page.js";
 import { GREYED, groupSources, passageTitle } from "./sources.js";
 import { isLive, lastOf, state } from "./state.js";
+import { renderVersions } from "./versions.js";
 
 export const messageOf = new WeakMap(); // <li> -> message
 
@@ -35,6 +36,7 @@ export function renderQuestion(m) {
   m.el.dataset.messageId = m.id || "";
   if (m.id) m.el.id = "message-" + m.id; // the memory page links here (#message-<id>)
   m.el.querySelector(".question-text").textContent = m.content;
+  renderVersions(m, m.el.querySelector(".question-tools"));
 }
 
 function renderAnswer(m) {
@@ -51,6 +53,7 @@ function renderAnswer(m) {
   renderMemory(m);
   m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
   renderSources(m);
+  renderVersions(m, li.querySelector('.answer-tools [data-action="copy"]'));
   li.querySelector(".answer-tools").hidden = writing || !m.id;
   // Nothing to copy or rate when the answer failed before writing anything.
   li.querySelector('[data-action="copy"]').hidden = !m.content;
@@ -146,6 +149,14 @@ export function renderNow(m) {
   if (stick) scrollToBottom();
 }
 
+let afterConversation = () => {};
+
+/** Runs `callback` after every renderConversation() (live.js attaches to an answer being
+ * written; a callback, as for onChromeRefreshed, keeps the imports free of cycles). */
+export function onConversationRendered(callback) {
+  afterConversation = callback;
+}
+
 /** Rebuilds the list, reusing the element of every message that did not change. */
 export function renderConversation(previous = []) {
   const old = new Map(previous.filter((m) => m.id).map((m) => [m.id, m]));
@@ -160,6 +171,7 @@ export function renderConversation(previous = []) {
   });
   els.messages.replaceChildren(...items);
   refreshChrome();
+  afterConversation();
 }
 
 export function appendMessages(...messages) {

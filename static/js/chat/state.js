@@ -18,6 +18,8 @@ export const state = {
   refetchAfterLive: false,
   pollTimer: null,
   panelTrigger: null,
+  attaching: null, // the answer this tab asked to follow (attach), until the server answers
+  versionFocus: null, // {id, name}: the version button to focus again after switching
 };
 
 /** Whether `m` is the answer this tab is streaming. */

@@ -1,7 +1,7 @@
 /*
  * What the server's frames do to the answer being streamed (docs/websocket-protocol.md):
  * `retrieval` gives it an id and its sources, `delta`s append text, `citation`s resolve
- * markers, `done` settles it, `error` fails it.
+ * markers, `done` settles it, `error` fails it; `attached` picks up one written elsewhere.
  *
  * Pure: each function changes the plain message object it is given (its identity matters to
  * the page) and touches no DOM; live.js decides which answer a frame is for and re-renders.
@@ -58,6 +58,16 @@ export function applyDone(answer, message) {
   answer.error = message.error || "";
   answer.unsupported = Array.isArray(message.unsupported) ? message.unsupported : [];
   answer.fromCache = message.from_cache === true;
+}
+
+/**
+ * Following an answer written elsewhere (`attached`): the text so far replaces what the page
+ * had saved (it is newer), and the citations made so far resolve their markers.
+ */
+export function applyAttached(answer, frame) {
+  answer.status = "streaming";
+  if (typeof frame.text === "string") answer.content = frame.text;
+  for (const citation of frame.citations || []) applyCitation(answer, citation);
 }
 
 export function applyFailure(answer, frame) {

@@ -48,8 +48,14 @@ export function onSocketOpen() {
   flushOutbox();
 }
 
+/** The version chosen here is stored: show the conversation as a reload would. */
+export function onVersionSwitched(frame) {
+  if (frame.conversation_id === state.conversationId) scheduleRefetch(0);
+}
+
 export function onSocketClose() {
   els.connection.hidden = false;
+  state.attaching = null; // a follow asked before the drop is asked again after the reload
   const live = state.live;
   if (!live || !live.sent) return; // still queued: it goes out on reconnect
   state.live = null;

@@ -1,0 +1,161 @@
+"""A tab (re)opened mid-answer attaches to it (docs/websocket-protocol.md, ``attach``): the text
+so far, then the live frames, every piece of text exactly once, and Stop works from that tab.
+In-process sockets (open_socket), the real Redis and PostgreSQL, a scripted slow model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from assistant.answering.replay import _Text
+from assistant.models import Message
+from tests.support.answering import scripted_settings
+from tests.support.openai_server import Reply
+from tests.support.sockets import Socket, open_socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUESTION = "How do I book a flight?"
+
+
+@pytest.fixture(autouse=True)
+def _answering_with_the_scripted_model(llm_server, settings):
+    for name, value in scripted_settings(llm_server).items():
+        setattr(settings, name, value)
+    yield
+    assert llm_server.pending == 0, "a scripted reply was not used"
+
+
+async def start_answer(tab: Socket) -> tuple[str, str]:
+    """Asks, waits for the first text; (answer id, question id)."""
+    await tab.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
+    frames = await tab.until_type("delta")
+    retrieval = next(f for f in frames if f["type"] == "retrieval")
+    return retrieval["message_id"], retrieval["question_id"]
+
+
+async def saved(message_id, *statuses, timeout: float = 10) -> Message:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await Message.objects.aget(pk=message_id)
+        if message.status in statuses or time.monotonic() > deadline:
+            return message
+        await asyncio.sleep(0.05)
+
+
+def followed_text(frames: list[dict]) -> str:
+    (attached,) = [f for f in frames if f["type"] == "attached"]
+    return attached["text"] + "".join(f["text"] for f in frames if f["type"] == "delta")
+
+
+async def test_a_second_tab_attached_mid_answer_gets_all_the_text_exactly_once(
+    llm_server, handbook, make_user
+):
+    user = await sync_to_async(make_user)()
+    tokens = [f"w{i} " for i in range(60)] + ["[1]."]
+    llm_server.script(Reply(tokens=tokens, delay=0.02))
+    asking = await open_socket(user)
+    answer_id, _ = await start_answer(asking)
+    await asking.until(lambda f: f["type"] == "delta" and "w10" in f["text"])
+
+    reloaded = await open_socket(user)
+    await reloaded.send(type="attach", message_id=answer_id)
+    frames = await reloaded.until_type("done")
+    await asking.until_type("done")
+    for tab in (asking, reloaded):
+        await tab.close()
+
+    assert frames[0]["type"] == "attached" and frames[0]["message_id"] == answer_id
+    assert frames[0]["text"].startswith("w0 w1 ")  # the text so far comes at once
+    assert followed_text(frames) == "".join(tokens)
+    assert frames[-1]["message"]["status"] == "complete"
+    cited = [f for f in frames if f["type"] == "citation"] + frames[0]["citations"]
+    assert [c["number"] for c in cited] == [1]
+
+
+async def test_stop_from_the_attached_tab_stops_the_answer(llm_server, handbook, make_user):
+    user = await sync_to_async(make_user)()
+    llm_server.script(Reply(tokens=[f"w{i} " for i in range(400)], delay=0.02))
+    asking = await open_socket(user)
+    answer_id, _ = await start_answer(asking)
+
+    reloaded = await open_socket(user)
+    await reloaded.send(type="attach", message_id=answer_id)
+    await reloaded.until(lambda f: f["type"] == "delta")
+    await reloaded.send(type="stop", message_id=answer_id)
+    frames = await reloaded.until_type("done")
+    await asking.until_type("done")
+    for tab in (asking, reloaded):
+        await tab.close()
+
+    assert frames[-1]["message"]["status"] == "stopped"
+    answer = await saved(answer_id, "stopped")
+    assert answer.status == "stopped"
+    assert followed_text(reloaded.seen) == answer.content
+    request = llm_server.chat_requests[-1]
+    assert await asyncio.to_thread(request.disconnected.wait, 5), "the model request was not closed"
+    assert request.tokens_sent < 400
+
+
+async def test_attaching_to_a_finished_answer_gives_the_final_message(
+    llm_server, handbook, make_user
+):
+    user = await sync_to_async(make_user)()
+    llm_server.script(Reply(tokens=["Through the travel desk [1]."]))
+    asking = await open_socket(user)
+    await asking.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
+    done = (await asking.until_type("done"))[-1]["message"]
+    await asking.close()
+
+    reloaded = await open_socket(user)
+    await reloaded.send(type="attach", message_id=done["id"])
+    final = await reloaded.recv()
+    await reloaded.close()
+    assert final["type"] == "done"
+    assert final["message"]["id"] == done["id"] and final["message"]["status"] == "complete"
+    assert final["message"]["content"] == "Through the travel desk [1]."
+
+
+async def test_attaching_to_someone_elses_answer_is_not_found(llm_server, handbook, make_user):
+    alice = await sync_to_async(make_user)(email="alice@example.com")
+    mallory = await sync_to_async(make_user)(email="mallory@example.com")
+    llm_server.script(Reply(tokens=[f"secret{i} " for i in range(60)], delay=0.02))
+    a = await open_socket(alice)
+    answer_id, question_id = await start_answer(a)
+
+    m = await open_socket(mallory)
+    for message_id in (answer_id, question_id, str(uuid.uuid4()), "not-a-uuid", None, ["x"]):
+        await m.send(type="attach", message_id=message_id)
+        reply = await m.recv()
+        assert (reply["type"], reply["code"]) == ("error", "not_found"), (message_id, reply)
+    await a.until_type("done")
+    await a.close()
+    # Nothing of Alice's answer reached Mallory: a sentinel arrives with nothing before it.
+    assert await m.drained() == []
+    await m.close()
+
+
+async def test_attaching_to_a_question_is_not_found(llm_server, handbook, make_user):
+    user = await sync_to_async(make_user)()
+    llm_server.script(Reply(tokens=["One [1]."]))
+    tab = await open_socket(user)
+    await tab.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
+    question_id = (await tab.until_type("done"))[0]["question_id"]
+    await tab.send(type="attach", message_id=question_id)
+    reply = await tab.recv()
+    await tab.close()
+    assert (reply["type"], reply["code"]) == ("error", "not_found")
+
+
+def test_text_already_saved_is_not_sent_again():
+    """The saved checkpoint can run ahead of the buffer by a batch: a delta overlapping it
+    sends only its new part, one it covers sends nothing, one past a gap sends all of it."""
+    text = _Text("w0 w1 ")
+    assert text.add(0, "w0 ") == ""
+    assert text.add(3, "w1 w2 ") == "w2 "
+    assert text.add(9, "w3 ") == "w3 "
+    assert text.text == "w0 w1 w2 w3 "
