@@ -22,7 +22,7 @@ def classify_existing(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("assistant", "0008_slackeventreceipt_moves_to_slack"),
+        ("assistant", "0009_answer_versions"),
     ]
 
     operations = [

@@ -209,7 +209,8 @@ def test_sources_are_grouped_by_document_with_sections_first_and_say_why_one_is_
     expect(panel.locator("[data-panel-number]")).to_have_text("[2]")
     expect(panel.locator("[data-panel-quote]")).to_contain_text("ANALYZE collects statistics")
     expect(panel.locator("[data-panel-link]")).to_have_attribute(
-        "href", f"/knowledge/sources/{vacuum_chunks[1].source_id}/?chunk={vacuum_chunks[1].pk}#chunk-{vacuum_chunks[1].pk}"
+        "href",
+        f"/knowledge/sources/{vacuum_chunks[1].source_id}/?chunk={vacuum_chunks[1].pk}#chunk-{vacuum_chunks[1].pk}",
     )
     expect(panel.locator("[data-panel-link]")).to_have_text("Open this passage in its document")
     expect(panel.locator("[data-panel-passage]")).to_be_hidden()
@@ -220,7 +221,8 @@ def test_sources_are_grouped_by_document_with_sections_first_and_say_why_one_is_
         "href", "https://www.postgresql.org/docs/current/backup-dump.html"
     )
     expect(panel.locator("[data-panel-passage]")).to_have_attribute(
-        "href", f"/knowledge/sources/{backup_chunk.source_id}/?chunk={backup_chunk.pk}#chunk-{backup_chunk.pk}"
+        "href",
+        f"/knowledge/sources/{backup_chunk.source_id}/?chunk={backup_chunk.pk}#chunk-{backup_chunk.pk}",
     )
     screenshot(page, "first-hour-passage-link")
 
