@@ -18,7 +18,7 @@ MARKDOWN = b"# Deploying\n\nRun `make deploy` from a clean checkout.\n"
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_manager_uploads_watches_indexing_live_and_deletes_in_a_browser(
-    daphne_server, celery_worker, make_user, tmp_path, monkeypatch
+    daphne_server, celery_worker, make_user, tmp_path, monkeypatch, screenshot
 ):
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -54,6 +54,7 @@ def test_a_manager_uploads_watches_indexing_live_and_deletes_in_a_browser(
         # Indexing runs in the worker; the row follows it through the events socket.
         expect(row.locator('[data-field="status"]')).to_have_text("Ready", timeout=120_000)
         assert int(row.locator('[data-field="chunk_count"]').text_content()) >= 1
+        screenshot(page, "knowledge-first-upload")  # docs/screenshots/ (README)
 
         page.once("dialog", lambda dialog: dialog.accept())
         row.get_by_role("button", name="Delete").click()
