@@ -40,14 +40,19 @@ BOILERPLATE_WORDS = frozenset(
 )  # fmt: skip
 BOILERPLATE_NAMES = frozenset({"related", "headerlink", "sphinxsidebar", "skip-link", "skiplink"})
 # Word shapes that mark boilerplate however a generator glues them: DocBook's "navheader" and
-# "navfooter", "navbar", "navlinks", "sitefooter", "page_footer", "breadcrumbs".
-BOILERPLATE_WORD_SHAPES = re.compile(r"^nav|footer$|breadcrumb")
+# "navfooter", "navbar", "navlinks", "sitefooter", "breadcrumbs". Not any word starting with
+# "nav": Sphinx gives sections ids made from their headings ("navigating-the-reference").
+BOILERPLATE_WORD_SHAPES = re.compile(
+    r"^nav(?:bar|header|footer|links?|menu|list|box|top|bottom|tabs?|panel|wrap(?:per)?)$"
+    r"|^\w+footer$|breadcrumb"
+)
 # Accessible names and table summaries that say what a block is ("Navigation header").
 LABEL_ATTRIBUTES = ("aria-label", "summary")
 # A "link row" ("Prev | Up | Home | Next", "« previous | up | next »") is a short block of at
-# least two links and nothing else but these separators. Lists are never link rows (a table of
-# contents is made of them), nor are table rows (Django's "model field | form field" table is
-# links only), and commas ("See also: ALTER TABLE, DROP TABLE") are prose.
+# least two links and nothing else but these separators. Nothing inside a list or a table is
+# one (a table of contents is made of lists of links; Django's "model field | form field" table
+# and Python's "turtle: forward() | fd()" table are links only), and commas ("See also:
+# ALTER TABLE, DROP TABLE") are prose.
 LINK_ROW_TAGS = ("p", "div", "center")
 LINK_ROW_MAX_WORDS = 16
 LINK_ROW_SEPARATORS = frozenset("|«»‹›·•→←>/[]")  # and whitespace
@@ -285,7 +290,7 @@ def _strip_link_rows(root: etree._Element) -> None:
                 continue
             if child.tag in LINK_ROW_TAGS and _is_link_row(child):
                 rows.append(child)
-            elif len(child):
+            elif len(child) and child.tag not in LINK_ROW_BLOCKERS:
                 stack.append(child)
     if not rows:
         return

@@ -100,6 +100,28 @@ def test_links_that_are_content_stay():
     ]
 
 
+def test_link_rows_inside_tables_and_lists_are_content():
+    # Python's turtle page: a table of methods and their aliases, each cell a row of links.
+    text = html(
+        "<h1>turtle</h1><table><tr><th>Turtle motion</th><td>"
+        '<p><a href="#f">forward()</a> | <a href="#fd">fd()</a></p>'
+        '<p><a href="#b">backward()</a> | <a href="#bk">bk()</a></p></td></tr></table>'
+        '<ul><li><p><a href="#s">Screen</a> | <a href="#t">Turtle</a></p></li></ul>'
+    )
+    assert "forward() | fd()" in text and "backward() | bk()" in text
+    assert "Screen | Turtle" in text
+
+
+def test_a_section_whose_heading_id_starts_with_nav_is_content():
+    # Sphinx makes section ids from headings: "Navigating the Tcl/Tk reference manual".
+    text = html(
+        '<h1>tkinter</h1><section id="navigating-the-tcl-tk-reference-manual">'
+        "<h2>Navigating the Tcl/Tk Reference Manual</h2>"
+        "<p>The official Tk commands reference manual is often the most accurate.</p></section>"
+    )
+    assert text == "The official Tk commands reference manual is often the most accurate."
+
+
 def test_a_page_made_only_of_link_rows_is_not_emptied():
     rows = "".join(
         f'<p><a href="{n}a.html">Policy {n}</a> | <a href="{n}b.html">Form {n}</a></p>'
