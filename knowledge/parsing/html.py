@@ -313,7 +313,11 @@ def _is_link_row(element: etree._Element) -> bool:
     if links < 2 or len(_text_of(element).split()) > LINK_ROW_MAX_WORDS:
         return False
     between = "".join(_text_outside_links(element))
-    return not "".join(ch for ch in between if ch not in LINK_ROW_SEPARATORS).strip()
+    if "".join(ch for ch in between if ch not in LINK_ROW_SEPARATORS).strip():
+        return False
+    # Links in a paragraph with only spaces between them are a sentence's worth of names
+    # (Python's msilib: "See also: FCICreate UuidCreate UuidToString"); a bar has separators.
+    return element.tag != "p" or any(ch in LINK_ROW_SEPARATORS for ch in between)
 
 
 def _text_outside_links(element: etree._Element) -> list[str]:

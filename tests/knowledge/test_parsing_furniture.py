@@ -100,6 +100,17 @@ def test_links_that_are_content_stay():
     ]
 
 
+def test_a_paragraph_of_links_without_separators_is_content():
+    # Python's msilib page: a "See also" paragraph naming Windows API functions.
+    text = html(
+        '<h1>msilib</h1><div class="admonition seealso"><p class="admonition-title">See also</p>'
+        '<p><a href="https://learn.microsoft.com/fci">FCICreate</a> '
+        '<a href="https://learn.microsoft.com/uuid">UuidCreate</a> '
+        '<a href="https://learn.microsoft.com/uuids">UuidToString</a></p></div>'
+    )
+    assert text == "See also\n\nFCICreate UuidCreate UuidToString"
+
+
 def test_link_rows_inside_tables_and_lists_are_content():
     # Python's turtle page: a table of methods and their aliases, each cell a row of links.
     text = html(
