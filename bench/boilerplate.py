@@ -15,7 +15,8 @@ Chunks are made as indexing makes them (the embedder's tokenizer, the settings' 
 and overlap). It prints the counts, the furniture lines each layer removed (most frequent
 first) and a sample of the chunks that disappeared, for checking by eye that none is content::
 
-    .venv/bin/python bench/boilerplate.py [--corpus postgres-docs --corpus django-docs]
+    .venv/bin/python bench/boilerplate.py [--corpus postgres-docs ...] (default: every corpus
+        of postgres-docs, django-docs and python-docs that is there)
         [--corpus-root /work/main/var/corpus] [--sample 20] [--seed 14]
 """
 
@@ -146,7 +147,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args()
-    names = args.corpus or ["postgres-docs", "django-docs"]
+    names = args.corpus or [
+        name
+        for name in ("postgres-docs", "django-docs", "python-docs")
+        if (args.corpus_root / name).is_dir()
+    ]
+    if not names:
+        raise SystemExit(f"No corpus under {args.corpus_root}: build one with bench/corpus.py.")
     info = machine_info()
     count = LocalEmbedder().count_tokens
     reports = [measure(args.corpus_root / name, args.sample, args.seed, count) for name in names]
