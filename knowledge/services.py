@@ -670,7 +670,11 @@ def _record_edges(source: Source, edges: list[furniture.Edge], repeated: set[int
     stale, refresh = _furniture_stale(source.collection_id, None)
     for source_id, now in refresh.items():
         _refresh_edges(source_id, now)
-    for other in Source.objects.filter(pk__in=stale).exclude(pk=source.pk):
+    # A page another worker is writing right now is skipped, not waited for (it holds its row
+    # and waits for the collection's lock, which this transaction holds): its own write runs
+    # this same check after this one and queues it again if it is out of date.
+    others = Source.objects.select_for_update(skip_locked=True).filter(pk__in=stale)
+    for other in others.exclude(pk=source.pk):
         _set_state(other, status=Source.Status.QUEUED, progress=0)
         _enqueue_index(other)
     if source.pk in stale:  # the counts moved while this page was embedded: once more
