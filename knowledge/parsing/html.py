@@ -55,6 +55,8 @@ LABEL_ATTRIBUTES = ("aria-label", "summary")
 # ALTER TABLE, DROP TABLE") are prose.
 LINK_ROW_TAGS = ("p", "div", "center")
 LINK_ROW_MAX_WORDS = 16
+LINK_ROW_MAX_CHARS = 240  # with the spaces and separators of 16 words
+LINK_ROW_MAX_NODES = 64
 LINK_ROW_SEPARATORS = frozenset("|«»‹›·•→←>/[]")  # and whitespace
 LINK_ROW_BLOCKERS = frozenset(
     {"ul", "ol", "dl", "li", "table", "pre", *(f"h{n}" for n in range(1, 7))}
@@ -302,15 +304,26 @@ def _strip_link_rows(root: etree._Element) -> None:
 
 
 def _is_link_row(element: etree._Element) -> bool:
-    links = 0
-    for node in element.iter():
-        if node is element or not isinstance(node.tag, str):
+    # Every <div> of the page is asked, however deep: look at a few dozen nodes at most, so the
+    # question costs the same for a 400-level page as for a flat one.
+    links = chars = 0
+    for seen, node in enumerate(element.iter()):
+        if seen > LINK_ROW_MAX_NODES:
+            return False
+        if node is not element:
+            chars += len(node.tail or "")
+        if not isinstance(node.tag, str):
             continue
         if node.tag in LINK_ROW_BLOCKERS:
             return False
-        if node.tag == "a" and _text_of(node):
+        chars += len(node.text or "")
+        if chars > LINK_ROW_MAX_CHARS:
+            return False
+        if node.tag == "a":
             links += 1
     if links < 2 or len(_text_of(element).split()) > LINK_ROW_MAX_WORDS:
+        return False
+    if sum(1 for link in element.iter("a") if _text_of(link)) < 2:
         return False
     between = "".join(_text_outside_links(element))
     if "".join(ch for ch in between if ch not in LINK_ROW_SEPARATORS).strip():
