@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from knowledge.parsing import ParsedDocument, Section
+from knowledge.parsing.base import split_blocks as _blocks
 
 TokenCounter = Callable[[str], int]
 
@@ -195,35 +196,6 @@ def _section_units(blocks: list[str], limit: int, count: _Counter) -> list[_Unit
         else:
             units.extend(_split_block(block, limit, count))
     return units
-
-
-def _blocks(text: str) -> list[str]:
-    """Paragraphs separated by blank lines; a fenced code block is always one block."""
-    blocks: list[str] = []
-    current: list[str] = []
-    fence: str | None = None
-
-    def flush() -> None:
-        if current:
-            blocks.append("\n".join(current).strip("\n"))
-            current.clear()
-
-    for line in text.split("\n"):
-        if fence is not None:
-            current.append(line)
-            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
-                fence = None
-                flush()
-        elif opening := FENCE.match(line):
-            flush()
-            fence = opening.group(1)
-            current.append(line)
-        elif not line.strip():
-            flush()
-        else:
-            current.append(line)
-    flush()
-    return [block for block in blocks if block.strip()]
 
 
 def _is_prose(block: str) -> bool:

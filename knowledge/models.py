@@ -256,3 +256,32 @@ class KnowledgeVersion(models.Model):
 
     def __str__(self) -> str:
         return f"collection {self.collection_id}: version {self.version}"
+
+
+class PageEdge(models.Model):
+    """A line at the top or bottom edge of an indexed HTML page, as a fingerprint: the memory
+    that finds a site's furniture (header, menus, footer) across the pages of a collection.
+
+    ``knowledge.parsing.furniture`` decides from these rows: a line offered by enough of the
+    collection's pages is furniture and left out of the page's chunks. ``repeated`` records what
+    the decision was when the source's chunks were made, so indexing can tell when a later page
+    changed it (the first pages of a site are indexed before their footer is known to repeat)
+    and index those pages again. The collection is read through the source, so a moved source
+    counts where it is now.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # 0, 1, ... from the top; -1, -2, ... from the bottom (a short page's line may be both).
+    position = models.SmallIntegerField()
+    fingerprint = models.BigIntegerField(null=True)  # None: code or long prose, never furniture
+    content = models.BooleanField(default=False)  # a sentence or code: stops the peeling
+    repeated = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "position"], name="pageedge_unique_position")
+        ]
+        indexes = [models.Index(fields=["fingerprint"], name="pageedge_fingerprint")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}@{self.position}"

@@ -16,7 +16,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.audit import Action, audit_record
@@ -24,7 +24,8 @@ from accounts.events import user_event_send
 from assistant.project.tasking import enqueue_on_commit
 from knowledge import embeddings, fetching, parsing
 from knowledge.chunking import chunk_document
-from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
+from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, PageEdge, Source
+from knowledge.parsing import furniture
 from knowledge.selectors import can_manage_collection, users_to_notify_about
 
 logger = logging.getLogger(__name__)
@@ -447,6 +448,7 @@ def _index_locked(source: Source) -> None:
         digest == source.indexed_hash
         and source.embedding_model == embedder.name
         and source.chunks.exists()
+        and not _furniture_stale(source.collection_id, [source.pk])[0]
     ):
         _set_state(source, status=Source.Status.READY, progress=100, content_hash=digest)
         return
@@ -455,6 +457,10 @@ def _index_locked(source: Source) -> None:
     except parsing.ParseError as exc:
         _fail(source, str(exc))
         return
+    edges: list[furniture.Edge] = []
+    repeated: set[int] = set()
+    if parsing.detect_kind(data, filename=filename, content_type=content_type) == "html":
+        doc, edges, repeated = _without_site_furniture(source, doc)
     drafts = chunk_document(
         doc,
         target_tokens=settings.CHUNK_TARGET_TOKENS,
@@ -470,7 +476,7 @@ def _index_locked(source: Source) -> None:
         _fail(source, message)
         return
     vectors = _embed_with_progress(source, embedder, [d.embed_text for d in drafts])
-    _write_chunks(source, doc, drafts, vectors, digest, embedder.name)
+    _write_chunks(source, doc, drafts, vectors, digest, embedder.name, (edges, repeated))
 
 
 def _read_content(source: Source) -> tuple[bytes, str, str | None]:
@@ -512,11 +518,12 @@ def _embed_with_progress(source, embedder, texts: list[str]) -> list[list[float]
     return vectors
 
 
-def _write_chunks(source, doc, drafts, vectors, digest: str, model_name: str) -> None:
+def _write_chunks(source, doc, drafts, vectors, digest: str, model_name: str, edges) -> None:
     with transaction.atomic():
         locked = Source.objects.select_for_update().filter(pk=source.pk).first()
         if locked is None:  # deleted while we worked
             return
+        _record_edges(locked, *edges)
         # Moved while we worked: the chunks must carry its collection as it is now (the
         # database refuses any other), read under the row lock that keeps it there.
         source.collection_id = locked.collection_id
@@ -557,6 +564,133 @@ def _write_chunks(source, doc, drafts, vectors, digest: str, model_name: str) ->
             embedding_model=model_name,
             indexed_at=timezone.now(),
         )
+
+
+# --- site furniture: lines repeated at the edges of a collection's pages -------------------
+
+
+def _without_site_furniture(
+    source: Source, doc: parsing.ParsedDocument
+) -> tuple[parsing.ParsedDocument, list[furniture.Edge], set[int]]:
+    """The page without the lines its collection's other pages show at their edges too.
+
+    Decided on the counts as they are now (this page included); a page indexed before its
+    site's footer was known to repeat is indexed again when it is (``_record_edges``).
+    """
+    edges = furniture.page_edges(doc)
+    fingerprints = {edge.fingerprint for edge in edges if edge.fingerprint is not None}
+    others = PageEdge.objects.filter(source__collection_id=source.collection_id).exclude(
+        source_id=source.pk
+    )
+    counts = dict(
+        others.filter(fingerprint__in=fingerprints)
+        .values_list("fingerprint")
+        .annotate(pages=Count("source_id", distinct=True))
+    )
+    pages = others.values("source_id").distinct().count() + 1
+    repeated = furniture.repeated(
+        {fingerprint: counts.get(fingerprint, 0) + 1 for fingerprint in fingerprints}, pages
+    )
+    return furniture.without_furniture(doc, furniture.furniture(edges, repeated)), edges, repeated
+
+
+# How many pages of the collection offer each of its edge lines, and how many pages it has.
+EDGE_COUNTS = """
+SELECT e.source_id, e.position, e.fingerprint, e.content, e.repeated, n.pages
+FROM knowledge_pageedge e
+JOIN knowledge_source s ON s.id = e.source_id
+LEFT JOIN (
+    SELECT e2.fingerprint, count(DISTINCT e2.source_id) AS pages
+    FROM knowledge_pageedge e2 JOIN knowledge_source s2 ON s2.id = e2.source_id
+    WHERE s2.collection_id = %(collection)s AND e2.fingerprint IS NOT NULL
+    GROUP BY e2.fingerprint
+) n ON n.fingerprint = e.fingerprint
+WHERE s.collection_id = %(collection)s AND (%(all)s OR e.source_id = ANY(%(sources)s))
+"""
+EDGE_PAGES = """
+SELECT count(DISTINCT e.source_id) FROM knowledge_pageedge e
+JOIN knowledge_source s ON s.id = e.source_id WHERE s.collection_id = %s
+"""
+
+
+def _furniture_stale(
+    collection_id: int, source_ids: list[int] | None
+) -> tuple[set[int], dict[int, set[int]]]:
+    """Among ``source_ids`` (None: the whole collection), the pages whose chunks left out other
+    lines than the counts now say, and the pages whose records only need the counts' new
+    repeated fingerprints (their chunks stay the same)."""
+    with connection.cursor() as cursor:
+        cursor.execute(EDGE_PAGES, [collection_id])
+        floor = furniture.min_pages(cursor.fetchone()[0])
+        cursor.execute(
+            EDGE_COUNTS,
+            {"collection": collection_id, "all": source_ids is None, "sources": source_ids or []},
+        )
+        rows = cursor.fetchall()
+    pages: dict[int, list] = {}
+    for source_id, *row in rows:
+        pages.setdefault(source_id, []).append(row)
+    stale: set[int] = set()
+    refresh: dict[int, set[int]] = {}
+    for source_id, edges in pages.items():
+        now = {fp for _, fp, _, _, count in edges if fp is not None and (count or 0) >= floor}
+        then = {fp for _, fp, _, was, _ in edges if was}
+        if now == then:
+            continue
+        page = [furniture.Edge(position, fp, content) for position, fp, content, _, _ in edges]
+        if furniture.furniture(page, now) != furniture.furniture(page, then):
+            stale.add(source_id)
+        else:
+            refresh[source_id] = now
+    return stale, refresh
+
+
+def _record_edges(source: Source, edges: list[furniture.Edge], repeated: set[int]) -> None:
+    """Stores the page's edges with the decision its chunks were made with, then queues the
+    collection's pages whose chunks that decision (or any count since) has made out of date.
+
+    Runs in the chunks' transaction, under the collection's advisory lock (the one the chunk
+    triggers take), so two pages of one site never count at the same time.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(7302, %s)", [source.collection_id])
+    PageEdge.objects.filter(source=source).delete()
+    PageEdge.objects.bulk_create(
+        [
+            PageEdge(
+                source=source,
+                position=edge.position,
+                fingerprint=edge.fingerprint,
+                content=edge.content,
+                repeated=edge.fingerprint in repeated,
+            )
+            for edge in edges
+        ]
+    )
+    if (
+        not edges
+        and not PageEdge.objects.filter(source__collection_id=source.collection_id).exists()
+    ):
+        return  # no HTML page in the collection: nothing to count
+    stale, refresh = _furniture_stale(source.collection_id, None)
+    for source_id, now in refresh.items():
+        _refresh_edges(source_id, now)
+    # A page another worker is writing right now is skipped, not waited for (it holds its row
+    # and waits for the collection's lock, which this transaction holds): its own write runs
+    # this same check after this one and queues it again if it is out of date.
+    others = Source.objects.select_for_update(skip_locked=True).filter(pk__in=stale)
+    for other in others.exclude(pk=source.pk):
+        _set_state(other, status=Source.Status.QUEUED, progress=0)
+        _enqueue_index(other)
+    if source.pk in stale:  # the counts moved while this page was embedded: once more
+        _enqueue_index(source)
+
+
+def _refresh_edges(source_id: int, repeated: set[int]) -> None:
+    """Brings a page's ``repeated`` flags up to the counts when its chunks stay the same."""
+    edges = PageEdge.objects.filter(source_id=source_id)
+    edges.filter(fingerprint__in=repeated).update(repeated=True)
+    edges.exclude(fingerprint__in=repeated).update(repeated=False)
 
 
 def _fail(source: Source, message: str) -> None:

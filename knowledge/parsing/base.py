@@ -17,6 +17,7 @@ from typing import ClassVar
 MAX_HEADING_CHARS = 200
 # Unicode category Cc (U+0000-U+001F, U+007F-U+009F) without the whitespace controls \t\n\v\f\r.
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+CODE_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,35 @@ def fenced(code: str, info: str = "") -> str:
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{code.strip(chr(10))}\n{fence}"
+
+
+def split_blocks(text: str) -> list[str]:
+    """Paragraphs separated by blank lines; a fenced code block is always one block."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fence: str | None = None
+
+    def flush() -> None:
+        if current:
+            blocks.append("\n".join(current).strip("\n"))
+            current.clear()
+
+    for line in text.split("\n"):
+        if fence is not None:
+            current.append(line)
+            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+                fence = None
+                flush()
+        elif opening := CODE_FENCE.match(line):
+            flush()
+            fence = opening.group(1)
+            current.append(line)
+        elif not line.strip():
+            flush()
+        else:
+            current.append(line)
+    flush()
+    return [block for block in blocks if block.strip()]
 
 
 def decode_text(data: bytes) -> str:

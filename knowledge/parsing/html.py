@@ -39,6 +39,28 @@ BOILERPLATE_WORDS = frozenset(
      "cookie", "cookies"}
 )  # fmt: skip
 BOILERPLATE_NAMES = frozenset({"related", "headerlink", "sphinxsidebar", "skip-link", "skiplink"})
+# Word shapes that mark boilerplate however a generator glues them: DocBook's "navheader" and
+# "navfooter", "navbar", "navlinks", "sitefooter", "breadcrumbs". Not any word starting with
+# "nav": Sphinx gives sections ids made from their headings ("navigating-the-reference").
+BOILERPLATE_WORD_SHAPES = re.compile(
+    r"^nav(?:bar|header|footer|links?|menu|list|box|top|bottom|tabs?|panel|wrap(?:per)?)$"
+    r"|^\w+footer$|breadcrumb"
+)
+# Accessible names and table summaries that say what a block is ("Navigation header").
+LABEL_ATTRIBUTES = ("aria-label", "summary")
+# A "link row" ("Prev | Up | Home | Next", "« previous | up | next »") is a short block of at
+# least two links and nothing else but these separators. Nothing inside a list or a table is
+# one (a table of contents is made of lists of links; Django's "model field | form field" table
+# and Python's "turtle: forward() | fd()" table are links only), and commas ("See also:
+# ALTER TABLE, DROP TABLE") are prose.
+LINK_ROW_TAGS = ("p", "div", "center")
+LINK_ROW_MAX_WORDS = 16
+LINK_ROW_MAX_CHARS = 240  # with the spaces and separators of 16 words
+LINK_ROW_MAX_NODES = 64
+LINK_ROW_SEPARATORS = frozenset("|«»‹›·•→←>/[]")  # and whitespace
+LINK_ROW_BLOCKERS = frozenset(
+    {"ul", "ol", "dl", "li", "table", "pre", *(f"h{n}" for n in range(1, 7))}
+)
 HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 HEADINGS = {f"h{level}": level for level in range(1, 7)}
@@ -75,6 +97,9 @@ class HtmlParser(Parser):
     label = "HTML page"
     extensions = (".html", ".htm")
     content_types = ("text/html", "application/xhtml+xml")
+    # The structural furniture rules (generated class names, navigation labels, link rows);
+    # off only to measure what they remove (bench/boilerplate.py).
+    furniture_rules = True
 
     def matches(self, data: bytes) -> bool:
         return is_text(data)
@@ -91,7 +116,7 @@ class HtmlParser(Parser):
         title = _first(html, "title")
         page_title = _text_of(title) if title is not None else ""
         root = _main_content(html)
-        _strip_boilerplate(root)
+        _strip_boilerplate(root, furniture_rules=self.furniture_rules)
         h1s = [_text_of(h1) for h1 in root.iter("h1") if h1 is not root]
         builder = SectionBuilder()
         _Walker(builder).walk(root)
@@ -224,7 +249,7 @@ def _remove(element: etree._Element) -> None:
     element.getparent().replace(element, placeholder)  # type: ignore[union-attr]
 
 
-def _strip_boilerplate(root: etree._Element) -> None:
+def _strip_boilerplate(root: etree._Element, *, furniture_rules: bool = True) -> None:
     for element in list(root.iter(*DROP_TAGS)):
         if element is not root:
             _remove(element)
@@ -242,14 +267,95 @@ def _strip_boilerplate(root: etree._Element) -> None:
             name = child.tag
             if not isinstance(name, str):
                 continue  # comments, processing instructions
-            if _is_boilerplate(child, name, in_content=in_content, keep=keep):
+            if _is_boilerplate(
+                child, name, in_content=in_content, keep=keep, furniture_rules=furniture_rules
+            ):
                 _remove(child)
             elif len(child):
                 stack.append((child, in_content or name in CONTENT_TAGS))
+    if furniture_rules:
+        _strip_link_rows(root)
+
+
+def _strip_link_rows(root: etree._Element) -> None:
+    """Removes short rows of links ("Prev | Up | Home | Next") whatever their class names.
+
+    A page made only of such rows (a site map of short link lines) keeps them: the rule is
+    for furniture around content, and must never empty a page.
+    """
+    rows: list[etree._Element] = []
+    stack = [root]
+    while stack:
+        parent = stack.pop()
+        for child in parent:
+            if not isinstance(child.tag, str):
+                continue
+            if child.tag in LINK_ROW_TAGS and _is_link_row(child):
+                rows.append(child)
+            elif len(child) and child.tag not in LINK_ROW_BLOCKERS:
+                stack.append(child)
+    if not rows:
+        return
+    row_chars = sum(len(_get_text(row).strip()) for row in rows)
+    if row_chars >= 0.9 * len(_get_text(root).strip()):
+        return
+    for row in rows:
+        _remove(row)
+
+
+def _is_link_row(element: etree._Element) -> bool:
+    # Every <div> of the page is asked, however deep: look at a few dozen nodes at most, so the
+    # question costs the same for a 400-level page as for a flat one.
+    links = chars = 0
+    for seen, node in enumerate(element.iter()):
+        if seen > LINK_ROW_MAX_NODES:
+            return False
+        if node is not element:
+            chars += len(node.tail or "")
+        if not isinstance(node.tag, str):
+            continue
+        if node.tag in LINK_ROW_BLOCKERS:
+            return False
+        chars += len(node.text or "")
+        if chars > LINK_ROW_MAX_CHARS:
+            return False
+        if node.tag == "a":
+            links += 1
+    if links < 2 or len(_text_of(element).split()) > LINK_ROW_MAX_WORDS:
+        return False
+    if sum(1 for link in element.iter("a") if _text_of(link)) < 2:
+        return False
+    between = "".join(_text_outside_links(element))
+    if "".join(ch for ch in between if ch not in LINK_ROW_SEPARATORS).strip():
+        return False
+    # Links in a paragraph with only spaces between them are a sentence's worth of names
+    # (Python's msilib: "See also: FCICreate UuidCreate UuidToString"); a bar has separators.
+    return element.tag != "p" or any(ch in LINK_ROW_SEPARATORS for ch in between)
+
+
+def _text_outside_links(element: etree._Element) -> list[str]:
+    """The strings of ``element`` that no <a> holds (before, between and after its links)."""
+    texts = [element.text or ""]
+    stack = [iter(element)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        texts.append(child.tail or "")
+        if child.tag != "a" and isinstance(child.tag, str) and child.tag not in NON_CONTENT_TEXT:
+            texts.append(child.text or "")
+            stack.append(iter(child))
+    return texts
 
 
 def _is_boilerplate(
-    tag: etree._Element, name: str, *, in_content: bool, keep: set[etree._Element]
+    tag: etree._Element,
+    name: str,
+    *,
+    in_content: bool,
+    keep: set[etree._Element],
+    furniture_rules: bool = True,
 ) -> bool:
     if name in ("header", "footer") and not in_content:
         return True  # page-level banner/footer; an article's own <header> holds its title
@@ -260,17 +366,31 @@ def _is_boilerplate(
         return True
     if "hidden" in attributes or HIDDEN_STYLE.search(attributes.get("style") or ""):
         return True
-    classes, id_ = attributes.get("class"), attributes.get("id")
-    if not (classes or id_) or tag in keep:
+    if tag in keep:
         return False
-    return _names_mark_boilerplate(classes or "", id_ or "")
+    labels = " ".join(attributes.get(name) or "" for name in LABEL_ATTRIBUTES)
+    if furniture_rules and labels.strip() and _label_marks_boilerplate(labels):
+        return True
+    classes, id_ = attributes.get("class"), attributes.get("id")
+    if not (classes or id_):
+        return False
+    return _names_mark_boilerplate(classes or "", id_ or "", furniture_rules)
+
+
+@functools.lru_cache(maxsize=1024)
+def _label_marks_boilerplate(label: str) -> bool:
+    return bool({word.lower() for word in re.findall(r"\w+", label)} & BOILERPLATE_WORDS)
 
 
 @functools.lru_cache(maxsize=4096)
-def _names_mark_boilerplate(classes: str, id_: str) -> bool:
+def _names_mark_boilerplate(classes: str, id_: str, shapes: bool = True) -> bool:
     names = {name.lower() for name in [*CLASS_NAMES.findall(classes), id_] if name}
     words = {word for name in names for word in re.split(r"[-_]", name)}
-    return bool(names & BOILERPLATE_NAMES or words & BOILERPLATE_WORDS)
+    return bool(
+        names & BOILERPLATE_NAMES
+        or words & BOILERPLATE_WORDS
+        or (shapes and any(BOILERPLATE_WORD_SHAPES.search(word) for word in words))
+    )
 
 
 def _choose_title(page_title: str, h1s: list[str]) -> str:

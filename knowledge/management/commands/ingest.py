@@ -51,6 +51,8 @@ class Command(BaseCommand):
         if inline and not opts["inline"]:
             self.stdout.write("No Celery worker answered: indexing in this process.")
         sources, refused = self._add(user, collection, files, inline)
+        if inline:  # pages that later pages showed to carry the site's furniture, once more
+            _index_queued_inline(sources)
         failed = self._wait(sources, opts["timeout"], inline)
         self.stdout.write(
             f"\n{len(sources) - len(failed)} indexed, {len(failed)} failed, {len(refused)} refused."
@@ -142,6 +144,16 @@ def _worker_available() -> bool:
         return bool(current_app.control.ping(timeout=1.0, limit=1))
     except Exception:
         return False
+
+
+def _index_queued_inline(source_ids: list[int], passes: int = 3) -> None:
+    for _ in range(passes):  # one pass settles a site; the bound only guards against surprises
+        queued = Source.objects.filter(pk__in=source_ids, status=Source.Status.QUEUED)
+        pending = list(queued.values_list("pk", flat=True))
+        if not pending:
+            return
+        for source_id in pending:
+            _index_inline(source_id)
 
 
 def _index_inline(source_id: int) -> None:
