@@ -30,7 +30,7 @@ def app(request, django_db_setup, django_db_blocker):
         proc, port = processes.start_daphne(**env)
     yield f"http://127.0.0.1:{port}", login_path
     with django_db_blocker.unblock():
-        processes.stop_and_discard_late_writes(proc, timeout=3)
+        processes.stop_and_discard_late_writes(proc)
 
 
 def test_starting_a_sign_in_with_an_unreachable_provider_explains_it(app):

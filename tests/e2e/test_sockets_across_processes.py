@@ -43,7 +43,7 @@ def two_servers(django_db_setup, django_db_blocker, llm_server):
     yield [f"http://127.0.0.1:{port}" for _, port in started]
     with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
         for proc, _ in started:
-            processes.stop_and_discard_late_writes(proc, timeout=3)
+            processes.stop_and_discard_late_writes(proc)
 
 
 async def test_a_tab_on_another_process_hears_the_answer_and_its_stop_reaches_the_generating_one(

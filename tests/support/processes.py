@@ -176,15 +176,22 @@ def wait_for_idle_workers(queues=("default", "ingest"), timeout: float = 30) -> 
     raise AssertionError(f"workers still busy after {timeout} s")
 
 
-def stop_and_discard_late_writes(proc: ManagedProcess, **stop_kwargs) -> None:
-    """Stop a worker or server process started for a group of tests, then empty the database.
+def stop_and_discard_late_writes(proc: ManagedProcess) -> None:
+    """Kill a worker or server process started for a group of tests, then empty the database.
 
     Transactional tests flush the database after each test, but a process that outlives the
     test can still commit afterwards (a task finishing late, an answer being stored). Those rows
-    would leak into the next module, e.g. an EmbeddingSpace written with another model."""
+    would leak into the next module, e.g. an EmbeddingSpace written with another model.
+
+    Killed, not asked to stop: a graceful stop (a worker's warm shutdown, Daphne closing its
+    sockets) costs 3 s a process and nothing is wanted from it any more. The tests wait for the
+    work they started before they end; anything the process still held is discarded with the
+    database, and a task message it had taken returns to the queue only after the visibility
+    timeout (an hour), naming rows that no longer exist (ids are never reused: the test database
+    is truncated without resetting its sequences)."""
     from tests.support.database import empty_database
 
-    proc.stop(**stop_kwargs)
+    proc.stop(timeout=0)
     wait_for_other_db_sessions_to_end()
     empty_database()
 

@@ -83,7 +83,7 @@ def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_
         proc, port = processes.start_daphne(**scripted_env(llm_server))
     yield f"http://127.0.0.1:{port}"
     with django_db_blocker.unblock():  # daphne lingers on open sockets; a hard stop is fine
-        processes.stop_and_discard_late_writes(proc, timeout=3)
+        processes.stop_and_discard_late_writes(proc)
 
 
 @pytest.fixture
