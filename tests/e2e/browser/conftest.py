@@ -57,12 +57,14 @@ class Answers:
         return replies.popleft() if len(replies) > 1 else replies[0]
 
 
-@pytest.fixture(scope="module")
+# One scripted model and one Daphne for every browser module of a test process: starting them
+# per module cost seconds a module, and every test empties the database and clears the replies.
+@pytest.fixture(scope="session")
 def answers() -> Answers:
     return Answers()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def llm_server(answers):
     # A callable default picks the reply for each request (see Answers).
     with ScriptedOpenAI(default=answers) as server:
@@ -76,9 +78,12 @@ def _fresh_answers(answers):
     answers.clear()
 
 
-@pytest.fixture(scope="module")
-def chat_server(django_db_setup, django_db_blocker, llm_server, _allow_orm_next_to_playwright):
-    """A Daphne serving the app, its LLM being the scripted server: yields the base URL."""
+@pytest.fixture(scope="session")
+def chat_server(django_db_setup, django_db_blocker, llm_server):
+    """A Daphne serving the app, its LLM being the scripted server: yields the base URL.
+
+    Session-scoped, so it starts before any module's Playwright loop (no ORM call here runs
+    next to it) and stops after the last one."""
     with django_db_blocker.unblock():
         proc, port = processes.start_daphne(**scripted_env(llm_server))
     yield f"http://127.0.0.1:{port}"

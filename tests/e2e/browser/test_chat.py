@@ -171,6 +171,9 @@ def test_stop_regenerate_and_edit(chat_server, page, reader, handbook, answers, 
     expect(last_answer(page)).to_have_attribute("data-status", "complete", timeout=10_000)
     expect(last_answer(page).locator(".answer-body")).to_have_text("Use the travel desk 1.")
     expect(page.locator(".message-answer")).to_have_count(1)
+    # The page reloads the conversation after a regenerate, to show the versions: the stopped
+    # answer is version 1 of 2. Editing starts once that reload has drawn the turn again.
+    expect(last_answer(page).locator(".version-label")).to_have_text("2/2")
     stopped.refresh_from_db()
     assert stopped.superseded
     regenerated = assistant_messages(superseded=False)
