@@ -5,15 +5,13 @@ In-process sockets (open_socket), the real Redis and PostgreSQL, a scripted slow
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from assistant.answering.replay import _Text
-from assistant.models import Message
-from tests.support.answering import scripted_settings
+from tests.support.answering import answer_in_db, scripted_settings
 from tests.support.openai_server import Reply
 from tests.support.sockets import Socket, open_socket
 
@@ -36,15 +34,6 @@ async def start_answer(tab: Socket) -> tuple[str, str]:
     frames = await tab.until_type("delta")
     retrieval = next(f for f in frames if f["type"] == "retrieval")
     return retrieval["message_id"], retrieval["question_id"]
-
-
-async def saved(message_id, *statuses, timeout: float = 10) -> Message:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = await Message.objects.aget(pk=message_id)
-        if message.status in statuses or time.monotonic() > deadline:
-            return message
-        await asyncio.sleep(0.05)
 
 
 def followed_text(frames: list[dict]) -> str:
@@ -93,7 +82,7 @@ async def test_stop_from_the_attached_tab_stops_the_answer(llm_server, handbook,
         await tab.close()
 
     assert frames[-1]["message"]["status"] == "stopped"
-    answer = await saved(answer_id, "stopped")
+    answer = await answer_in_db(answer_id, "stopped")
     assert answer.status == "stopped"
     assert followed_text(reloaded.seen) == answer.content
     request = llm_server.chat_requests[-1]

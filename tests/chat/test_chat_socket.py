@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from assistant.models import Conversation, Feedback, Message
-from tests.support.answering import scripted_settings
+from tests.support.answering import answer_in_db, scripted_settings
 from tests.support.openai_server import Reply
 from tests.support.sockets import Socket, open_socket
 
@@ -34,15 +33,6 @@ def _answering_with_the_scripted_model(llm_server, settings):
 
 async def ask(client: Socket, text: str = QUESTION, conversation_id=None, request_id="r1"):
     await client.send(type="ask", request_id=request_id, conversation_id=conversation_id, text=text)
-
-
-async def answer_in_db(message_id, *statuses, timeout: float = 10) -> Message:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = await Message.objects.aget(pk=message_id)
-        if message.status in statuses or time.monotonic() > deadline:
-            return message
-        await asyncio.sleep(0.05)
 
 
 def snapshot(user) -> list[tuple]:

@@ -11,9 +11,8 @@ import pytest
 from django.test import Client, override_settings
 
 from assistant.slack.models import SlackEventReceipt
-from tests.support import processes
+from tests.support import processes, scenarios
 from tests.support.answering import scripted_env
-from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.slack import SECRET, TOKEN, direct_message, post_event
 from tests.support.slack_server import SlackServer
@@ -37,20 +36,12 @@ def llm():
 
 @pytest.fixture
 def ada(make_user, slack):
-    slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
-    return make_user(email="ada@example.com")
+    return scenarios.slack_ada(make_user, slack)
 
 
 @pytest.fixture
 def public_knowledge(make_user):
-    admin = make_user(email="kadmin@example.com", is_staff=True)
-    collection = make_collection("Open", everyone=True)
-    return index_text(
-        collection,
-        "travel.md",
-        "# Travel\n\nEveryone books trains and flights in the portal.",
-        user=admin,
-    )
+    return scenarios.public_travel_knowledge(make_user)
 
 
 def test_a_question_whose_worker_is_killed_mid_answer_is_answered_exactly_once_by_another(

@@ -8,8 +8,7 @@ from django.contrib.auth.models import Group
 
 from accounts.models import AuditEvent
 from knowledge import services
-from knowledge.models import Chunk, Document, Source
-from tests.support.knowledge import index_text, make_collection
+from tests.support.knowledge import index_text, long_source, make_collection
 
 pytestmark = pytest.mark.django_db
 
@@ -33,25 +32,6 @@ def people(make_user):
         "outsider": make_user(email="outsider@example.com"),
         "hr": hr,
     }
-
-
-def long_source(collection, count: int) -> tuple[Source, list[Chunk]]:
-    source = Source.objects.create(
-        collection=collection, kind=Source.Kind.FILE, name="policy.md", status="ready"
-    )
-    document = Document.objects.create(source=source, title="Policy", text="", content_hash="h")
-    chunks = Chunk.objects.bulk_create(
-        Chunk(
-            document=document,
-            source=source,
-            collection=collection,
-            ordinal=i,
-            text=f"passage number {i}.",
-            embedding=[0.0] * 384,
-        )
-        for i in range(count)
-    )
-    return source, chunks
 
 
 # --- a citation's passage ------------------------------------------------------------------

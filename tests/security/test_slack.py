@@ -17,6 +17,7 @@ from assistant.models import Conversation, Message
 from assistant.slack import formatting, linking
 from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
+from tests.support import scenarios
 from tests.support.answering import scripted_settings
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply, ScriptedOpenAI
@@ -67,20 +68,12 @@ def configured(slack, llm):
 
 @pytest.fixture
 def ada(make_user, slack):
-    slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
-    return make_user(email="ada@example.com")
+    return scenarios.slack_ada(make_user, slack)
 
 
 @pytest.fixture
 def public_knowledge(make_user):
-    admin = make_user(email="kadmin@example.com", is_staff=True)
-    collection = make_collection("Open", everyone=True)
-    return index_text(
-        collection,
-        "travel.md",
-        "# Travel\n\nEveryone books trains and flights in the portal.",
-        user=admin,
-    )
+    return scenarios.public_travel_knowledge(make_user)
 
 
 def streamed(llm, since: int) -> list:

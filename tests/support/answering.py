@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from asgiref.sync import sync_to_async
 
 from assistant import llm, services
 from assistant.answering.pipeline import answer_stream
+from assistant.models import Message
 
 
 def scripted_config(server, **overrides) -> llm.LLMConfig:
@@ -57,3 +61,13 @@ async def collect(user, question, config, **kwargs):
         event
         async for event in answer_stream(user=user, question=question, config=config, **kwargs)
     ]
+
+
+async def answer_in_db(message_id, *statuses, timeout: float = 10) -> Message:
+    """The stored answer once its status is one of ``statuses`` (or as it is at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await Message.objects.aget(pk=message_id)
+        if message.status in statuses or time.monotonic() > deadline:
+            return message
+        await asyncio.sleep(0.05)

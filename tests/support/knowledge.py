@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from knowledge import services
-from knowledge.models import Collection, Source
+from knowledge.models import Chunk, Collection, Document, Source
 
 # The travel handbook most answering tests ask about (two sections, three passages).
 HANDBOOK = """# Travel policy
@@ -42,6 +42,29 @@ def index_text(collection: Collection, filename: str, text: str, *, user) -> Sou
     source = Source.objects.get(pk=result.source.pk)
     assert source.status == Source.Status.READY, source.error
     return source
+
+
+def long_source(
+    collection: Collection, count: int, *, text: str = "passage number {i}."
+) -> tuple[Source, list[Chunk]]:
+    """A ready source of ``count`` passages (``text`` formatted with each ordinal ``i``), written
+    directly: for pages of passages, where indexing real text would only cost time."""
+    source = Source.objects.create(
+        collection=collection, kind=Source.Kind.FILE, name="policy.md", status="ready"
+    )
+    document = Document.objects.create(source=source, title="Policy", text="", content_hash="h")
+    chunks = Chunk.objects.bulk_create(
+        Chunk(
+            document=document,
+            source=source,
+            collection=collection,
+            ordinal=i,
+            text=text.format(i=i),
+            embedding=[0.0] * 384,
+        )
+        for i in range(count)
+    )
+    return source, chunks
 
 
 SECRET_TEXT = """# Salary bands

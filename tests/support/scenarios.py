@@ -104,3 +104,21 @@ class StaleAccessWorld:
         source = Source.objects.get(pk=self.salaries.pk)
         source.collection = self.vault
         source.save()
+
+
+# --- a Slack user and knowledge everyone may read (tests/security/test_slack.py, e2e) ----------
+
+TRAVEL_TEXT = "# Travel\n\nEveryone books trains and flights in the portal."
+
+
+def slack_ada(make_user, slack):
+    """Ada, known to the Slack server as U1 and signed up here with the same email."""
+    slack.users["U1"] = {"email": "ada@example.com", "name": "Ada"}
+    return make_user(email="ada@example.com")
+
+
+def public_travel_knowledge(make_user):
+    """An "Open" collection everyone may read, holding one travel passage."""
+    admin = make_user(email="kadmin@example.com", is_staff=True)
+    collection = make_collection("Open", everyone=True)
+    return index_text(collection, "travel.md", TRAVEL_TEXT, user=admin)

@@ -7,9 +7,9 @@ import pytest
 from playwright.sync_api import expect
 
 from knowledge import services
-from knowledge.models import Chunk, Collection, Document, Source
+from knowledge.models import Collection, Source
 from tests.support.browser import log_in
-from tests.support.knowledge import index_text, make_collection
+from tests.support.knowledge import index_text, long_source, make_collection
 
 pytestmark = [
     pytest.mark.slow,
@@ -75,20 +75,8 @@ def test_an_internal_web_address_is_refused_at_once_naming_the_setting(
 
 def test_a_citations_link_opens_the_cited_passage_highlighted(chat_server, page, reader):
     collection = make_collection("Handbook", everyone=True)
-    source = Source.objects.create(
-        collection=collection, kind=Source.Kind.FILE, name="policy.md", status="ready"
-    )
-    document = Document.objects.create(source=source, title="Policy", text="", content_hash="h")
-    chunks = Chunk.objects.bulk_create(
-        Chunk(
-            document=document,
-            source=source,
-            collection=collection,
-            ordinal=i,
-            text=f"Passage number {i} of the policy.\n\nIt has two paragraphs.",
-            embedding=[0.0] * 384,
-        )
-        for i in range(80)
+    source, chunks = long_source(
+        collection, 80, text="Passage number {i} of the policy.\n\nIt has two paragraphs."
     )
     cited = chunks[67]  # on the second page of 50, far down
     log_in(page, chat_server, reader.email)
