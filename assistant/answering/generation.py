@@ -201,6 +201,10 @@ def _final_frame(message) -> dict | None:
     if message.status == Message.Status.STREAMING and not selectors.is_stale_stream(message):
         return None
     final = message_dict(message)
+    # The citation check's marks say what passages do not contain; access may have changed since
+    # the answer was written, so a follower gets them only from the conversation API, which
+    # keeps the marks about passages the reader can still read.
+    final["unsupported"] = []
     if message.status == Message.Status.STREAMING:
         final.update(status=Message.Status.FAILED, error=services.INTERRUPTED)
     timings = {

@@ -9,9 +9,12 @@ import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Group
 
 from assistant.answering.replay import _Text
+from assistant.models import Conversation, Message
 from tests.support.answering import answer_in_db, scripted_settings
+from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply
 from tests.support.sockets import Socket, open_socket
 
@@ -107,6 +110,40 @@ async def test_attaching_to_a_finished_answer_gives_the_final_message(
     assert final["type"] == "done"
     assert final["message"]["id"] == done["id"] and final["message"]["status"] == "complete"
     assert final["message"]["content"] == "Through the travel desk [1]."
+
+
+def _answer_marked_about_a_passage_now_unreadable(user, admin) -> str:
+    """A finished answer whose citation check marked a sentence about passage 1, a passage of a
+    collection the user can no longer read: the mark says what that text does not contain."""
+    group = Group.objects.create(name="hr")
+    hr = make_collection("HR", readers=[group])
+    source = index_text(hr, "pay.md", "# Pay\n\nThe band is 123456 kroner.", user=admin)
+    conversation = Conversation.objects.create(owner=user, title="Pay")
+    question = Message.objects.create(conversation=conversation, role="user", content="Band?")
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="It is 80 kroner [1].",
+        reply_to=question,
+        status=Message.Status.COMPLETE,
+        sources=[{"n": 1, "source_id": source.pk, "collection_id": hr.pk, "text": "secret"}],
+        unsupported=[{"sentence": "It is 80 kroner [1].", "numbers": [1], "reason": "80"}],
+    )
+    return str(answer.pk)
+
+
+async def test_attaching_to_a_finished_answer_never_sends_marks_about_passages_it_lost(
+    llm_server, make_user, admin
+):
+    user = await sync_to_async(make_user)(email="left-hr@example.com")
+    answer_id = await sync_to_async(_answer_marked_about_a_passage_now_unreadable)(user, admin)
+
+    tab = await open_socket(user)
+    await tab.send(type="attach", message_id=answer_id)
+    final = await tab.recv()
+    await tab.close()
+    assert final["type"] == "done" and final["message"]["status"] == "complete"
+    assert final["message"]["unsupported"] == []  # the conversation API filters them by access
 
 
 async def test_attaching_to_someone_elses_answer_is_not_found(llm_server, handbook, make_user):
