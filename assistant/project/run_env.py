@@ -25,7 +25,8 @@ PID_KEY = "LAUNCHER_PID"
 STARTED_KEY = "LAUNCHER_STARTED"
 # An explicit configuration, which the file never overrides or completes.
 EXPLICIT_KEYS = ("DATABASE_URL",)
-_FALSE = {"0", "false", "no", "off"}
+# DEBUG with any other value (off, empty, a typo) is someone else's configuration, never ours.
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def path_for(environ: Mapping[str, str], base_dir: Path) -> Path:
@@ -96,7 +97,7 @@ def parse(text: str) -> dict[str, str]:
 
 def is_explicitly_configured(environ: Mapping[str, str]) -> bool:
     debug = environ.get("DEBUG")
-    if debug is not None and debug.strip().lower() in _FALSE:
+    if debug is not None and debug.strip().lower() not in _TRUE:
         return True
     return any((environ.get(key) or "").strip() for key in EXPLICIT_KEYS)
 

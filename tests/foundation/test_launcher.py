@@ -149,7 +149,14 @@ def test_a_run_env_whose_pid_now_belongs_to_another_process_is_stale(tmp_path):
 
 @pytest.mark.parametrize(
     "explicit",
-    [{"DEBUG": "0"}, {"DEBUG": "false"}, {"DATABASE_URL": "postgresql://prod@db/assistant"}],
+    [
+        {"DEBUG": "0"},
+        {"DEBUG": "false"},
+        {"DEBUG": " Off "},
+        {"DEBUG": ""},  # set, but empty: not ours to complete
+        {"DEBUG": "prod"},  # a typo never turns into DEBUG=1
+        {"DATABASE_URL": "postgresql://prod@db/assistant"},
+    ],
 )
 def test_an_explicit_configuration_never_reads_run_env(tmp_path, explicit):
     path = tmp_path / run_env.FILE_NAME
