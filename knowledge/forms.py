@@ -50,9 +50,17 @@ class SourceUrlForm(forms.Form):
         return url
 
     def _refusal(self, exc: fetching.AddressRefused) -> str:
-        # An address typed as is needs no "127.0.0.1 points to 127.0.0.1".
+        # An address typed as is needs no "127.0.0.1 points to 127.0.0.1". Which internal
+        # address a name resolves to is for staff only: for anyone else the form would be a
+        # probe of the internal DNS, answering at once and storing (auditing) nothing.
+        staff = self.user is not None and self.user.is_staff
         literal = exc.host.strip("[]") == str(exc.address)
-        where = f"{exc.host} is" if literal else f"{exc.host} points to {exc.address},"
+        if literal:
+            where = f"{exc.host} is"
+        elif staff:
+            where = f"{exc.host} points to {exc.address},"
+        else:
+            where = f"{exc.host} points to"
         if exc.always:
             return (
                 f"{where} a link-local or reserved address (where cloud servers keep their "
@@ -62,7 +70,7 @@ class SourceUrlForm(forms.Form):
             f"{where} an internal address, so it is not fetched unless the "
             "URL_FETCH_ALLOWED_HOSTS setting allows it."
         )
-        if self.user is not None and self.user.is_staff:
+        if staff:
             return (
                 f"{said} To allow it, add {exc.host} to URL_FETCH_ALLOWED_HOSTS (comma-separated; "
                 "a leading dot allows a whole domain, like .corp.example) in the environment of "

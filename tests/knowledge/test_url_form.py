@@ -63,10 +63,19 @@ def test_a_hostile_address_is_refused_at_once_and_nothing_is_stored(client, wiki
 
 
 def test_a_name_resolving_to_loopback_is_refused_naming_the_address(client, wiki):
+    collection, _, staff = wiki
+    client.force_login(staff)  # which address a name resolves to is for staff only
+    error = add_page(client, collection, "http://localhost:8000/wiki").json()["error"]
+    assert "localhost points to 127.0.0.1" in error or "localhost points to ::1" in error
+    assert not Source.objects.exists()
+
+
+def test_a_manager_probing_internal_names_learns_no_internal_address(client, wiki):
     collection, manager, _ = wiki
     client.force_login(manager)
     error = add_page(client, collection, "http://localhost:8000/wiki").json()["error"]
-    assert "localhost points to 127.0.0.1" in error or "localhost points to ::1" in error
+    assert "localhost points to an internal address" in error
+    assert "127.0.0.1" not in error and "::1" not in error
     assert not Source.objects.exists()
 
 
