@@ -675,10 +675,14 @@ def _record_edges(source: Source, edges: list[furniture.Edge], repeated: set[int
     stale, refresh = _furniture_stale(source.collection_id, None)
     for source_id, now in refresh.items():
         _refresh_edges(source_id, now)
-    # A page another worker is writing right now is skipped, not waited for (it holds its row
-    # and waits for the collection's lock, which this transaction holds): its own write runs
-    # this same check after this one and queues it again if it is out of date.
-    others = Source.objects.select_for_update(skip_locked=True).filter(pk__in=stale)
+    # Only ready pages go back in line. A page another worker is writing right now is skipped,
+    # not waited for (it holds its row and waits for the collection's lock, which this
+    # transaction holds): its own write runs this same check after this one. A queued or busy
+    # page will be indexed anyway, and a failed one is retried by a person, not by every later
+    # page of its site.
+    others = Source.objects.select_for_update(skip_locked=True).filter(
+        pk__in=stale, status=Source.Status.READY
+    )
     for other in others.exclude(pk=source.pk):
         _set_state(other, status=Source.Status.QUEUED, progress=0)
         _enqueue_index(other)

@@ -131,3 +131,20 @@ def test_markdown_and_text_files_are_not_counted(admin):
         index_text(collection, f"note{n}.md", f"# Note {n}\n\n{FOOTER}\n\nBody {n}.\n", user=admin)
     assert not PageEdge.objects.exists()
     assert all(FOOTER in text for text in chunk_texts(collection).values())
+
+
+def test_a_failed_page_is_not_queued_again_by_every_later_page_of_its_site(admin):
+    """A failed page keeps the edges of its last good version; were it re-queued whenever the
+    counts moved, a dead page would be fetched and fail again on every write to its site."""
+    collection = make_collection("Intranet", everyone=True)
+    names = list(TOPICS)
+    for name in names[:2]:
+        index_text(collection, name, site_page(*TOPICS[name]), user=admin)
+    failed = Source.objects.get(collection=collection, name=names[1])
+    services.source_mark_failed(source_id=failed.pk, message="The page is gone (404).")
+
+    index_text(collection, names[2], site_page(*TOPICS[names[2]]), user=admin)
+
+    assert index_queued(collection) == [names[0]]  # the ready page only
+    failed.refresh_from_db()
+    assert failed.status == Source.Status.FAILED and "404" in failed.error
