@@ -234,7 +234,12 @@ def check_url_address(
     lookup = _RESOLVER.submit(_resolve, host, port)
     try:
         addresses = lookup.result(timeout=timeout)
-    except (FetchError, FutureTimeout):
+    except FetchError:
+        return
+    except FutureTimeout:
+        # Still waiting for a thread behind hung lookups: drop it from the queue, so hung
+        # lookups cannot pile up a backlog (one already running cannot be stopped).
+        lookup.cancel()
         return
     _check_addresses(host, addresses, policy)
 

@@ -157,3 +157,25 @@ def test_the_form_waits_for_dns_no_longer_than_its_timeout(monkeypatch):
     finally:
         release.set()
     assert time.monotonic() - started < 2
+
+
+def test_hung_lookups_leave_no_backlog_of_waiting_ones(monkeypatch):
+    # Hung lookups fill the pool of four; checks made meanwhile time out. Their lookups must not
+    # stay queued behind the hung ones (to run, uselessly, once those end): at most the four
+    # that had started ever run.
+    release = threading.Event()
+    ran = []
+
+    def hanging_resolve(host, port):
+        ran.append(host)
+        release.wait(30)
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(fetching, "_resolve", hanging_resolve)
+    try:
+        for n in range(10):
+            fetching.check_url_address(f"http://slow{n}.example.com/", timeout=0.05)
+    finally:
+        release.set()
+    fetching._RESOLVER.submit(lambda: None).result(timeout=10)  # the queue has drained
+    assert len(ran) <= 4, ran
