@@ -172,15 +172,19 @@ def manage(env: dict, *args: str) -> None:
 
 
 def manage_output(env: dict, *args: str) -> list[str]:
-    """Runs a management command and returns its output's lines (errors still show)."""
+    """Runs a management command and returns its output's lines (errors still show). A command
+    that fails has its output printed first: it may hold what happened before the failure (a
+    demo admin's new password, shown nowhere else)."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         env=env,
         cwd=BASE_DIR,
-        check=True,
         stdout=subprocess.PIPE,
         text=True,
     )
+    if done.returncode:
+        print(done.stdout, end="", flush=True)
+        raise subprocess.CalledProcessError(done.returncode, done.args, output=done.stdout)
     return [line.rstrip() for line in done.stdout.strip("\n").splitlines()]
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from assistant.devstack import localmodel
-from assistant.devstack.launcher import boxed, embedded_llm_env, sign_in_box
+from assistant.devstack.launcher import boxed, embedded_llm_env, manage_output, sign_in_box
 from assistant.devstack.processes import port_taken_message
 from assistant.project import run_env
 from tests.support.processes import BASE_DIR, free_ports
@@ -237,3 +237,14 @@ def test_the_sign_in_box_frames_every_line_at_one_width():
     assert lines[0].startswith("\u250c") and lines[-1].startswith("\u2514")
     assert "http://127.0.0.1:8000/accounts/login/" in box
     assert boxed(["a", "bcd"], ascii_only=True) == "+-----+\n| a   |\n| bcd |\n+-----+"
+
+
+def test_a_failing_management_command_still_shows_what_it_printed(capfd):
+    """The demo admin's new password is printed once; if the command fails after printing it,
+    the launcher shows the output before the error, or the password would be lost."""
+    script = "print('Password: s3cret-once'); raise SystemExit(3)"
+
+    with pytest.raises(subprocess.CalledProcessError):
+        manage_output(dict(os.environ), "shell", "--no-imports", "-c", script)
+
+    assert "Password: s3cret-once" in capfd.readouterr().out
