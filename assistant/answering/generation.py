@@ -93,7 +93,7 @@ async def _run(
 ) -> None:
     batcher: DeltaBatcher | None = None
     watcher: asyncio.Task | None = None
-    emit = send  # after ``retrieval``: records each frame for tabs that attach, then sends it
+    emit = send  # after ``retrieval``: sends each frame, then records it for tabs that attach
     stream = answer_stream(
         user=user, question=question, collection_ids=collection_ids, use_cache=use_cache
     )
@@ -155,8 +155,11 @@ async def _run(
 
 def _recording(send: Send, recorder: replay.Recorder) -> Send:
     async def emit(frame: dict) -> None:
-        await recorder.record(frame)
-        await send(frame)
+        # Sent first: the asking tab's frames never wait on Redis; the record follows in order.
+        try:
+            await send(frame)
+        finally:
+            recorder.record(frame)
 
     return emit
 

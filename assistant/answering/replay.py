@@ -11,6 +11,7 @@ is sent twice or skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,27 +34,64 @@ def buffer_key(message_id: str) -> str:
 
 
 class Recorder:
-    """Records one answer's frames; a failing Redis never fails the answer (only a follower
-    then misses frames and falls back to the saved answer)."""
+    """Records one answer's frames, after they were sent: the asking tab never waits on Redis.
+
+    ``record`` only queues the entry (its offset taken in the order frames were sent); one
+    writer task per answer appends the queue to the stream in that order, many entries per
+    round trip when Redis is slower than the answer. A failing Redis never fails the answer:
+    only a follower then misses frames and falls back to the saved answer.
+    """
 
     def __init__(self, client: aioredis.Redis, message_id: str) -> None:
         self.client = client
         self.key = buffer_key(message_id)
         self.offset = 0
+        self._queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
 
-    async def record(self, frame: dict) -> None:
+    def record(self, frame: dict) -> None:
         entry: dict = {"frame": frame}
         if frame.get("type") == "delta":
             entry["offset"] = self.offset
             self.offset += len(frame.get("text") or "")
-        ttl = FINISHED_TTL_SECONDS if frame.get("type") in TERMINAL else TTL_SECONDS
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xadd(self.key, {"e": json.dumps(entry)}, maxlen=MAX_ENTRIES, approximate=True)
-                pipe.expire(self.key, ttl)
-                await pipe.execute()
-        except Exception:
-            logger.warning("answer replay buffer write failed", exc_info=True)
+        self._queue.put_nowait(entry)
+        if self._writer is None:
+            # Its own task: a stop cancelling the answer still lets the final frames be written.
+            self._writer = asyncio.create_task(self._write())
+            _writers.add(self._writer)
+            self._writer.add_done_callback(_writers.discard)
+
+    async def drained(self) -> None:
+        """Waits until everything recorded so far was written (or given up on)."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), TTL_SECONDS)
+            except TimeoutError:
+                return  # the answer's writer vanished without an end: the key expires
+            entries = [first]
+            while not self._queue.empty():
+                entries.append(self._queue.get_nowait())
+            ended = any(e["frame"].get("type") in TERMINAL for e in entries)
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for entry in entries:
+                        pipe.xadd(
+                            self.key, {"e": json.dumps(entry)}, maxlen=MAX_ENTRIES, approximate=True
+                        )
+                    pipe.expire(self.key, FINISHED_TTL_SECONDS if ended else TTL_SECONDS)
+                    await pipe.execute()
+            except Exception:
+                logger.warning("answer replay buffer write failed", exc_info=True)
+            if ended:
+                return
+
+
+# The running writers, so none is garbage-collected mid-write (asyncio keeps weak references).
+_writers: set[asyncio.Task] = set()
 
 
 class _Text:

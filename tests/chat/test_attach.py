@@ -5,13 +5,17 @@ In-process sockets (open_socket), the real Redis and PostgreSQL, a scripted slow
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import Group
 
-from assistant.answering.replay import _Text
+from assistant.answering.generation import _recording
+from assistant.answering.replay import FINISHED_TTL_SECONDS, Recorder, _Text, buffer_key
 from assistant.models import Conversation, Message
 from tests.support.answering import answer_in_db, scripted_settings
 from tests.support.knowledge import index_text, make_collection
@@ -185,3 +189,52 @@ def test_text_already_saved_is_not_sent_again():
     assert text.add(3, "w1 w2 ") == "w2 "
     assert text.add(9, "w3 ") == "w3 "
     assert text.text == "w0 w1 w2 w3 "
+
+
+async def test_a_redis_that_never_answers_does_not_hold_up_the_asking_tabs_frames():
+    """The replay buffer is written after each frame is sent: a Redis that accepts connections
+    and never replies (a real TCP server here) costs the asking tab nothing."""
+    hung: list[asyncio.StreamWriter] = []
+
+    async def accept_and_ignore(reader, writer):
+        hung.append(writer)
+
+    server = await asyncio.start_server(accept_and_ignore, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=30)
+    sent: list[dict] = []
+
+    async def send(frame: dict) -> None:
+        sent.append(frame)
+
+    emit = _recording(send, Recorder(client, str(uuid.uuid4())))
+    frames = [{"type": "delta", "message_id": "m", "text": f"w{i} "} for i in range(50)]
+    async with asyncio.timeout(5):
+        for frame in frames:
+            await emit(frame)
+    assert sent == frames
+    for writer in hung:
+        writer.close()
+    server.close()
+    await client.aclose()
+
+
+async def test_frames_reach_the_replay_buffer_in_the_order_they_were_sent():
+    """Frames sent faster than Redis answers are written in their order, batched, and an
+    attaching tab rebuilds the exact text; the buffer ends with the answer's end."""
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    message_id = str(uuid.uuid4())
+    recorder = Recorder(client, message_id)
+    pieces = [f"w{i} " for i in range(300)]
+    for piece in pieces:
+        recorder.record({"type": "delta", "message_id": message_id, "text": piece})
+    recorder.record({"type": "done", "message": {"id": message_id, "status": "complete"}})
+    await recorder.drained()
+    entries = await client.xrange(buffer_key(message_id))
+    decoded = [json.loads(fields[b"e"]) for _, fields in entries]
+    assert [e["frame"].get("text") for e in decoded[:-1]] == pieces
+    assert [e["offset"] for e in decoded[:-1]] == [len("".join(pieces[:i])) for i in range(300)]
+    assert decoded[-1]["frame"]["type"] == "done"
+    assert 0 < await client.ttl(buffer_key(message_id)) <= FINISHED_TTL_SECONDS
+    await client.delete(buffer_key(message_id))
+    await client.aclose()
