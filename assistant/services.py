@@ -356,9 +356,28 @@ def version_switch(*, user, message: Message) -> Message:
             Message.objects.filter(pk=message.pk).update(superseded=False, chosen_at=now)
     elif message.superseded:
         _show_question(conversation, message, now=now)
+    _drop_summary_covering(conversation, message)
     _notify_conversation(conversation, "updated")
     message.refresh_from_db()
     return message
+
+
+def _drop_summary_covering(conversation: Conversation, message: Message) -> None:
+    """A summary covering the turn of ``message`` was made from the version shown before the
+    switch: it is dropped, and the model reads the turns themselves until the next summary."""
+    if conversation.summary_until is None:
+        return
+    question = message.reply_to if message.role == Message.Role.ASSISTANT else message
+    root_id = question.version_of_id or question.pk
+    turn = Message.objects.filter(
+        Q(pk=root_id)
+        | Q(version_of_id=root_id)
+        | Q(reply_to_id=root_id)
+        | Q(reply_to__version_of_id=root_id),
+        conversation_id=conversation.pk,
+    )
+    if turn.filter(created_at__lte=conversation.summary_until).exists():
+        Conversation.objects.filter(pk=conversation.pk).update(summary="", summary_until=None)
 
 
 def _show_question(

@@ -169,6 +169,47 @@ def test_the_model_reads_only_the_versions_on_the_path(alice):
     ]
 
 
+@pytest.mark.django_db
+def test_switching_a_turn_a_summary_covers_drops_the_summary_of_the_other_version(alice):
+    q1 = services.question_create(user=alice, conversation=None, text="Old question")
+    a1 = answer(q1, "Old answer")
+    a1b = regenerated(alice, a1, "Hidden answer")
+    q2 = services.question_create(user=alice, conversation=q1.conversation, text="Next")
+    a2 = answer(q2, "Next answer")
+    conversation = q1.conversation
+    # A summary made while "Hidden answer" showed, covering the first turn.
+    Conversation.objects.filter(pk=conversation.pk).update(
+        summary="They were told: Hidden answer.", summary_until=a1b.created_at
+    )
+    q3 = services.question_create(user=alice, conversation=conversation, text="Third")
+
+    services.version_switch(user=alice, message=a1)
+
+    conversation.refresh_from_db()
+    assert (conversation.summary, conversation.summary_until) == ("", None)
+    history = selectors.history_for_prompt(user=alice, question=q3)
+    assert "Hidden answer" not in " ".join(m.content for m in history)
+    assert [m.content for m in history] == ["Old question", "Old answer", "Next", a2.content]
+
+
+@pytest.mark.django_db
+def test_switching_a_turn_after_the_summary_keeps_the_summary(alice):
+    q1 = services.question_create(user=alice, conversation=None, text="Old question")
+    a1 = answer(q1, "Old answer")
+    q2 = services.question_create(user=alice, conversation=q1.conversation, text="Next")
+    a2 = answer(q2, "Next answer")
+    regenerated(alice, a2, "Other next answer")
+    conversation = q1.conversation
+    Conversation.objects.filter(pk=conversation.pk).update(
+        summary="They asked an old question.", summary_until=a1.created_at
+    )
+
+    services.version_switch(user=alice, message=a2)
+
+    conversation.refresh_from_db()
+    assert conversation.summary == "They asked an old question."
+
+
 # --- through the socket -------------------------------------------------------------------
 
 
