@@ -10,11 +10,10 @@ from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from accounts.models import AuditEvent
 from assistant import llm
 from assistant.models import Citation, Conversation, Message
 from knowledge.models import Source
-from knowledge.selectors import readable_collection_ids
+from knowledge.selectors import readable_collection_ids, source_deletion_events
 
 UNREADABLE_ANSWER_PLACEHOLDER = "(an earlier answer drew on documents you can no longer read)"
 HISTORY_TURNS = 40
@@ -190,12 +189,8 @@ def passage_access_for(*, user, messages: Iterable[Message]) -> PassageAccess:
         current = dict(Source.objects.filter(pk__in=source_ids).values_list("pk", "collection_id"))
     missing = source_ids - current.keys()
     if missing:
-        events = AuditEvent.objects.filter(
-            action=AuditEvent.Action.SOURCE_DELETED,
-            target_type=Source._meta.label_lower,
-            target_id__in=[str(i) for i in missing],
-        ).values_list("target_id", "detail")
-        for target_id, detail in events:
+        events = source_deletion_events(missing).values_list("target_id", "detail")
+        for target_id, detail in events:  # oldest first: an id's latest deletion wins
             collection = (detail or {}).get("collection") or {}
             if isinstance(collection.get("id"), int):
                 deleted_from[int(target_id)] = collection["id"]

@@ -8,6 +8,7 @@ the same ``DoesNotExist``, so ids cannot be probed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -172,6 +173,16 @@ class SourceRemoval:
     removed_by: str  # empty unless the reader is staff
 
 
+def source_deletion_events(source_ids: Iterable[int]) -> QuerySet[AuditEvent]:
+    """The audit trail's records of the deletion of these sources, oldest first (so the latest
+    record of an id comes last). Their ``detail`` names the collection each was deleted from."""
+    return AuditEvent.objects.filter(
+        action=AuditEvent.Action.SOURCE_DELETED,
+        target_type=Source._meta.label_lower,
+        target_id__in=[str(i) for i in source_ids],
+    ).order_by("created_at", "id")
+
+
 def source_removal_for(*, user, source_id: int) -> SourceRemoval | None:
     """The deletion of source ``source_id`` as ``user`` may see it, from the audit trail.
 
@@ -183,15 +194,7 @@ def source_removal_for(*, user, source_id: int) -> SourceRemoval | None:
         return None
     if Source.objects.filter(pk=source_id).exists():
         return None
-    event = (
-        AuditEvent.objects.filter(
-            action=AuditEvent.Action.SOURCE_DELETED,
-            target_type=Source._meta.label_lower,
-            target_id=str(source_id),
-        )
-        .order_by("-created_at", "-id")
-        .first()
-    )
+    event = source_deletion_events([source_id]).last()
     if event is None:
         return None
     collection = (event.detail or {}).get("collection") or {}
