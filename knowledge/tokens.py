@@ -30,7 +30,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.models import AccessToken
+from accounts.models import AccessToken, User
 from accounts.tokens import (
     TokenError,
     TokenRefused,
@@ -65,7 +65,7 @@ class TokenAuth:
     pipeline, ``collection_ids=sorted(auth.collection_ids)``; an empty set means nothing, never
     "everything")."""
 
-    user: object
+    user: User
     token: AccessToken
     collection_ids: frozenset[int]
 

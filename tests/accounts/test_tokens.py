@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, AuditEvent
 from accounts.tokens import PREFIX_CHARS, TokenError, TokenRefused, token_revoke
-from knowledge.tokens import authenticate, token_create
+from knowledge.tokens import aauthenticate, authenticate, token_create
 from tests.support.knowledge import make_collection
 
 pytestmark = pytest.mark.django_db
@@ -297,3 +297,39 @@ def test_revoking_twice_is_audited_once(world):
     token_revoke(actor=world["ada"], token=token)
     assert AccessToken.objects.get(pk=token.pk).revoked_at == first
     assert AuditEvent.objects.filter(action=AuditEvent.Action.TOKEN_REVOKED).count() == 1
+
+
+# --- async doors and logging ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_doors_authenticate_the_same_way(make_user):
+    from asgiref.sync import sync_to_async
+
+    ada = await sync_to_async(make_user)(email="ada@example.com")
+    token, plaintext = await sync_to_async(token_create)(user=ada, name="x")
+    auth = await aauthenticate(bearer(plaintext))
+    assert auth.user.pk == ada.pk and auth.token.pk == token.pk
+    with pytest.raises(TokenError) as caught:
+        await aauthenticate("Bearer ast_" + "a" * 43)
+    assert caught.value.reason == "invalid"
+
+
+def test_every_use_and_refusal_is_logged_with_the_prefix_never_the_token(world, caplog):
+    token, plaintext = token_create(user=world["ada"], name="x")
+    caplog.set_level("INFO", logger="assistant.tokens")
+    caplog.clear()
+    authenticate(bearer(plaintext))
+    authenticate(bearer(plaintext))
+    token_revoke(actor=world["ada"], token=token)
+    refused(bearer(plaintext))
+    lines = [r for r in caplog.records if r.name == "assistant.tokens"]
+    assert [r.getMessage() for r in lines] == [
+        "token used",
+        "token used",
+        "token revoked",
+        "token refused",
+    ]
+    assert all(r.token_prefix == token.prefix for r in lines)
+    assert lines[-1].reason == "revoked"
+    assert not any(plaintext in str(vars(r)) for r in lines)
