@@ -114,6 +114,8 @@ class AuditEvent(models.Model):
         SSO_GROUPS_GRANTED = "sso.groups_granted", "SSO granted groups"
         SSO_GROUPS_REVOKED = "sso.groups_revoked", "SSO revoked groups"
         SSO_FLAGS_CHANGED = "sso.flags_changed", "SSO changed staff or admin rights"
+        TOKEN_CREATED = "token.created", "Personal access token created"
+        TOKEN_REVOKED = "token.revoked", "Personal access token revoked"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -147,3 +149,46 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_email or 'system'} {self.action}"
+
+
+class AccessToken(models.Model):
+    """A personal access token: a person's own credential for scripts and other clients
+    (the OpenAI-compatible API, the MCP server). Written by ``accounts.tokens`` only.
+
+    The secret is shown once and never stored: only its SHA-256 (a random 256-bit secret needs
+    no slow hash) and a short ``prefix`` to recognise it by. A token never reads more than its
+    owner: the doors intersect its narrowing with what the owner may read now, per request
+    (``knowledge.tokens.authenticate``).
+
+    ``collections`` is a string reference so that accounts imports nothing from knowledge; the
+    database keeps it true (deleting a collection deletes its rows here). ``narrowed`` says the
+    token was limited to chosen collections: a narrowed token whose collections were all
+    deleted reads nothing, it never falls back to everything."""
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(
+        max_length=16, db_index=True, help_text="The token's first characters, for display."
+    )
+    secret_hash = models.CharField(
+        max_length=64, unique=True, help_text="SHA-256 of the token (hex); the token is not kept."
+    )
+    narrowed = models.BooleanField(
+        default=False, help_text="Limited to the chosen collections (else: all its owner reads)."
+    )
+    collections = models.ManyToManyField(
+        "knowledge.Collection",
+        blank=True,
+        related_name="+",
+        help_text="With 'narrowed': the only collections it may read, if its owner still can.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
