@@ -79,8 +79,7 @@ def worker_pool(django_db_setup, django_db_blocker, worker_env):
     workers: list[processes.ManagedProcess] = []
     yield workers
     with django_db_blocker.unblock():
-        for worker in workers:
-            processes.stop_and_discard_late_writes(worker)
+        processes.stop_all_and_discard_late_writes(workers)
 
 
 @pytest.fixture
@@ -89,11 +88,10 @@ def two_workers(django_db_blocker, worker_pool, worker_env):
     with django_db_blocker.unblock():
         for n, worker in enumerate(list(worker_pool)):
             if not worker.alive():
-                processes.stop_and_discard_late_writes(worker)
+                worker.stop(timeout=0)  # dead: nothing late to discard
                 worker_pool[n] = processes.start_worker(name=f"killable-{n + 1}b", **worker_env)
-        while len(worker_pool) < 2:
-            name = f"killable-{len(worker_pool) + 1}"
-            worker_pool.append(processes.start_worker(name=name, **worker_env))
+        if not worker_pool:
+            worker_pool.extend(processes.start_workers("killable-1", "killable-2", **worker_env))
     return list(worker_pool)
 
 

@@ -196,6 +196,28 @@ def stop_and_discard_late_writes(proc: ManagedProcess) -> None:
     empty_database()
 
 
+def stop_all_and_discard_late_writes(procs: list[ManagedProcess]) -> None:
+    """:func:`stop_and_discard_late_writes` for several processes at once: all are killed before
+    the wait for their database sessions to end (one at a time, each wait would run out its
+    time-out on the sessions of those still alive)."""
+    from tests.support.database import empty_database
+
+    for proc in procs:
+        proc.stop(timeout=0)
+    wait_for_other_db_sessions_to_end()
+    empty_database()
+
+
+def start_workers(*names: str, **kwargs) -> list[ManagedProcess]:
+    """Several workers started side by side (each :func:`start_worker` with ``name`` and the
+    same ``kwargs``): most of a start is waiting for the worker to answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [pool.submit(start_worker, name=name, **kwargs) for name in names]
+    return [future.result() for future in futures]
+
+
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", BASE_DIR / "var" / "test")) / "logs"
     # One folder per pytest-xdist process: both start a "worker" and a "daphne".
