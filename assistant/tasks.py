@@ -27,4 +27,4 @@ def after_turn(self, answer_id: str) -> None:
     try:
         memory_extraction.after_turn(answer_id=answer_id)
     except memory_extraction.TurnBusy:
-        raise self.retry(countdown=10, max_retries=20) from None
+        raise self.retry(countdown=5, max_retries=40) from None

@@ -67,9 +67,13 @@ def worker_env(embeddings_server, llm) -> dict[str, str]:
         EMBEDDINGS_DIMENSIONS="384",
         EMBEDDING_BATCH_SIZE="4",
         MEMORY_AUTO_LEARN="1",
+        EMBEDDINGS_TIMEOUT="120",  # the stalled request stalls until the worker is killed
         # Short enough for a test, long enough that a live worker's task is rarely taken from
         # it (when it is, the per-task lock sends the second delivery back until it is free).
-        CELERY_VISIBILITY_TIMEOUT="4",
+        # Longer than the retry countdowns (5 s), as in production (an hour against at most
+        # 10 min): a task waiting for its countdown is held unacknowledged, and one held past
+        # the visibility timeout is delivered again while it waits, and again.
+        CELERY_VISIBILITY_TIMEOUT="8",
         CELERY_UNACKED_RESTORE_SECONDS="1",
     )
 
@@ -143,6 +147,40 @@ def test_a_source_whose_worker_is_killed_mid_indexing_is_finished_once_by_the_ot
     text = " ".join(c.text for c in chunks)
     assert all(f"Paragraph {i} sentence 0 " in text for i in range(1, PARTS + 1))
     assert survivor.alive() and not doomed.alive()
+
+
+def test_a_source_delivered_again_while_its_worker_still_holds_it_waits_for_it_then_is_finished_once(
+    two_workers, embeddings_server, admin
+):
+    """The visibility timeout ran out under a live worker (a stall longer than it): the second
+    delivery finds the source's lock taken and comes back later, instead of indexing beside it."""
+    embeddings_server.reset()
+    embeddings_server.enqueue(Scripted(delay=60))
+    collection = make_collection("Guides", everyone=True)
+    with transaction.atomic():
+        source = knowledge_services.source_create_from_upload(
+            user=admin, collection=collection, filename="guide.md", data=GUIDE.encode()
+        ).source
+    wait_until(lambda: embeddings_server.calls, what="the first embedding request")
+    holder = processes.worker_running("knowledge.index_source", two_workers)
+    (other,) = [w for w in two_workers if w is not holder]
+    wait_until(
+        lambda: "retry: Retry in 5s" in other.log_tail(100_000),
+        what="the second delivery to find the source busy",
+    )
+    assert len(embeddings_server.calls) == 1  # it did not index beside the holder
+    kill(holder)
+
+    source = wait_until(
+        lambda: Source.objects.filter(pk=source.pk, status__in=["ready", "failed"]).first(),
+        what="the source to be finished by the other worker",
+    )
+    processes.wait_for_idle_workers(queues=("ingest",))
+    source.refresh_from_db()
+    assert (source.status, source.error) == (Source.Status.READY, "")
+    chunks = Chunk.objects.filter(source=source)
+    assert sorted(chunks.values_list("ordinal", flat=True)) == list(range(source.chunk_count))
+    assert Document.objects.filter(source=source).count() == 1
 
 
 def test_a_turn_whose_worker_is_killed_mid_extraction_is_learned_once_by_the_other_worker(
