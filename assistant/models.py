@@ -107,6 +107,10 @@ class Message(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     model = models.CharField(max_length=200, blank=True)
+    # When memory extraction finished with this answer's turn (``assistant.memory.extraction``):
+    # set in the transaction that stores what was learned, so a redelivered or duplicated task
+    # never learns from the same turn twice.
+    learned_at = models.DateTimeField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     retrieval_ms = models.PositiveIntegerField(null=True, blank=True)

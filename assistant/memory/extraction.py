@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from assistant import llm
 from assistant.memory.selectors import (
@@ -24,6 +25,7 @@ from assistant.memory.selectors import (
 )
 from assistant.memory.services import MAX_ITEM_CHARS, parse_command, remember
 from assistant.models import Conversation, MemoryItem, Message
+from knowledge.embeddings import get_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -198,35 +200,88 @@ async def _complete_json(messages, schema):
     return await llm.complete_json(messages, schema=schema)
 
 
+class TurnBusy(Exception):
+    """Another worker is learning from this turn right now; try again once it is done."""
+
+
+# Advisory-lock namespace for "learning from answer N" (knowledge's indexing uses 7301/7302).
+LEARN_LOCK_NAMESPACE = 7303
+
+
+def _try_lock(answer_id) -> bool:
+    # A session lock, not a lease with an expiry: a worker killed mid-extraction loses its
+    # connection, and PostgreSQL releases the lock with it, so the redelivered task can go on.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [LEARN_LOCK_NAMESPACE, str(answer_id)]
+        )
+        return cursor.fetchone()[0]
+
+
+def _unlock(answer_id) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock(%s, hashtext(%s))", [LEARN_LOCK_NAMESPACE, str(answer_id)]
+        )
+
+
 def learn_from_turn(*, answer_id) -> list[str]:
     """Runs in a worker after an answer: asks the model for durable facts about the user and merges them.
 
     The model sees only the question the person wrote (never the answer or its passages), and
-    a fact is kept only when its words are in that question."""
-    import asyncio
+    a fact is kept only when its words are in that question.
 
+    Safe to run twice: a turn is learned from at most once (``Message.learned_at``, set with the
+    facts in one transaction). Raises ``TurnBusy`` while another worker is at the same turn."""
     answer = Message.objects.select_related("conversation", "reply_to").filter(pk=answer_id).first()
     if answer is None or answer.reply_to is None or answer.status != Message.Status.COMPLETE:
         return []
     conversation: Conversation = answer.conversation
     user = conversation.owner
-    if not conversation.remember or not is_enabled(user) or parse_command(answer.reply_to.content):
+    if (
+        answer.learned_at is not None
+        or not conversation.remember
+        or not is_enabled(user)
+        or parse_command(answer.reply_to.content)
+    ):
         return []
+    if not _try_lock(answer.pk):
+        raise TurnBusy(answer.pk)
+    try:
+        # Read again under the lock: the worker that held it may have just finished.
+        if Message.objects.filter(pk=answer.pk, learned_at__isnull=False).exists():
+            return []
+        return _learn_locked(answer, user)
+    finally:
+        _unlock(answer.pk)
+
+
+def _learn_locked(answer: Message, user) -> list[str]:
+    import asyncio
+
     # The user's facts nearest to this turn, numbered, so the model can say which one a new
     # statement corrects even when the two are phrased too differently for similarity to tell.
-    known = relevant_items(
-        user=user, query=answer.reply_to.content, limit=KNOWN_FACTS_IN_PROMPT, min_similarity=0.0
-    )
     said = answer.reply_to.content
+    known = relevant_items(user=user, query=said, limit=KNOWN_FACTS_IN_PROMPT, min_similarity=0.0)
     messages = _extraction_messages(said, known)
     try:
         raw = asyncio.run(_complete_json(messages, EXTRACTION_SCHEMA))
     except llm.LLMError:
+        # Not marked learned: a later delivery of the task may find the model back.
         logger.info("memory extraction skipped: the model is unavailable")
         return []
     facts = grounded_facts(parse_extraction(raw, known=len(known)), said)
-    for fact in facts:
-        with transaction.atomic():
+    # Embedded before the transaction: an embeddings endpoint is an external call.
+    vectors = get_embedder().embed_documents([fact.text for fact in facts]) if facts else []
+    with transaction.atomic():
+        # The marker and the facts commit together: a worker killed before this commit left
+        # nothing, one killed after it left both, and a later delivery stops at the marker.
+        marked = Message.objects.filter(pk=answer.pk, learned_at__isnull=True).update(
+            learned_at=timezone.now()
+        )
+        if not marked:
+            return []
+        for fact, vector in zip(facts, vectors, strict=True):
             replaced = [known[n - 1].pk for n in fact.replaces]
             MemoryItem.objects.filter(owner=user, pk__in=replaced).delete()
             remember(
@@ -234,6 +289,7 @@ def learn_from_turn(*, answer_id) -> list[str]:
                 text=fact.text,
                 source_message=answer.reply_to,
                 origin=MemoryItem.Origin.LEARNED,
+                vector=vector,
             )
     return [fact.text for fact in facts]
 

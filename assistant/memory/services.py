@@ -94,14 +94,17 @@ def remember(
     text: str,
     source_message: Message | None = None,
     origin: str = MemoryItem.Origin.PERSON,
+    vector: list[float] | None = None,
 ) -> MemoryItem:
     """Stores a fact, refreshing or replacing an item about the same thing instead of repeating it.
 
     ``origin``: ``LEARNED`` when the model proposed it after a turn, ``PERSON`` when the person
-    wrote it (on the memory page or with "remember that ...")."""
+    wrote it (on the memory page or with "remember that ..."). ``vector``: the text's embedding,
+    when the caller computed it before its transaction."""
     text = _clean(text)
     kind = classify_kind(text)
-    vector = get_embedder().embed_documents([text])[0]
+    if vector is None:
+        vector = get_embedder().embed_documents([text])[0]
     closest = (
         MemoryItem.objects.select_for_update()
         .filter(owner=user)

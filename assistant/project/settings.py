@@ -177,9 +177,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", 600, min_va
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", 660, min_value=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"knowledge.*": {"queue": "ingest"}}
-# An unacknowledged task (its worker died) is delivered again after this many seconds.
+# An unacknowledged task (its worker died) is delivered again after this many seconds. Every
+# running worker looks for such tasks once per CELERY_UNACKED_RESTORE_SECONDS (and a worker at
+# its start): kombu's default sweep is 10 s x a throttle of 10, so without this a task whose
+# worker was killed waited up to 100 s more, however short the visibility timeout.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600, min_value=1)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600, min_value=1),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", 60, min_value=1),
+    "unacked_restore_throttle": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -196,6 +196,28 @@ def stop_and_discard_late_writes(proc: ManagedProcess) -> None:
     empty_database()
 
 
+def stop_all_and_discard_late_writes(procs: list[ManagedProcess]) -> None:
+    """:func:`stop_and_discard_late_writes` for several processes at once: all are killed before
+    the wait for their database sessions to end (one at a time, each wait would run out its
+    time-out on the sessions of those still alive)."""
+    from tests.support.database import empty_database
+
+    for proc in procs:
+        proc.stop(timeout=0)
+    wait_for_other_db_sessions_to_end()
+    empty_database()
+
+
+def start_workers(*names: str, **kwargs) -> list[ManagedProcess]:
+    """Several workers started side by side (each :func:`start_worker` with ``name`` and the
+    same ``kwargs``): most of a start is waiting for the worker to answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [pool.submit(start_worker, name=name, **kwargs) for name in names]
+    return [future.result() for future in futures]
+
+
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("VAR_DIR", BASE_DIR / "var" / "test")) / "logs"
     # One folder per pytest-xdist process: both start a "worker" and a "daphne".
@@ -222,9 +244,10 @@ def start_worker(
         "--without-mingle",
         "--purge",  # tasks left queued by earlier tests refer to rows that are gone
         "-n",
-        f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+        nodename := f"{name}-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}",
     ]
     proc = ManagedProcess(name, argv, child_env(**env_extra), artifacts_dir() / f"{name}.log")
+    proc.nodename = nodename  # what Celery's remote control calls it (ping, inspect)
     wait_for_worker(proc)
     return proc
 
@@ -232,11 +255,13 @@ def start_worker(
 def wait_for_worker(proc: ManagedProcess, timeout: float = 30) -> None:
     from assistant.project.celery import app
 
+    # Its own answer: with another worker up, any answer would not say this one is ready.
+    destination = [proc.nodename] if getattr(proc, "nodename", None) else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"worker exited early:\n{proc.log_tail()}")
-        if app.control.ping(timeout=0.5):
+        if app.control.ping(timeout=0.5, destination=destination):
             return
     raise RuntimeError(f"worker did not answer pings in {timeout}s:\n{proc.log_tail()}")
 
@@ -261,3 +286,19 @@ def start_daphne(**env_extra: str) -> tuple[ManagedProcess, int]:
                 return proc, port
         time.sleep(0.1)
     raise RuntimeError(f"daphne did not listen:\n{proc.log_tail()}")
+
+
+def worker_running(task_name: str, workers: list[ManagedProcess], timeout: float = 30):
+    """The one of ``workers`` executing a ``task_name`` task, once one is (asked through
+    Celery's remote control, as an operator's ``celery inspect active`` would)."""
+    from assistant.project.celery import app
+
+    by_node = {worker.nodename: worker for worker in workers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = app.control.inspect(destination=list(by_node), timeout=1).active() or {}
+        for node, tasks in active.items():
+            if any(task["name"] == task_name for task in tasks):
+                return by_node[node]
+        time.sleep(0.05)
+    raise AssertionError(f"no worker runs {task_name} after {timeout} s")
