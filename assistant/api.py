@@ -9,6 +9,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from assistant import selectors, services
+from assistant.answering import extractive
 from assistant.models import Feedback, Message
 
 LIST_LIMIT = 200
@@ -111,6 +112,7 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         "citations": citations,
         "unsupported": _unsupported(message, sources),
         "from_cache": message.from_cache,
+        "extractive": extractive.is_extractive(message.model),
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,
