@@ -11,8 +11,9 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
-from assistant.answering import extractive
+from assistant.answering import cache, extractive
 from assistant.models import AnswerCacheEntry, Citation, Message
 from tests.support.answering import ask, collect, scripted_config
 from tests.support.knowledge import HANDBOOK, index_text, make_collection
@@ -145,6 +146,22 @@ async def test_an_extractive_answer_is_never_cached(staff_handbook, llm_server, 
     assert len(llm_server.chat_requests) == 5
     assert second[-1].message["from_cache"] is False
     assert text_of(second) == "Use the travel desk [1]."
+
+
+async def test_an_extractive_answer_stored_by_any_path_is_never_served_from_the_cache(
+    staff_handbook, llm_server, settings
+):
+    settings.ANSWER_CACHE_SECONDS = 3600
+    collection, reader = staff_handbook
+    llm_server.script(*[Reply.error(500)] * 4)
+    events = await collect(reader, await ask(reader, QUESTION), policy(llm_server))
+    answer = await Message.objects.aget(pk=events[-1].message["id"])
+
+    await sync_to_async(cache.store)(key="k", message=answer)
+    assert not await AnswerCacheEntry.objects.aexists()
+    # An entry written some other way (an older release) is still refused.
+    await AnswerCacheEntry.objects.acreate(key="k", message=answer, created_at=timezone.now())
+    assert await sync_to_async(cache.lookup)(key="k", collection_ids=[collection.pk]) is None
 
 
 async def test_a_strangers_extractive_answer_quotes_nothing_from_a_collection_they_cannot_read(
