@@ -105,7 +105,7 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
     return {
         "id": str(message.pk),
         "role": message.role,
-        "content": message.content,
+        "content": extractive.visible_content(message.model, message.content, sources),
         "status": Message.Status.FAILED if stale else message.status,
         "error": services.INTERRUPTED if stale else message.error,
         "sources": sources,

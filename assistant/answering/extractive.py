@@ -34,8 +34,33 @@ _FENCE = re.compile(r"`{3,}|~{3,}")
 _BRACKETED_NUMBER = re.compile(r"\[(\d{1,3}(?: *, *\d{1,3})*)\]")
 
 
+UNAVAILABLE = "(This passage is no longer available to you.)"
+
+_QUOTE_LINE = re.compile(r"> \[(\d{1,3})\] ")
+
+
 def is_extractive(model: str) -> bool:
     return model == MODEL
+
+
+def visible_content(model: str, content: str, sources: Sequence[dict]) -> str:
+    """The answer's text as its reader may see it now.
+
+    An extractive answer is nothing but its passages, word for word, so a quote of a passage
+    the reader can no longer read (``sources`` marks it ``unavailable``, as the conversation
+    API does) gives way to a note, keeping its number. Any other answer is returned as is.
+    """
+    if not is_extractive(model):
+        return content
+    gone = {s.get("n") for s in sources if isinstance(s, dict) and s.get("unavailable")}
+    if not gone:
+        return content
+    paragraphs = content.split("\n\n")  # each quote is one paragraph (``quote`` flattens it)
+    for index, paragraph in enumerate(paragraphs):
+        match = _QUOTE_LINE.match(paragraph)
+        if match and int(match.group(1)) in gone:
+            paragraphs[index] = f"> [{match.group(1)}] {UNAVAILABLE}"
+    return "\n\n".join(paragraphs)
 
 
 def quote(text: str, limit: int = PASSAGE_CHARS) -> str:

@@ -49,3 +49,22 @@ def test_a_documents_own_bracketed_numbers_are_not_taken_for_citations():
     text = extractive.answer_text([source(1, "As shown in [2] and [2, 3], flights [1] cost.")])
     assert "As shown in (2) and (2, 3), flights (1) cost." in text
     assert [m.number for m in parse_citations(text, {1, 2, 3})[1]] == [1]
+
+
+def test_a_quote_of_a_passage_no_longer_readable_gives_way_to_a_note():
+    content = extractive.answer_text([source(1, "Open text."), source(2, "Secret salary bands.")])
+    sources = [{"n": 1, "text": "Open text."}, {"n": 2, "unavailable": True}]
+
+    shown = extractive.visible_content(extractive.MODEL, content, sources)
+
+    assert "Secret" not in shown
+    assert f"> [2] {extractive.UNAVAILABLE}" in shown
+    assert "> [1] Open text." in shown and shown.startswith(extractive.INTRO)
+
+
+def test_only_extractive_answers_are_redacted():
+    text = "The bands are secret [2]."
+    gone = [{"n": 2, "unavailable": True}]
+    assert extractive.visible_content("scripted-model", text, gone) == text
+    content = extractive.answer_text([source(1, "Open text.")])
+    assert extractive.visible_content(extractive.MODEL, content, [{"n": 1}]) == content

@@ -60,7 +60,14 @@ async def test_a_model_down_before_the_first_token_is_retried_then_the_fallback_
     staff_handbook, llm_server
 ):
     _, reader = staff_handbook
-    llm_server.script(Reply.error(500), Reply.error(503), Reply.error(500), Reply.error(502))
+    # Four ways to fail before the first token: a 500, an error event as the stream's first
+    # chunk, a 502, and a connection cut after the headers.
+    llm_server.script(
+        Reply.error(500),
+        Reply.error_mid_stream(["never sent"], after=0),
+        Reply.error(502),
+        Reply.dropped(["never sent"], after=0),
+    )
     question = await ask(reader, QUESTION)
 
     events = await collect(reader, question, policy(llm_server))

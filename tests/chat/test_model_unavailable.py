@@ -108,6 +108,28 @@ async def test_the_socket_keeps_a_partial_answer_as_failed_when_the_model_dies_m
     assert models_asked(llm_server) == ["scripted-model"]  # text was shown: never retried
 
 
+def test_after_losing_access_the_reader_no_longer_sees_the_quoted_passages(
+    llm_server, handbook, make_user
+):
+    user = make_user()
+    llm_server.script(*DOWN)
+    call_command("ask", QUESTION, "--user", user.email, stdout=io.StringIO())
+    answer = Message.objects.get(role=Message.Role.ASSISTANT)
+    assert "travel desk" in answer.content
+    http = Client()
+    http.force_login(user)
+    url = f"/api/conversations/{answer.conversation_id}"
+    assert "travel desk" in http.get(url).json()["messages"][-1]["content"]
+
+    handbook.visibility = handbook.Visibility.GROUPS  # now for named groups only: not theirs
+    handbook.save()
+
+    shown = http.get(url).json()["messages"][-1]
+    assert "travel desk" not in shown["content"]
+    assert f"> [1] {extractive.UNAVAILABLE}" in shown["content"]
+    assert shown["extractive"] is True
+
+
 def test_the_cli_ask_prints_the_passages_quoted(llm_server, handbook, admin):
     llm_server.script(*DOWN)
     out, err = io.StringIO(), io.StringIO()
