@@ -9,6 +9,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from assistant import selectors, services
+from assistant.answering import extractive
 from assistant.models import Feedback, Message
 
 LIST_LIMIT = 200
@@ -104,13 +105,14 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
     return {
         "id": str(message.pk),
         "role": message.role,
-        "content": message.content,
+        "content": extractive.visible_content(message.model, message.content, sources),
         "status": Message.Status.FAILED if stale else message.status,
         "error": services.INTERRUPTED if stale else message.error,
         "sources": sources,
         "citations": citations,
         "unsupported": _unsupported(message, sources),
         "from_cache": message.from_cache,
+        "extractive": extractive.is_extractive(message.model),
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,

@@ -183,7 +183,10 @@ class LLMRequestRejected(LLMError):
 class LLMStreamBroken(LLMError):
     """The stream failed after text was already delivered; keep what arrived."""
 
-    user_message = "The answer was interrupted before it was finished."
+    user_message = (
+        "The answer was interrupted: the language model stopped partway through. "
+        "What it wrote is kept; try again for a complete answer."
+    )
 
 
 class _EndedEarly(Exception):

@@ -14,8 +14,9 @@ would, so the key is everything the answer depended on:
 Only a first question is stored or served, with no memory item, history or thread in its
 prompt; for such a question the prompt does not carry the asker's name either, so nothing in
 it belongs to one person. A hit is re-checked before it is given: the answer it copies must
-be complete, not superseded, without unsupported citations or a thumbs-down (on it or on any
-copy), and every passage it shows must still exist in the asker's collections. Regenerating
+be complete, written by a model (never the quoted passages given while it was down), not
+superseded, without unsupported citations or a thumbs-down (on it or on any copy), and every
+passage it shows must still exist in the asker's collections. Regenerating
 an answer always asks the model afresh, and the fresh answer replaces the entry.
 """
 
@@ -33,7 +34,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from assistant import llm
-from assistant.answering import prompts
+from assistant.answering import extractive, prompts
 from assistant.models import AnswerCacheEntry, Feedback, Message
 from knowledge import embeddings
 from knowledge.selectors import chunks_all_readable
@@ -95,6 +96,7 @@ def lookup(*, key: str, collection_ids) -> Message | None:
         or message.status != Message.Status.COMPLETE
         or message.superseded
         or message.unsupported
+        or extractive.is_extractive(message.model)
     ):
         return None
     disliked = Feedback.objects.filter(rating=Feedback.Rating.DOWN).filter(
@@ -115,8 +117,11 @@ def lookup(*, key: str, collection_ids) -> Message | None:
 
 
 def store(*, key: str, message: Message) -> None:
-    """Makes ``message`` the answer for ``key`` (a fresh answer replaces an older one)."""
-    if not enabled():
+    """Makes ``message`` the answer for ``key`` (a fresh answer replaces an older one).
+
+    Only a model's answer is kept: quoted passages given while the model was down
+    (``answering.extractive``) would otherwise stand in for a real answer for days."""
+    if not enabled() or extractive.is_extractive(message.model):
         return
     AnswerCacheEntry.objects.filter(created_at__lt=_since()).delete()
     AnswerCacheEntry.objects.update_or_create(

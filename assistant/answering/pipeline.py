@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from assistant import llm, selectors, services
-from assistant.answering import cache, grounding, metrics, prompts
+from assistant.answering import cache, extractive, grounding, metrics, prompts
 from assistant.answering.citations import CitationStreamParser
 from assistant.answering.events import (
     CitationEvent,
@@ -129,6 +129,7 @@ async def answer_stream(
     shared: bool = False,
     thread_context: Sequence[tuple[str, str]] = (),
     use_cache: bool = True,
+    allow_extractive: bool = True,
 ) -> AsyncIterator[Event]:
     """Answers ``question`` as ``user``.
 
@@ -139,6 +140,9 @@ async def answer_stream(
     Malformed ``thread_context`` raises ``ValueError`` before the answer is started.
     ``use_cache``: False asks the model afresh (regenerate, evaluation) instead of reusing an
     identical recent question's answer (``answering.cache``); the fresh answer is still stored.
+    ``allow_extractive``: when every model attempt fails before its first token, answer with
+    the best passages quoted (``answering.extractive``) instead of failing; False (evaluation,
+    which measures the model) keeps the failure.
     """
     started = time.perf_counter()
     context = prompts.clean_thread_context(thread_context)
@@ -233,6 +237,7 @@ async def answer_stream(
     by_number = {s["n"]: s for s in shown}
     state = _AnswerState()
     stream = llm.stream_chat(messages, config=config)
+    quoted = ""  # the extractive answer, when no model wrote a word
     try:
         async for item in stream:
             if isinstance(item, llm.Completion):
@@ -252,23 +257,35 @@ async def answer_stream(
     except llm.LLMError as exc:
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
-        timings.update(state.timings(started))
-        await _finish(
-            answer, state, Message.Status.FAILED, timings, config, shared, error=exc.user_message
-        )
-        metrics.answer_log(
-            message_id=message_id,
-            status=Message.Status.FAILED,
-            timings=timings,
-            search_timings=search_timings,
-        )
-        yield ErrorEvent(
-            code="llm_unavailable" if not state.text else "llm_stream_broken",
-            message=exc.user_message,
-            message_id=message_id,
-            sources=[{**s, "generated": False} for s in shown],
-        )
-        return
+        if allow_extractive and state.first_token_ms is None:
+            quoted = extractive.answer_text(shown)
+        if not quoted:
+            timings.update(state.timings(started))
+            await _finish(
+                answer,
+                state,
+                Message.Status.FAILED,
+                timings,
+                config,
+                shared,
+                error=exc.user_message,
+            )
+            metrics.answer_log(
+                message_id=message_id,
+                status=Message.Status.FAILED,
+                timings=timings,
+                search_timings=search_timings,
+            )
+            yield ErrorEvent(
+                code="llm_unavailable" if not state.text else "llm_stream_broken",
+                message=exc.user_message,
+                message_id=message_id,
+                sources=[{**s, "generated": False} for s in shown],
+            )
+            return
+        # No model wrote a word (retries and the fallback included): the passages found for
+        # this person still answer better than an error (answered below, outside this handler).
+        log.warning("no model answered (%.200s); answering with the passages", exc)
     except (asyncio.CancelledError, GeneratorExit):
         # Stopped by the user (task cancelled) or the consumer closed the stream: keep the text.
         await stream.aclose()
@@ -283,6 +300,16 @@ async def answer_stream(
             search_timings=search_timings,
         )
         raise
+    if quoted:
+        async for event in _extractive_answer(answer, sources, shown, quoted, started, timings):
+            yield event
+        metrics.answer_log(
+            message_id=message_id,
+            status=Message.Status.COMPLETE,
+            timings=timings,
+            search_timings=search_timings,
+        )
+        return
     timings.update(state.timings(started))
     final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, shared)
     if cache_key and not final.unsupported:
@@ -375,6 +402,46 @@ async def _cached_answer(
     yield DoneEvent(message=message_dict(final), usage=usage, timings=timings)
 
 
+async def _extractive_answer(
+    answer: Message,
+    sources: list[dict],
+    shown: list[dict],
+    text: str,
+    started: float,
+    timings: dict,
+) -> AsyncIterator[Event]:
+    """``text``, the best passages quoted with their markers (``answering.extractive``),
+    streamed and stored as a complete answer whose model is ``extractive``; ``timings`` gets
+    the answer's totals.
+
+    Never cached (only a model's answer is) and never learned from: it holds no words of the
+    person's or the model's that memory extraction or a summary could use, and both would ask
+    the model that just failed."""
+    message_id = str(answer.pk)
+    parser = CitationStreamParser({s["n"] for s in sources})
+    state = _AnswerState()
+    by_number = {s["n"]: s for s in shown}
+    state.first_token_ms = (time.perf_counter() - started) * 1000
+    # The whole text is known at once, so it is stored before anything is sent: a stop or a
+    # consumer that goes away mid-way can no longer leave it half written.
+    events = state.take(parser.feed(text), by_number, message_id)
+    events += state.take(parser.finish(), by_number, message_id)
+    timings.update(state.timings(started))
+    final = await db(services.answer_finish)(
+        message_id=answer.pk,
+        content=state.text,
+        status=Message.Status.COMPLETE,
+        model=extractive.MODEL,
+        timings=timings,
+        citations=list(state.cited.values()),
+        learn=False,
+    )
+    for event in events:
+        yield event
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "model": extractive.MODEL}
+    yield DoneEvent(message=message_dict(final), usage=usage, timings=timings)
+
+
 class _AnswerState:
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -462,4 +529,5 @@ def message_dict(message: Message) -> dict:
         "model": message.model,
         "unsupported": message.unsupported,
         "from_cache": message.from_cache,
+        "extractive": extractive.is_extractive(message.model),
     }

@@ -101,13 +101,28 @@ async def test_a_user_without_access_gets_nothing_from_the_collection(
     assert "couldn't find" in "".join(e.text for e in events if e.type == "delta")
 
 
-async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generated(
-    staff_handbook, llm_server
-):
+async def test_an_unreachable_model_quotes_the_passages_found_instead(staff_handbook, llm_server):
+    # Issue 15: once retries are used up, the passages found answer (tests/assistant/
+    # test_model_failures.py has the whole policy); before, this was an error.
     _, reader = staff_handbook
     llm_server.script(Reply.error(500), Reply.error(500))
     question = await ask(reader, "How do I book a flight?")
     events = await collect(reader, question, retry_once_config(llm_server))
+    done = events[-1]
+    assert done.type == "done" and done.message["extractive"] is True
+    assert "travel desk" in "".join(e.text for e in events if e.type == "delta")
+    answer = await Message.objects.aget(pk=done.message["id"])
+    assert answer.status == Message.Status.COMPLETE and answer.model == "extractive"
+
+
+async def test_an_unreachable_model_gives_an_error_with_the_passages_not_generated(
+    staff_handbook, llm_server
+):
+    """Where quoting is not wanted (evaluation measures the model), the failure stays."""
+    _, reader = staff_handbook
+    llm_server.script(Reply.error(500), Reply.error(500))
+    question = await ask(reader, "How do I book a flight?")
+    events = await collect(reader, question, retry_once_config(llm_server), allow_extractive=False)
     error = events[-1]
     assert error.type == "error" and error.code == "llm_unavailable"
     assert error.sources and all(s["generated"] is False for s in error.sources)
@@ -132,7 +147,13 @@ async def test_a_hanging_model_fails_within_the_timeout(staff_handbook, llm_serv
     llm_server.script(Reply.hanging(), Reply.hanging())
     question = await ask(reader, "How do I book a flight?")
     events = await asyncio.wait_for(
-        collect(reader, question, scripted_config(llm_server, read_timeout=0.5)), 10
+        collect(
+            reader,
+            question,
+            scripted_config(llm_server, read_timeout=0.5),
+            allow_extractive=False,
+        ),
+        10,
     )
     assert events[-1].type == "error"
     answer = await Message.objects.aget(pk=events[-1].message_id)

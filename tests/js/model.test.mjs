@@ -7,6 +7,7 @@ import {
   asSource,
   fromApi,
   localMessage,
+  offersRetry,
   readingText,
   signature,
   sourceDetails,
@@ -91,7 +92,7 @@ describe("fromApi", () => {
       { ...m, cited: [...m.cited] },
       {
         id: "m1", role: "assistant", content: "", status: "complete", error: "", sources: [], citations: [], cited: [],
-        unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false, memory: [], versions: null, el: null,
+        unsupported: [], fromCache: false, extractive: false, feedback: null, replyTo: null, notUsed: false, memory: [], versions: null, el: null,
       }
     );
   });
@@ -108,6 +109,31 @@ describe("fromApi", () => {
     assert.deepEqual(m.unsupported, []);
     assert.equal(m.replyTo, "q1");
     assert.deepEqual(m.memory, [{ text: "Lyon" }]);
+  });
+});
+
+describe("extractive answers and offersRetry", () => {
+  it("reads the extractive mark, strictly", () => {
+    assert.equal(fromApi({ id: "m1", role: "assistant", extractive: true }).extractive, true);
+    assert.equal(fromApi({ id: "m1", role: "assistant", extractive: "true" }).extractive, false);
+    assert.equal(localMessage("assistant", "").extractive, false);
+  });
+
+  it("offers to try again after a failure or quoted passages, never while writing", () => {
+    const answer = (fields) => fromApi({ id: "m1", role: "assistant", ...fields });
+    assert.equal(offersRetry(answer({ status: "failed", content: "Book thr" })), true);
+    assert.equal(offersRetry(answer({ status: "complete", extractive: true })), true);
+    assert.equal(offersRetry(answer({ status: "complete" })), false);
+    assert.equal(offersRetry(answer({ status: "streaming", extractive: true })), false);
+    assert.equal(offersRetry(answer({ status: "stopped" })), false);
+    assert.equal(offersRetry(localMessage("assistant", "")), false); // not stored yet
+    assert.equal(offersRetry(fromApi({ id: "q1", role: "user", status: "failed" })), false);
+  });
+
+  it("changes the signature, so a reload re-renders the note", () => {
+    const plain = fromApi({ id: "m1", role: "assistant", content: "x" });
+    const quoted = fromApi({ id: "m1", role: "assistant", content: "x", extractive: true });
+    assert.notEqual(signature(plain), signature(quoted));
   });
 });
 

@@ -162,6 +162,14 @@ describe("applyDone", () => {
     assert.equal(answer.fromCache, false);
   });
 
+  it("marks an answer made of passages quoted while the model was unavailable", () => {
+    const answer = streamingAnswer();
+    applyDone(answer, { id: "m1", status: "complete", content: "> [1] Book early.", extractive: true });
+    assert.equal(answer.extractive, true);
+    applyDone(answer, { id: "m1", status: "complete", content: "x", extractive: "yes" });
+    assert.equal(answer.extractive, false);
+  });
+
   it("marks an answer served from the cache", () => {
     const answer = streamingAnswer();
     applyDone(answer, { id: "m1", status: "complete", content: "Cached.", from_cache: true });
@@ -183,7 +191,8 @@ describe("applyFailure and errorText", () => {
     const answer = streamingAnswer();
     applyFailure(answer, { code: "llm_stream_broken", sources: [] });
     assert.deepEqual(answer.sources.map((s) => s.n), [1]);
-    assert.equal(answer.error, "The answer was cut off. Try regenerating it.");
+    // The page offers "Try again" beside the note (render.js), so the note names that button.
+    assert.equal(answer.error, "The answer was cut off. Try again for a complete answer.");
   });
 
   it("explains known codes and falls back for unknown ones", () => {

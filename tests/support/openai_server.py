@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["RecordedRequest", "Reply", "ScriptedOpenAI"]
+__all__ = ["RecordedRequest", "Reply", "ScriptedOpenAI", "refused_base_url"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Reply:
     error_message: str = "scripted error"
     hang: bool = False
     drop_after: int | None = None
+    error_after: int | None = None
+    stall_after: int | None = None
     usage: bool = True
     finish_reason: str = "stop"
     model: str | None = None
@@ -79,6 +81,19 @@ class Reply:
     def dropped(cls, tokens: Iterable[str], after: int, delay: float = 0.0) -> Reply:
         """Stream ``after`` tokens, then cut the connection without ending the body."""
         return cls(tokens=tuple(tokens), drop_after=after, delay=delay)
+
+    @classmethod
+    def error_mid_stream(
+        cls, tokens: Iterable[str], after: int, message: str = "scripted error", delay: float = 0.0
+    ) -> Reply:
+        """Stream ``after`` tokens, then an OpenAI error event (``data: {"error": ...}``) and
+        end the body, as vLLM and hosted APIs report a failure once the headers are sent."""
+        return cls(tokens=tuple(tokens), error_after=after, error_message=message, delay=delay)
+
+    @classmethod
+    def stalled(cls, tokens: Iterable[str], after: int, delay: float = 0.0) -> Reply:
+        """Stream ``after`` tokens, then send nothing more until the client gives up."""
+        return cls(tokens=tuple(tokens), stall_after=after, delay=delay)
 
 
 @dataclass
@@ -293,6 +308,12 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.drop_after is not None and index >= reply.drop_after:
                 self._drop()
                 return
+            if reply.error_after is not None and index >= reply.error_after:
+                self._end_with_error(reply)
+                return
+            if reply.stall_after is not None and index >= reply.stall_after:
+                self._wait(None)
+                return
             if index:
                 self._wait(reply.delay)
             self._write_event(chunks.token(token))
@@ -306,6 +327,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")  # the zero-length chunk that ends the body
         request.finished = True
+
+    def _end_with_error(self, reply: Reply) -> None:
+        """An error event in place of the rest of the answer, then a well-formed end."""
+        self._write_event(_error_body(reply.error_message, 500))
+        self._write_chunk(b"")
+        self.close_connection = True
 
     def _write_event(self, payload: dict[str, Any]) -> None:
         self._write_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
@@ -433,3 +460,12 @@ def _error_body(message: str, status: int) -> dict[str, Any]:
         else "invalid_request_error"
     )
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def refused_base_url() -> str:
+    """A base URL where nothing listens: connecting is refused at once, like a model server
+    that is down. The port was free a moment ago; nothing in a test binds it again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"

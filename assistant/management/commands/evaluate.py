@@ -177,8 +177,10 @@ class AnswerRun:
 async def _run(user, question) -> AnswerRun:
     run = AnswerRun()
     started = time.perf_counter()
-    # Measures the model's answers: a cached one would measure nothing.
-    async for event in answer_stream(user=user, question=question, use_cache=False):
+    # Measures the model's answers: a cached one, or passages quoted while it was down, would
+    # measure nothing.
+    stream = answer_stream(user=user, question=question, use_cache=False, allow_extractive=False)
+    async for event in stream:
         if event.type == "retrieval":
             run.sources = event.sources
         elif event.type == "delta":

@@ -76,6 +76,7 @@ export function fromApi(raw) {
     cited: new Set(citations.map((c) => c.n)),
     unsupported: Array.isArray(raw.unsupported) ? raw.unsupported : [],
     fromCache: raw.from_cache === true,
+    extractive: raw.extractive === true,
     feedback: raw.feedback || null,
     replyTo: raw.reply_to || null,
     notUsed: raw.status === "failed",
@@ -89,7 +90,7 @@ export function fromApi(raw) {
 export function localMessage(role, content) {
   return {
     id: null, role, content, status: role === "user" ? "complete" : "pending", error: "", sources: [],
-    citations: [], cited: new Set(), unsupported: [], fromCache: false, feedback: null, replyTo: null, notUsed: false,
+    citations: [], cited: new Set(), unsupported: [], fromCache: false, extractive: false, feedback: null, replyTo: null, notUsed: false,
     memory: [], versions: null, el: null,
   };
 }
@@ -98,8 +99,17 @@ export function localMessage(role, content) {
 export function signature(m) {
   return JSON.stringify([
     m.role, m.content, m.status, m.error, m.feedback && m.feedback.rating, m.sources.length, [...m.cited],
-    m.unsupported, m.fromCache, m.versions && [m.versions.index, m.versions.count],
+    m.unsupported, m.fromCache, m.extractive, m.versions && [m.versions.index, m.versions.count],
   ]);
+}
+
+/**
+ * Whether an answer that ended offers "Try again" beside its note: one that failed (the model
+ * is worth asking again, and a cut-off answer is unfinished), and one made of quoted passages
+ * because the model was unavailable.
+ */
+export function offersRetry(m) {
+  return m.role === "assistant" && Boolean(m.id) && (m.status === "failed" || (m.status === "complete" && m.extractive === true));
 }
 
 /** The id of the version `step` (-1 or 1) away from the one shown, or null at either end. */

@@ -5,7 +5,7 @@
  */
 
 import { renderMarkdown } from "./markdown.js";
-import { readingText, signature } from "./model.js";
+import { offersRetry, readingText, signature } from "./model.js";
 import { els, isNearBottom, root, scrollToBottom, template } from "./page.js";
 import { GREYED, groupSources, passageTitle } from "./sources.js";
 import { isLive, lastOf, state } from "./state.js";
@@ -52,6 +52,8 @@ function renderAnswer(m) {
   renderAnswerStatus(m);
   renderMemory(m);
   m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
+  m.el.querySelector(".answer-extractive").hidden = !m.extractive || writing;
+  renderRetry(m, canRegenerate(m));
   renderSources(m);
   renderVersions(m, li.querySelector('.answer-tools [data-action="copy"]'));
   li.querySelector(".answer-tools").hidden = writing || !m.id;
@@ -79,6 +81,23 @@ function renderAnswerStatus(m) {
   line.textContent = text;
   line.dataset.kind = kind;
   line.hidden = !text;
+}
+
+/**
+ * "Try again" beside a failed answer's note or an extractive answer's: only where regenerate
+ * is offered (the conversation's last answer, nothing being written), as it regenerates.
+ */
+function renderRetry(m, allowed) {
+  m.el.querySelector(".answer-retry").hidden = !allowed || m.extractive || !offersRetry(m);
+  for (const button of m.el.querySelectorAll('[data-action="try-again"]')) button.hidden = !allowed;
+}
+
+function isBusy() {
+  return Boolean(state.live) || state.messages.some((m) => m.status === "streaming");
+}
+
+function canRegenerate(m) {
+  return !isBusy() && m === lastOf("assistant") && Boolean(m.id);
 }
 
 /** Which of the user's memory items the answer was given (their own, shown only to them). */
@@ -191,15 +210,15 @@ export function refreshChrome() {
   els.empty.hidden = hasMessages || Boolean(state.conversationId);
   els.title.textContent = state.title || (state.conversationId ? "Untitled conversation" : "New chat");
   document.title = (state.title || "Chat") + " · Assistant";
-  const busy = Boolean(state.live) || state.messages.some((m) => m.status === "streaming");
-  const lastAnswer = lastOf("assistant");
+  const busy = isBusy();
   const lastQuestion = lastOf("user");
   for (const m of state.messages) {
     if (!m.el) continue;
     if (m.role === "assistant") {
-      const canRegenerate = !busy && m === lastAnswer && Boolean(m.id);
-      m.el.querySelector('[data-action="regenerate"]').hidden = !canRegenerate;
-      m.el.querySelector('[data-action="ask-afresh"]').hidden = !canRegenerate;
+      const allowed = canRegenerate(m);
+      m.el.querySelector('[data-action="regenerate"]').hidden = !allowed;
+      m.el.querySelector('[data-action="ask-afresh"]').hidden = !allowed;
+      renderRetry(m, allowed);
     } else {
       m.el.querySelector('[data-action="edit"]').hidden = busy || m !== lastQuestion || !m.id;
     }

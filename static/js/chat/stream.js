@@ -13,7 +13,7 @@ const FALLBACK_MESSAGES = {
   rate_limited: "You are asking too fast. Wait a moment and try again.",
   busy: "An answer in this conversation is still being written; stop it or wait.",
   llm_unavailable: "The language model is not reachable right now. Try again in a moment.",
-  llm_stream_broken: "The answer was cut off. Try regenerating it.",
+  llm_stream_broken: "The answer was cut off. Try again for a complete answer.",
   retrieval_failed: "Searching the knowledge failed. Try again in a moment.",
   too_long: "That question is too long.",
   not_found: "That conversation or message no longer exists.",
@@ -58,6 +58,7 @@ export function applyDone(answer, message) {
   answer.error = message.error || "";
   answer.unsupported = Array.isArray(message.unsupported) ? message.unsupported : [];
   answer.fromCache = message.from_cache === true;
+  answer.extractive = message.extractive === true;
 }
 
 /**

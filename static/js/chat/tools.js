@@ -137,6 +137,7 @@ export function onListClick(event) {
       break;
     case "regenerate":
     case "ask-afresh":
+    case "try-again":
       regenerate(m);
       break;
     case "edit":
