@@ -19,10 +19,11 @@ import {
   setPressed,
 } from "./render.js";
 import { renderSidebar } from "./sidebar.js";
-import { sendFrame } from "./socket.js";
+import { dropFromOutbox, sendFrame } from "./socket.js";
 import { lastOf, liveAnswer, state } from "./state.js";
 import {
   PIPELINE_ERRORS,
+  TRANSIENT_ERRORS,
   applyAttached,
   applyCitation,
   applyDelta,
@@ -30,6 +31,7 @@ import {
   applyFailure,
   applyRetrieval,
   errorText,
+  refusesWaiting,
 } from "./stream.js";
 import { conversationPageUrl } from "./urls.js";
 
@@ -142,7 +144,7 @@ function abandonLive(frame) {
   } else if (state.conversationId) {
     loadConversation(state.conversationId, { quiet: true });
   }
-  showNotice(errorText(frame), frame.code === "busy" || frame.code === "rate_limited" ? "info" : "error");
+  showNotice(errorText(frame), TRANSIENT_ERRORS.has(frame.code) ? "info" : "error");
   els.input.focus();
 }
 
@@ -244,6 +246,14 @@ export function onDone(frame) {
 export function onError(frame) {
   const live = state.live;
   if (live && frame.request_id && frame.request_id === live.requestId && !live.acked) {
+    abandonLive(frame);
+    return;
+  }
+  if (live && !live.acked && refusesWaiting(frame)) {
+    // The server took the socket but cannot work now (Redis restarting) and closes it: the
+    // request waiting to go out (or just sent into the closing socket) will not be answered.
+    // Give it back now rather than let it wait for a connection that may take a while.
+    dropFromOutbox(live.requestId);
     abandonLive(frame);
     return;
   }
