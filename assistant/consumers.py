@@ -26,7 +26,9 @@ from assistant.project.threads import db
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_TRY_AGAIN = 1013  # WebSocket's "try again later": the tab reconnects by itself
+# "Try again later" (HTTP's 503 in the 4000s, as 4401 is its 401: servers may not send
+# WebSocket's own 1013): a service the socket needs is down; the tab reconnects by itself.
+CLOSE_TRY_AGAIN = 4503
 
 # Redis (the rate limit's cache, the channel layer, stop flags) unreachable: restarting, failing
 # over. redis-py's ConnectionError also covers a Redis still loading its data after a restart.
@@ -113,7 +115,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             # first, so a question it was holding gets a clear refusal rather than a wait.
             logger.warning("channel layer unreachable; closing the socket", exc_info=True)
             self.open = False
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 if not getattr(self, "accepted", False):
                     await send({"type": "websocket.accept"})
                     error = {"type": "error", "code": "unavailable", "message": UNAVAILABLE}

@@ -14,7 +14,7 @@
  *   "open"        the socket is connected (first time and after every reconnect);
  *   "reconnected" connected again after a drop: events may have been missed, so refresh;
  *   "close"       the socket dropped ({ code }); a reconnect is already scheduled (closed
- *                 with 1013, "try again later", it backs off as if the connection had failed).
+ *                 with 4503, "try again later", it backs off as if the connection had failed).
  * `on("*", fn)` receives every server event.
  *
  * The socket opens on the first subscription, reconnects with exponential backoff and full
@@ -43,7 +43,7 @@
   const SIGNED_OUT = 4401; // the server's close code for "no longer signed in"
   // "Try again later": the server is up but a service it needs (Redis) is not. The socket
   // opened, yet the backoff keeps growing, so tabs do not reconnect twice a second meanwhile.
-  const TRY_AGAIN = 1013;
+  const TRY_AGAIN = 4503;
   let attemptsBeforeOpen = 0;
 
   function url() {
