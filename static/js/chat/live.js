@@ -249,12 +249,16 @@ export function onError(frame) {
     abandonLive(frame);
     return;
   }
-  if (live && !live.acked && refusesWaiting(frame)) {
-    // The server took the socket but cannot work now (Redis restarting) and closes it: the
+  if (refusesWaiting(frame)) {
+    // The server took the socket but cannot work now (Redis restarting) and closes it: a
     // request waiting to go out (or just sent into the closing socket) will not be answered.
-    // Give it back now rather than let it wait for a connection that may take a while.
-    dropFromOutbox(live.requestId);
-    abandonLive(frame);
+    // Give it back now rather than let it wait for a connection that may take a while. With
+    // nothing waiting, "Reconnecting…" already says enough (an answer being written carries
+    // on and is shown once the socket is back).
+    if (live && !live.acked) {
+      dropFromOutbox(live.requestId);
+      abandonLive(frame);
+    }
     return;
   }
   const answer = frame.message_id ? liveAnswer(frame.message_id) : null;
