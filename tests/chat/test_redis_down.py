@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
 
+from assistant import services
 from assistant.models import Message
 from tests.support.processes import free_port
 from tests.support.sessions import session_cookie_for
@@ -82,6 +83,24 @@ async def test_a_regenerate_or_edit_while_the_cache_is_down_is_refused_and_chang
         assert (error["code"], error["request_id"]) == ("unavailable", "r3")
     after = await sync_to_async(list)(Message.objects.values_list("pk", "superseded", "content"))
     assert after == before
+    await client.close()
+
+
+async def test_a_stop_that_cannot_reach_redis_says_so_and_keeps_the_socket(make_user, settings):
+    """An answer written by another process is stopped through a Redis flag: with Redis down
+    the stop cannot travel, and the person is told (after hello: about this frame only)."""
+    user = await sync_to_async(make_user)()
+    question = await sync_to_async(services.question_create)(
+        user=user, conversation=None, text=QUESTION
+    )
+    answer = await sync_to_async(services.answer_start)(question=question, sources=[])
+    settings.REDIS_URL = dead_redis()  # read by this test's own Redis client (its event loop)
+    client = await open_socket(user)
+    await client.send(type="stop", message_id=str(answer.pk))
+    error = (await client.until_type("error"))[-1]
+    assert error["code"] == "unavailable" and "request_id" not in error
+    await client.send(type="ping")
+    assert (await client.until_type("pong"))[-1] == {"type": "pong"}
     await client.close()
 
 

@@ -202,10 +202,12 @@ describe("applyFailure and errorText", () => {
 });
 
 describe("refusesWaiting (Redis restarting)", () => {
-  it("is the socket-wide unavailable error, not a refusal of one request", () => {
-    assert.equal(refusesWaiting({ type: "error", code: "unavailable", message: "…" }), true);
-    assert.equal(refusesWaiting({ type: "error", code: "unavailable", request_id: "r1" }), false);
-    assert.equal(refusesWaiting({ type: "error", code: "rate_limited" }), false);
+  it("is the unavailable error that comes instead of hello, not a refusal of one frame", () => {
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable", message: "…" }, false), true);
+    // After hello: about one frame (a stop that could not reach Redis), not the socket.
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable" }, true), false);
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable", request_id: "r1" }, false), false);
+    assert.equal(refusesWaiting({ type: "error", code: "rate_limited" }, false), false);
   });
 
   it("is explained kindly even without the server's sentence, and counts as passing", () => {

@@ -249,7 +249,7 @@ export function onError(frame) {
     abandonLive(frame);
     return;
   }
-  if (refusesWaiting(frame)) {
+  if (refusesWaiting(frame, state.greeted)) {
     // The server took the socket but cannot work now (Redis restarting) and closes it: a
     // request waiting to go out (or just sent into the closing socket) will not be answered.
     // Give it back now rather than let it wait for a connection that may take a while. With

@@ -28,10 +28,11 @@ export const PIPELINE_ERRORS = new Set(["llm_unavailable", "llm_stream_broken", 
 
 /**
  * A refusal of the whole socket rather than of one request: the server accepted the socket but
- * cannot work now (Redis restarting) and closes it right after this frame.
+ * cannot work now (Redis restarting), says so instead of `hello`, and closes it. (`unavailable`
+ * after `hello` is about one frame, such as a stop that could not reach Redis.)
  */
-export function refusesWaiting(frame) {
-  return frame.code === "unavailable" && !frame.request_id;
+export function refusesWaiting(frame, greeted) {
+  return frame.code === "unavailable" && !frame.request_id && !greeted;
 }
 
 export function errorText(frame) {
