@@ -26,7 +26,7 @@ from knowledge.models import Source
 from tests.support import processes
 from tests.support.answering import answer_in_db, scripted_env
 from tests.support.openai_server import Reply, ScriptedOpenAI
-from tests.support.redis_server import PrivateRedis, start_worker_on
+from tests.support.redis_server import PrivateRedis, spawn_worker_on, wait_for_worker_on
 from tests.support.sessions import session_cookie_for
 from tests.support.sockets import open_tab
 
@@ -61,9 +61,15 @@ def stack(django_db_setup, django_db_blocker, llm_server, redis_server):
         "MEMORY_AUTO_LEARN": "0",  # the model is asked only the test's questions
     }
     with django_db_blocker.unblock():
-        daphne, port = processes.start_daphne(**env)
+        # Both start at once (each takes seconds to import the app on these cores).
+        worker = spawn_worker_on(redis_server, name="redis-restart-worker", **env)
         try:
-            worker = start_worker_on(redis_server, name="redis-restart-worker", **env)
+            daphne, port = processes.start_daphne(**env)
+        except BaseException:
+            worker.stop(timeout=0)
+            raise
+        try:
+            wait_for_worker_on(redis_server, worker)
         except BaseException:
             daphne.stop(timeout=0)
             raise

@@ -96,11 +96,10 @@ class PrivateRedis:
             self.stop()
 
 
-def start_worker_on(redis: PrivateRedis, *, name: str = "worker", **env_extra: str):
-    """A Celery worker (both queues) whose broker is ``redis``: ``processes.start_worker``
-    waits for a worker through the suite's broker, which this one never reads."""
-    from celery import Celery
-
+def spawn_worker_on(redis: PrivateRedis, *, name: str = "worker", **env_extra: str):
+    """Starts a Celery worker (both queues) whose broker is ``redis``, without waiting for it
+    (start the other processes meanwhile, then :func:`wait_for_worker_on`).
+    ``processes.start_worker`` waits through the suite's broker, which this one never reads."""
     from tests.support import processes
 
     argv = [
@@ -120,14 +119,19 @@ def start_worker_on(redis: PrivateRedis, *, name: str = "worker", **env_extra: s
         f"{name}-{time.monotonic_ns()}@%h",
     ]
     env = processes.child_env(**{**env_extra, "REDIS_URL": redis.url})
-    log = processes.artifacts_dir() / f"{name}.log"
-    proc = processes.ManagedProcess(name, argv, env, log)
+    return processes.ManagedProcess(name, argv, env, processes.artifacts_dir() / f"{name}.log")
+
+
+def wait_for_worker_on(redis: PrivateRedis, proc, timeout: float = 30) -> None:
+    """Until the worker answers a ping through ``redis`` (stopped and raising if it never does)."""
+    from celery import Celery
+
     with Celery(broker=redis.url, set_as_current=False) as app:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not proc.alive():
                 raise RuntimeError(f"worker exited early:\n{proc.log_tail()}")
             if app.control.ping(timeout=0.5):
-                return proc
+                return
     proc.stop()
-    raise RuntimeError(f"worker did not answer pings in 30 s:\n{proc.log_tail()}")
+    raise RuntimeError(f"worker did not answer pings in {timeout} s:\n{proc.log_tail()}")
