@@ -7,9 +7,12 @@ docs/websocket-protocol.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import uuid
 
+import redis.exceptions
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -20,7 +23,20 @@ from assistant import selectors, services
 from assistant.answering import generation
 from assistant.project.threads import db
 
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
+# "Try again later" (HTTP's 503 in the 4000s, as 4401 is its 401: servers may not send
+# WebSocket's own 1013): a service the socket needs is down; the tab reconnects by itself.
+CLOSE_TRY_AGAIN = 4503
+
+# Redis (the rate limit's cache, the channel layer, stop flags) unreachable: restarting, failing
+# over. redis-py's ConnectionError also covers a Redis still loading its data after a restart.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+UNAVAILABLE = (
+    "The assistant is briefly unavailable while a service it needs restarts. "
+    "Nothing was sent; try again in a moment."
+)
 
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -71,9 +87,11 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         self.session_key = getattr(session, "session_key", None)
         self.open = True
+        # Redis down here raises to __call__, which tells the tab and closes (see there).
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.accepted = True
         await self.send_json({"type": "hello", "user_id": user.pk})
 
     async def disconnect(self, code):
@@ -82,7 +100,27 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if following is not None:
             following.cancel()
         if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            # With Redis gone the membership expires by itself; the socket closes either way.
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except REDIS_DOWN:
+            # The channel layer cannot reach Redis (a restart). Without its group a tab would
+            # miss every event, and the group may be gone with Redis's data: close, and the tab
+            # reconnects, joins again and reloads what it shows. Answers being written carry on
+            # (they need neither the socket nor Redis). A tab not yet accepted is told why
+            # first, so a question it was holding gets a clear refusal rather than a wait.
+            logger.warning("channel layer unreachable; closing the socket", exc_info=True)
+            self.open = False
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                if not getattr(self, "accepted", False):
+                    await send({"type": "websocket.accept"})
+                    error = {"type": "error", "code": "unavailable", "message": UNAVAILABLE}
+                    await send({"type": "websocket.send", "text": json.dumps(error)})
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         # Bad frames get an error reply; they must never take the socket down.
@@ -132,6 +170,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self._error("busy", str(exc), content)
         except services.ChatError as exc:
             await self._error("invalid", str(exc), content)
+        except REDIS_DOWN:
+            # Before anything was stored (the rate limit is checked first): refuse, never hang.
+            logger.warning("Redis unreachable while handling a frame", exc_info=True)
+            await self._error("unavailable", UNAVAILABLE, content)
 
     async def _error(self, code, message, content):
         frame = {"type": "error", "code": code, "message": message}

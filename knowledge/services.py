@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import PurePath
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from accounts.audit import Action, audit_record
 from accounts.events import user_event_send
-from assistant.project.tasking import enqueue_on_commit
+from assistant.project.tasking import enqueue_on_commit, waiting_count
 from knowledge import embeddings, fetching, parsing
 from knowledge.chunking import chunk_document
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, PageEdge, Source
@@ -796,3 +797,33 @@ def _embedding_space_switch(space: EmbeddingSpace, embedder) -> list[tuple[str, 
             old_dimensions=old_dimensions,
         )
     ]
+
+
+# --- work the broker lost ---------------------------------------------------------------
+
+
+def sources_requeue_stuck(*, older_than_seconds: float, limit: int = 500) -> list[int]:
+    """Queues again the sources still ``queued`` for longer than ``older_than_seconds`` while
+    the ingest queue is empty: their task was lost (the broker was down when they were saved,
+    or restarted without persistence). Returns their ids.
+
+    Only with an empty queue, so sources waiting their turn behind a long backlog are not
+    queued twice; and each one is claimed (its ``updated_at`` renewed, rows locked by another
+    worker's sweep skipped), so several workers sweeping at once queue it once. A task that
+    was not lost after all runs twice, which indexing allows (it is idempotent)."""
+    if waiting_count("knowledge.index_source"):
+        return []
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    with transaction.atomic():
+        ids = list(
+            Source.objects.select_for_update(skip_locked=True)
+            .filter(status=Source.Status.QUEUED, updated_at__lt=cutoff)
+            .order_by("updated_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Source.objects.filter(pk__in=ids).update(updated_at=timezone.now())
+        for pk in ids:
+            enqueue_on_commit("knowledge.index_source", pk)
+    if ids:
+        logger.warning("re-queued sources whose task was lost", extra={"source_ids": ids})
+    return ids

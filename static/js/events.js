@@ -13,7 +13,8 @@
  * Three names are reserved for the connection itself (the server never sends them):
  *   "open"        the socket is connected (first time and after every reconnect);
  *   "reconnected" connected again after a drop: events may have been missed, so refresh;
- *   "close"       the socket dropped ({ code }); a reconnect is already scheduled.
+ *   "close"       the socket dropped ({ code }); a reconnect is already scheduled (closed
+ *                 with 4503, "try again later", it backs off as if the connection had failed).
  * `on("*", fn)` receives every server event.
  *
  * The socket opens on the first subscription, reconnects with exponential backoff and full
@@ -40,6 +41,10 @@
   let started = false;
 
   const SIGNED_OUT = 4401; // the server's close code for "no longer signed in"
+  // "Try again later": the server is up but a service it needs (Redis) is not. The socket
+  // opened, yet the backoff keeps growing, so tabs do not reconnect twice a second meanwhile.
+  const TRY_AGAIN = 4503;
+  let attemptsBeforeOpen = 0;
 
   function url() {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -81,6 +86,7 @@
     socket = ws;
 
     ws.addEventListener("open", function () {
+      attemptsBeforeOpen = attempt;
       attempt = 0;
       const isReconnect = hadConnection;
       hadConnection = true;
@@ -114,6 +120,7 @@
         window.location.assign("/accounts/login/?next=" + encodeURIComponent(window.location.pathname));
         return;
       }
+      if (closeEvent.code === TRY_AGAIN) attempt = attemptsBeforeOpen + 1;
       scheduleReconnect();
     });
     // "error" is always followed by "close", which does the work.

@@ -6,12 +6,14 @@ import { citationParts } from "../../static/js/chat/citations.js";
 import { localMessage, sourceFor } from "../../static/js/chat/model.js";
 import {
   PIPELINE_ERRORS,
+  TRANSIENT_ERRORS,
   applyCitation,
   applyDelta,
   applyDone,
   applyFailure,
   applyRetrieval,
   errorText,
+  refusesWaiting,
 } from "../../static/js/chat/stream.js";
 
 const PASSAGE = { chunk_id: 7, source_id: 3, title: "Travel policy", source_name: "travel.md", text: "Book early." };
@@ -205,5 +207,21 @@ describe("applyFailure and errorText", () => {
   it("knows which errors fail the answer rather than the request", () => {
     assert.ok(PIPELINE_ERRORS.has("internal"));
     assert.ok(!PIPELINE_ERRORS.has("busy"));
+  });
+});
+
+describe("refusesWaiting (Redis restarting)", () => {
+  it("is the unavailable error that comes instead of hello, not a refusal of one frame", () => {
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable", message: "…" }, false), true);
+    // After hello: about one frame (a stop that could not reach Redis), not the socket.
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable" }, true), false);
+    assert.equal(refusesWaiting({ type: "error", code: "unavailable", request_id: "r1" }, false), false);
+    assert.equal(refusesWaiting({ type: "error", code: "rate_limited" }, false), false);
+  });
+
+  it("is explained kindly even without the server's sentence, and counts as passing", () => {
+    assert.match(errorText({ code: "unavailable" }), /briefly unavailable.*Try again in a moment/);
+    assert.equal(TRANSIENT_ERRORS.has("unavailable"), true);
+    assert.equal(TRANSIENT_ERRORS.has("llm_stream_broken"), false);
   });
 });

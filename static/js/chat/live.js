@@ -19,10 +19,11 @@ import {
   setPressed,
 } from "./render.js";
 import { renderSidebar } from "./sidebar.js";
-import { sendFrame } from "./socket.js";
+import { dropFromOutbox, sendFrame } from "./socket.js";
 import { lastOf, liveAnswer, state } from "./state.js";
 import {
   PIPELINE_ERRORS,
+  TRANSIENT_ERRORS,
   applyAttached,
   applyCitation,
   applyDelta,
@@ -30,6 +31,7 @@ import {
   applyFailure,
   applyRetrieval,
   errorText,
+  refusesWaiting,
 } from "./stream.js";
 import { conversationPageUrl } from "./urls.js";
 
@@ -142,7 +144,7 @@ function abandonLive(frame) {
   } else if (state.conversationId) {
     loadConversation(state.conversationId, { quiet: true });
   }
-  showNotice(errorText(frame), frame.code === "busy" || frame.code === "rate_limited" ? "info" : "error");
+  showNotice(errorText(frame), TRANSIENT_ERRORS.has(frame.code) ? "info" : "error");
   els.input.focus();
 }
 
@@ -245,6 +247,18 @@ export function onError(frame) {
   const live = state.live;
   if (live && frame.request_id && frame.request_id === live.requestId && !live.acked) {
     abandonLive(frame);
+    return;
+  }
+  if (refusesWaiting(frame, state.greeted)) {
+    // The server took the socket but cannot work now (Redis restarting) and closes it: a
+    // request waiting to go out (or just sent into the closing socket) will not be answered.
+    // Give it back now rather than let it wait for a connection that may take a while. With
+    // nothing waiting, "Reconnecting…" already says enough (an answer being written carries
+    // on and is shown once the socket is back).
+    if (live && !live.acked) {
+      dropFromOutbox(live.requestId);
+      abandonLive(frame);
+    }
     return;
   }
   const answer = frame.message_id ? liveAnswer(frame.message_id) : null;

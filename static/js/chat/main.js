@@ -47,6 +47,7 @@ import { isNarrow, onLayoutChange, syncSidebarToggle, toggleSidebar } from "./si
 import { state } from "./state.js";
 import {
   onConversationEvent,
+  onHello,
   onMessageFinished,
   onReconnected,
   onSocketClose,
@@ -145,6 +146,7 @@ function wire() {
   });
 
   AppEvents.on("open", onSocketOpen);
+  AppEvents.on("hello", onHello);
   AppEvents.on("close", onSocketClose);
   AppEvents.on("reconnected", onReconnected);
   AppEvents.on("ack", onAck);

@@ -1,6 +1,8 @@
 /*
  * Frames to the server over the tab's one socket (AppEvents, static/js/events.js). A frame sent
- * while disconnected waits in the outbox and goes out, in order, when the socket opens again.
+ * while disconnected waits in the outbox and goes out, in order, when the socket opens again,
+ * unless the server says it cannot work now (an `unavailable` error on a socket it then closes:
+ * Redis is restarting): a question waiting then is given back to the person at once.
  */
 
 import { AppEvents } from "./globals.js";
@@ -23,4 +25,8 @@ export function flushOutbox() {
     }
     if (state.live && frame.request_id === state.live.requestId) state.live.sent = true;
   }
+}
+
+export function dropFromOutbox(requestId) {
+  state.outbox = state.outbox.filter((frame) => frame.request_id !== requestId);
 }

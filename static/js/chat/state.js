@@ -13,6 +13,7 @@ export const state = {
   live: null, // the request this tab is streaming: {requestId, kind, question, answer, acked, sent, stopRequested}
   finishedHere: new Set(), // answers this tab streamed itself: their message.finished needs no refetch
   outbox: [], // frames waiting for the socket
+  greeted: false, // the server said hello on this connection (a socket it refuses gets an error instead)
   loadToken: 0,
   refetchTimer: null,
   refetchAfterLive: false,

@@ -17,10 +17,23 @@ const FALLBACK_MESSAGES = {
   retrieval_failed: "Searching the knowledge failed. Try again in a moment.",
   too_long: "That question is too long.",
   not_found: "That conversation or message no longer exists.",
+  unavailable: "The assistant is briefly unavailable while a service it needs restarts. Try again in a moment.",
 };
+
+/** Refusals that say "not now" rather than "no": shown as information, not as an error. */
+export const TRANSIENT_ERRORS = new Set(["busy", "rate_limited", "unavailable"]);
 
 /** Errors of the answering pipeline itself: they fail the answer rather than the request. */
 export const PIPELINE_ERRORS = new Set(["llm_unavailable", "llm_stream_broken", "retrieval_failed", "internal"]);
+
+/**
+ * A refusal of the whole socket rather than of one request: the server accepted the socket but
+ * cannot work now (Redis restarting), says so instead of `hello`, and closes it. (`unavailable`
+ * after `hello` is about one frame, such as a stop that could not reach Redis.)
+ */
+export function refusesWaiting(frame, greeted) {
+  return frame.code === "unavailable" && !frame.request_id && !greeted;
+}
 
 export function errorText(frame) {
   // hasOwn: a code such as "constructor" must not find Object.prototype's members.

@@ -45,7 +45,12 @@ export function onMessageFinished(event) {
 
 export function onSocketOpen() {
   els.connection.hidden = true;
+  state.greeted = false;
   flushOutbox();
+}
+
+export function onHello() {
+  state.greeted = true;
 }
 
 /** The version chosen here is stored: show the conversation as a reload would. */

@@ -1,0 +1,114 @@
+"""Enqueueing after commit when the broker is down (issue 15, fault 3): the rows are saved, the
+request succeeds, the failure is logged, and the sweep every worker runs queues the work again
+once the broker is back. The broker is really unreachable here: the Celery app is pointed at a
+port nothing listens on."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from celery import Celery
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from assistant.project import sweeping
+from assistant.project.celery import app
+from knowledge.models import Source
+from tests.support.events import queued_tasks
+from tests.support.knowledge import make_collection
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MARKDOWN = b"# Deploying\n\nRun the deploy script from the release branch.\n"
+
+
+@pytest.fixture
+def broker_down():
+    """This thread's Celery app (the one services enqueue through) talks to a dead port."""
+    dead = Celery("assistant", set_as_current=False)
+    dead.config_from_object("django.conf:settings", namespace="CELERY")
+    dead.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    dead.autodiscover_tasks()
+    # Now, not inside the test: importing the tasks runs django.setup() again (Celery's Django
+    # fixup), which reconfigures logging and would unhook pytest's log capture.
+    dead.loader.import_default_modules()
+    dead.set_current()
+    yield
+    app.set_current()
+    dead.close()
+
+
+@pytest.fixture
+def empty_ingest_queue():
+    """Tasks earlier tests of this process left on the shared broker (no worker ran them)."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("ingest")
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def test_an_upload_while_the_broker_is_down_is_saved_and_answered_not_a_500(
+    client, admin, media_root, broker_down, caplog
+):
+    collection = make_collection("Runbooks", everyone=True)
+    client.force_login(admin)
+    file = SimpleUploadedFile("deploy.md", MARKDOWN, content_type="text/markdown")
+    with caplog.at_level(logging.ERROR, logger="assistant.project.tasking"):
+        response = client.post(f"/knowledge/collections/{collection.pk}/upload", {"file": file})
+
+    assert response.status_code == 200
+    source = Source.objects.get(collection=collection)
+    assert source.status == Source.Status.QUEUED
+    (record,) = [r for r in caplog.records if r.name == "assistant.project.tasking"]
+    assert record.task == "knowledge.index_source" and record.task_args == [str(source.pk)]
+
+
+def _queued_source(collection, name: str, *, waited_seconds: float) -> Source:
+    source = Source.objects.create(
+        collection=collection, kind=Source.Kind.FILE, name=name, status=Source.Status.QUEUED
+    )
+    then = timezone.now() - timedelta(seconds=waited_seconds)
+    Source.objects.filter(pk=source.pk).update(updated_at=then)
+    return source
+
+
+def test_the_sweep_requeues_a_source_whose_task_was_lost_once(settings, empty_ingest_queue):
+    settings.INDEXING_REQUEUE_AFTER_SECONDS = 60
+    collection = make_collection("Runbooks", everyone=True)
+    lost = _queued_source(collection, "lost.md", waited_seconds=120)
+    _queued_source(collection, "recent.md", waited_seconds=5)  # not yet: it may be on its way
+
+    with queued_tasks() as tasks:
+        assert sweeping.sweep() == [lost.pk]
+        # Claimed: the next tick (here, or on another worker) does not queue it again.
+        assert sweeping.sweep() == []
+    assert [t.args for t in tasks.named("knowledge.index_source")] == [(lost.pk,)]
+
+
+def test_the_sweep_leaves_sources_waiting_behind_a_backlog_alone(settings, empty_ingest_queue):
+    settings.INDEXING_REQUEUE_AFTER_SECONDS = 60
+    collection = make_collection("Runbooks", everyone=True)
+    waiting = _queued_source(collection, "waiting.md", waited_seconds=600)
+    app.send_task("knowledge.index_source", args=[waiting.pk])  # its task is still queued
+
+    with queued_tasks() as tasks:
+        assert sweeping.sweep() == []
+    assert tasks == []
+
+
+def test_the_sweep_survives_a_broker_that_is_down(settings, broker_down, caplog):
+    settings.INDEXING_REQUEUE_AFTER_SECONDS = 60
+    collection = make_collection("Runbooks", everyone=True)
+    lost = _queued_source(collection, "lost.md", waited_seconds=120)
+
+    with caplog.at_level(logging.WARNING, logger="assistant.project.sweeping"):
+        assert sweeping.sweep() == []
+    assert any("sweep" in r.getMessage() for r in caplog.records)
+    # Nothing claimed: the next tick after the broker is back still finds it.
+    assert Source.objects.get(pk=lost.pk).updated_at < timezone.now() - timedelta(seconds=60)
