@@ -176,7 +176,8 @@ async def test_attaching_to_a_question_is_not_found(llm_server, handbook, make_u
     await tab.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
     question_id = (await tab.until_type("done"))[0]["question_id"]
     await tab.send(type="attach", message_id=question_id)
-    reply = await tab.recv()
+    # The answer's own events (message.finished) may still arrive first.
+    reply = (await tab.until_type("error", "attached"))[-1]
     await tab.close()
     assert (reply["type"], reply["code"]) == ("error", "not_found")
 
