@@ -306,21 +306,33 @@ def daphne_argv(bin_dir: Path, port: int) -> list[str]:
 
 
 def start_web(
-    var_dir: Path, env: dict, children: Children, *, port: int, count: int, nginx: str | None
+    var_dir: Path,
+    env: dict,
+    children: Children,
+    *,
+    port: int,
+    count: int,
+    nginx: str | None,
+    log_dir: Path | None = None,
 ) -> None:
     """One Daphne on PORT; or COUNT Daphnes on the ports after it and nginx on PORT, started
-    last, once they all listen (a request it took earlier would fail with 502)."""
+    last, once they all listen (a request it took earlier would fail with 502). The Daphnes
+    write to ``log_dir`` when given (the chat benchmark), else to the terminal."""
     bin_dir = Path(sys.executable).parent
     if count == 1:
-        web = children.start("web", daphne_argv(bin_dir, port), env=env)
+        web = children.start(
+            "web", daphne_argv(bin_dir, port), env=env, log_file=_log(log_dir, "web")
+        )
         wait_for_port(port, timeout=30, proc=web)
         return
     assert nginx is not None, "run() checked that nginx is installed"
     daphnes = web_ports(port, count)[1:]
-    started = [
-        (p, children.start(f"web-{i}", daphne_argv(bin_dir, p), env=env))
-        for i, p in enumerate(daphnes, start=1)
-    ]
+    started = []
+    for i, p in enumerate(daphnes, start=1):
+        argv = daphne_argv(bin_dir, p)
+        started.append(
+            (p, children.start(f"web-{i}", argv, env=env, log_file=_log(log_dir, f"web-{i}")))
+        )
     for p, web in started:
         wait_for_port(p, timeout=30, proc=web)
     nginx_dir = var_dir / "nginx"
@@ -338,6 +350,10 @@ def start_web(
     log(
         f"nginx on port {port} in front of {count} web processes (ports {daphnes[0]}-{daphnes[-1]})"
     )
+
+
+def _log(log_dir: Path | None, name: str) -> Path | None:
+    return log_dir / f"{name}.log" if log_dir else None
 
 
 def run(args: argparse.Namespace) -> int:
