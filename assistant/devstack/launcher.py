@@ -4,7 +4,8 @@
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
              a Celery worker and Daphne on http://127.0.0.1:PORT; once /healthz is green, the
              sign-in URL and login in a box; Ctrl-C stops them all. ``--web N --workers M``:
-             N Daphnes on PORT+1..PORT+N behind nginx on PORT (N > 1), M workers. While it runs,
+             N Daphnes on PORT+1..PORT+N behind nginx on PORT (N > 1), M workers
+             (several split the queues: odd ones `default`, even ones `ingest`). While it runs,
              VAR_DIR/run.env (0600) tells a second terminal's ``manage.py`` where the stack is.
 ``test``     the same services under their own data folder and ports, then pytest
              (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
@@ -265,17 +266,27 @@ def web_ports(port: int, count: int) -> list[int]:
     return [port] if count == 1 else [port, *range(port + 1, port + count + 1)]
 
 
+# Several workers split the queues: odd ones answer (`default`: Slack answers, memory, echo),
+# even ones index (`ingest`). Measured (bench/worker_queues.py, 2 workers x concurrency 2, a
+# burst of 8 uploads on 2 busy cores): with both workers on both queues a quick `default` task
+# waited up to 8.2 s behind indexing (up to a whole indexing task: minutes for a large PDF),
+# split it waited at most 44 ms; the burst took 38.8 s instead of 27.4 s. Answers matter more
+# than indexing speed, and production splits the same way (README).
+def worker_queues(index: int, count: int) -> str:
+    if count == 1:
+        return "default,ingest"
+    return "default" if index % 2 else "ingest"
+
+
 def worker_argv(bin_dir: Path, env: dict, *, index: int, count: int) -> list[str]:
-    """One Celery worker. Every worker takes both queues (measured: see README "Processes"):
-    a worker that dies leaves its queue to the others instead of stopping indexing or answers,
-    and with prefetch 1 and acks_late a busy worker holds no task another could run."""
+    """Worker ``index`` (from 1) of ``count``; one worker takes both queues, as always."""
     argv = [
         str(bin_dir / "celery"),
         "-A",
         "assistant",
         "worker",
         "-Q",
-        "default,ingest",
+        worker_queues(index, count),
         "--concurrency",
         env.get("WORKER_CONCURRENCY", "2"),
         "--loglevel",
@@ -528,8 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         type=_process_count,
         default=1,
         metavar="M",
-        help="Celery workers (default 1), each on both queues with WORKER_CONCURRENCY "
-        "processes, named w1@host, w2@host, ... when there are several",
+        help="Celery workers (default 1, on both queues), each with WORKER_CONCURRENCY "
+        "processes; several are named w1@host, w2@host, ... and split the queues: odd ones "
+        "take `default` (answers), even ones `ingest` (indexing)",
     )
     for mode in ("test", "services"):
         p = sub.add_parser(mode)

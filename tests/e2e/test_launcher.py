@@ -432,15 +432,19 @@ def test_two_web_processes_behind_nginx_and_two_workers_start_serve_and_stop_tog
         hellos = [asyncio.run(_hello_through(base, cookie)) for _ in range(2)]
         assert all(hello["type"] == "hello" and hello["user_id"] for hello in hellos), hellos
 
-        # Two workers, each under its own name, answer a ping (from a second terminal).
-        ping = (
-            "from assistant.project.celery import app; "
-            "print(sorted(name for reply in app.control.ping(timeout=3) for name in reply))"
+        # Two workers, each under its own name and on its own queue, answer (a second terminal).
+        queues = (
+            "import json; from assistant.project.celery import app; "
+            "replies = app.control.inspect(timeout=3).active_queues() or {}; "
+            "print(json.dumps({w: sorted(q['name'] for q in qs) for w, qs in replies.items()}))"
         )
-        done = second_terminal(var_dir, "shell", "-c", ping)
+        done = second_terminal(var_dir, "shell", "-c", queues)
         assert done.returncode == 0, done.stderr
-        names = done.stdout.strip().splitlines()[-1]
-        assert re.fullmatch(r"\['w1@\S+', 'w2@\S+'\]", names), names
+        workers = json.loads(done.stdout.strip().splitlines()[-1])
+        assert {name.split("@")[0]: names for name, names in workers.items()} == {
+            "w1": ["default"],
+            "w2": ["ingest"],
+        }, workers
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)  # what a supervisor sends
