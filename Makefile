@@ -109,8 +109,11 @@ bench-experiments: install
 	$(BENCH) python bench/ingest.py --if-missing
 	$(BENCH) python bench/retrieval_experiments.py --qa bench/eval/django_docs.jsonl --name django-docs --unanswerable bench/eval/django_unanswerable.jsonl
 
+# Steady arrivals of 20 s answers against one web process and two behind nginx (about 15 min;
+# `make bench-chat BENCH_CHAT_ARGS=--quick` is a 2-minute smoke check). Needs nginx.
+BENCH_CHAT_ARGS ?=
 bench-chat: install
-	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py
+	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py $(BENCH_CHAT_ARGS)
 
 # Repeated questions and the answer cache, with the local model (slow: tens of seconds a miss).
 bench-cache: install
