@@ -59,8 +59,9 @@ QUESTION = "How do I book a flight?"
 FULL = {
     "tokens": 400,
     "tokens_per_second": 20,  # 20 s answers, like a hosted model writing a long answer
-    "levels": "10,20,40,60,80,120",
-    "plateau": 8,  # seconds at full concurrency per level
+    # Ramped until a limit is crossed: a level costs 20 s of ramp, the plateau and 20 s of drain.
+    "levels": "10,20,30,40,60,80,120",
+    "plateau": 8,  # seconds at full concurrency per level; the timings come from them
     "idle_sockets": 200,
     "users": 40,
 }
@@ -260,11 +261,12 @@ class Answer:
     may end inside a token)."""
 
     def __init__(self) -> None:
+        self.arrived = time.time()  # when the question arrived (before the tab connected)
         self.sent = self.first = None
         self.text = ""
         self.parsed_to = 0
         self.indexes: list[int] = []
-        self.delays_ms: list[float] = []
+        self.tokens: list[tuple[float, float]] = []  # (written by the server at, delay in ms)
         self.done = False
         self.error: str | None = None
 
@@ -273,7 +275,8 @@ class Answer:
         self.text += text
         for match in TOKEN.finditer(self.text, self.parsed_to):
             self.indexes.append(int(match[1]))
-            self.delays_ms.append((now - float(match[2])) * 1000)
+            written = float(match[2])
+            self.tokens.append((written, (now - written) * 1000))
             self.parsed_to = match.end()
 
     def lost(self, tokens: int) -> bool:
@@ -342,13 +345,22 @@ async def arrivals(ask, target, cookies: list[str], rate: float, count: int) -> 
     return await asyncio.gather(*tasks)
 
 
-def summarise(answers: list[Answer], tokens: int) -> dict:
+def summarise(answers: list[Answer], tokens: int, answer_seconds: float) -> dict:
+    """Timings from the steady part of the level only: from one answer's length after the first
+    arrival (the streams have ramped up to the level's concurrency) to the last arrival (they
+    start to drain). Lost answers are counted over the whole level."""
+    start = min(a.arrived for a in answers)
+    lo, hi = start + answer_seconds, max(a.arrived for a in answers)
+    if hi <= lo:  # too short a level to have a steady part: all of it
+        lo, hi = start, float("inf")
     ok = [a for a in answers if a.first is not None]
-    ttft = [(a.first - a.sent) * 1000 for a in ok]
-    delays = [d for a in ok for d in a.delays_ms]
+    ttft = [(a.first - a.sent) * 1000 for a in ok if lo <= a.arrived <= hi]
+    delays = [d for a in ok for written, d in a.tokens if lo <= written <= hi]
     errors = sorted({a.error for a in answers if a.error})[:3]
     return {
         "answers": len(answers),
+        "steady_questions": len(ttft),
+        "steady_tokens": len(delays),
         "ttft_p50_ms": round(percentile(ttft, 50), 1),
         "ttft_p99_ms": round(percentile(ttft, 99), 1),
         "token_delay_p50_ms": round(percentile(delays, 50), 1),
@@ -368,11 +380,12 @@ def level_plan(concurrency: int, answer_seconds: float, plateau: float) -> tuple
     return rate, max(concurrency, round(rate * (answer_seconds + plateau)))
 
 
-def run_level(ask, target, cookies, *, rate: float, count: int, tokens: int) -> dict:
-    return summarise(asyncio.run(arrivals(ask, target, cookies, rate, count)), tokens)
+def run_level(ask, target, cookies, *, rate: float, count: int, cfg: dict) -> dict:
+    answers = asyncio.run(arrivals(ask, target, cookies, rate, count))
+    return summarise(answers, cfg["tokens"], cfg["tokens"] / cfg["tokens_per_second"])
 
 
-def direct_level(model_url: str, cookies, *, rate: float, count: int, tokens: int) -> dict:
+def direct_level(model_url: str, cookies, *, rate: float, count: int, cfg: dict) -> dict:
     import httpx
     import openai
 
@@ -389,7 +402,7 @@ def direct_level(model_url: str, cookies, *, rate: float, count: int, tokens: in
         finally:
             await client.close()
 
-    return summarise(asyncio.run(go()), tokens)
+    return summarise(asyncio.run(go()), cfg["tokens"], cfg["tokens"] / cfg["tokens_per_second"])
 
 
 async def idle_sockets(base: str, cookies: list[str], count: int):
@@ -448,14 +461,12 @@ def bench_topology(web, model, cookies, levels, cfg, direct_rows) -> dict:
     try:
         memory = memory_per_socket(topology, cookies, cfg["idle_sockets"])
         # Warm-up: imports, the embedding model, database connections in every process.
-        run_level(
-            ask_through_app, topology.base, cookies, rate=2, count=2 * web, tokens=cfg["tokens"]
-        )
+        run_level(ask_through_app, topology.base, cookies, rate=2, count=2 * web, cfg=cfg)
         for concurrency in levels:
             rate, count = level_plan(concurrency, answer_seconds, cfg["plateau"])
             if concurrency not in direct_rows:
                 direct_rows[concurrency] = direct_level(
-                    model.base_url, cookies, rate=rate, count=count, tokens=cfg["tokens"]
+                    model.base_url, cookies, rate=rate, count=count, cfg=cfg
                 )
             direct = direct_rows[concurrency]
             web_pids, front_pids = topology.pids("web"), topology.pids("proxy")
@@ -474,7 +485,7 @@ def bench_topology(web, model, cookies, levels, cfg, direct_rows) -> dict:
                 cookies,
                 rate=rate,
                 count=count,
-                tokens=cfg["tokens"],
+                cfg=cfg,
             )
             machine = psutil.cpu_times()
             used = [
@@ -612,7 +623,7 @@ def main() -> None:
     started = time.monotonic()
     try:
         # Warm-up of the direct path too (the openai client's first request is slower).
-        direct_level(model.base_url, cookies, rate=2, count=2, tokens=cfg["tokens"])
+        direct_level(model.base_url, cookies, rate=2, count=2, cfg=cfg)
         results = [bench_topology(w, model, cookies, levels, cfg, direct_rows) for w in webs]
     finally:
         model.stop()
