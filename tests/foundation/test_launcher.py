@@ -1,8 +1,10 @@
 """The launcher's choices, checked without starting the stack: which local model and what the app
 is told about it, and a clear error for an unknown one; what a second terminal reads
-(run.env), the port-in-use error and the sign-in box. Starting the whole stack is
+(run.env), the port-in-use error and the sign-in box; the topology (`run --web N --workers M`):
+its ports, workers and refusals. Starting the whole stack is
 tests/e2e/test_launcher.py."""
 
+import contextlib
 import os
 import socket
 import stat
@@ -332,3 +334,25 @@ def test_run_documents_both_flags_in_its_help():
     assert done.returncode == 0
     assert "--web N" in done.stdout and "--workers M" in done.stdout
     assert "nginx" in done.stdout
+
+
+def test_a_taken_port_behind_the_proxy_is_refused_naming_it_before_anything_starts(tmp_path):
+    with socket.socket() as held:
+        for port in free_ports(10):
+            with contextlib.suppress(OSError):  # PORT+2 may be taken already, or past 65535
+                held.bind(("127.0.0.1", port + 2))
+                break
+        held.listen()
+
+        done = _run(
+            "--web",
+            "2",
+            VAR_DIR=str(tmp_path),
+            PORT=str(port),
+            EMBEDDED_NGINX="/bin/true",  # found; never started, the port check comes first
+        )
+
+    assert done.returncode == 1
+    assert f"Port {port + 2} (PORT+2, for the web server) is already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()
