@@ -268,10 +268,11 @@ def web_ports(port: int, count: int) -> list[int]:
 
 # Several workers split the queues: odd ones answer (`default`: Slack answers, memory, echo),
 # even ones index (`ingest`). Measured (bench/worker_queues.py, 2 workers x concurrency 2, a
-# burst of 8 uploads on 2 busy cores): with both workers on both queues a quick `default` task
-# waited up to 8.2 s behind indexing (up to a whole indexing task: minutes for a large PDF),
-# split it waited at most 44 ms; the burst took 38.8 s instead of 27.4 s. Answers matter more
-# than indexing speed, and production splits the same way (README).
+# burst of 8 uploads on 2 busy cores, two runs): with both workers on both queues a quick
+# `default` task waited up to 8.2 and 10.7 s behind indexing (up to a whole indexing task:
+# minutes for a large PDF); split, at most 44 and 57 ms, and the burst took 1.4-1.5x as long
+# (38.8 s instead of 27.4, 48.1 instead of 32.0). Answers matter more than indexing speed, and
+# production splits the same way (README).
 def worker_queues(index: int, count: int) -> str:
     if count == 1:
         return "default,ingest"
