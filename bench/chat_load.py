@@ -279,6 +279,26 @@ class Answer:
             self.tokens.append((written, (now - written) * 1000))
             self.parsed_to = match.end()
 
+    def describe(self, tokens: int) -> dict:
+        """What went wrong with a lost answer, for the results file."""
+        missing = sorted(set(range(tokens - 1)) - set(self.indexes))
+        return {
+            "done": self.done,
+            "error": self.error,
+            "tokens_received": len(self.indexes),
+            "missing": missing[:5],
+            "duplicates_or_reordered": self.indexes != sorted(set(self.indexes)),
+            "out_of_order_at": next(
+                (
+                    self.indexes[max(0, i - 2) : i + 3]
+                    for i in range(1, len(self.indexes))
+                    if self.indexes[i] != self.indexes[i - 1] + 1
+                ),
+                None,
+            ),
+            "text_tail": self.text[-60:],
+        }
+
     def lost(self, tokens: int) -> bool:
         # The last token is the citation marker "[1]." (with its timestamp after it).
         complete = self.indexes == list(range(tokens - 1)) and "[1]." in self.text[self.parsed_to :]
@@ -366,6 +386,7 @@ def summarise(answers: list[Answer], tokens: int, answer_seconds: float) -> dict
         "token_delay_p50_ms": round(percentile(delays, 50), 1),
         "token_delay_p99_ms": round(percentile(delays, 99), 1),
         "lost": sum(1 for a in answers if a.lost(tokens)),
+        "lost_examples": [a.describe(tokens) for a in answers if a.lost(tokens)][:3],
         "errors": errors,
     }
 
