@@ -8,15 +8,22 @@ eager mode (tests) still runs it in this process.
 
 from __future__ import annotations
 
+import threading
+
 from celery import current_app
 from django.db import transaction
+
+# Answers finishing at once in a fresh web process look their task up from several threads:
+# while one imports the task modules, the others must wait for it, not find them half-imported.
+_importing = threading.Lock()
 
 
 def _task(name: str):
     try:
         return current_app.tasks[name]
     except KeyError:  # the worker imports task modules at start; a web process on first use
-        current_app.loader.import_default_modules()
+        with _importing:
+            current_app.loader.import_default_modules()
         return current_app.tasks[name]
 
 
