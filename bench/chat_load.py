@@ -208,17 +208,25 @@ class Topology:
         self.children.stop_all()
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time (user + system) of each process still running."""
     import psutil
 
-    total = 0.0
+    found = {}
     for pid in pids:
         try:
             times = psutil.Process(pid).cpu_times()
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+        found[pid] = times.user + times.system
+    return found
+
+
+def cpu_used(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds since ``before`` of the processes alive both times (a PostgreSQL backend that
+    exited in between takes its time with it)."""
+    after = cpu_seconds(pids)
+    return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
 
 
 def service_pids() -> list[int]:
@@ -492,32 +500,15 @@ def bench_topology(web, model, cookies, levels, cfg, direct_rows) -> dict:
             direct = direct_rows[concurrency]
             web_pids, front_pids = topology.pids("web"), topology.pids("proxy")
             services = service_pids()
-            cpu_before = (
-                cpu_seconds(web_pids),
-                cpu_seconds(front_pids),
-                cpu_seconds([model.proc.pid]),
-                cpu_seconds([os.getpid()]),
-                cpu_seconds(services),
-                psutil.cpu_times(),
-            )
+            groups = [web_pids, front_pids, [model.proc.pid], [os.getpid()], services]
+            cpu_before = [cpu_seconds(pids) for pids in groups]
+            machine_before = psutil.cpu_times()
             app = run_level(
-                ask_through_app,
-                topology.base,
-                cookies,
-                rate=rate,
-                count=count,
-                cfg=cfg,
+                ask_through_app, topology.base, cookies, rate=rate, count=count, cfg=cfg
             )
             machine = psutil.cpu_times()
-            used = [
-                cpu_seconds(web_pids) - cpu_before[0],
-                cpu_seconds(front_pids) - cpu_before[1],
-                cpu_seconds([model.proc.pid]) - cpu_before[2],
-                cpu_seconds([os.getpid()]) - cpu_before[3],
-                # Backends that exited during the level are not counted (connections persist).
-                cpu_seconds(services) - cpu_before[4],
-            ]
-            busy = (machine.user + machine.system) - (cpu_before[5].user + cpu_before[5].system)
+            used = [cpu_used(before, pids) for before, pids in zip(cpu_before, groups, strict=True)]
+            busy = (machine.user + machine.system) - (machine_before.user + machine_before.system)
             row = {
                 "concurrency": concurrency,
                 "rate_per_s": round(rate, 2),
