@@ -23,8 +23,13 @@ OIDC_TEST_DEPS := tests/support/oidc/node_modules/.package-lock.json
 
 .PHONY: run test test-fast test-slow test-js install system-deps lint format eval bench bench-ingest bench-retrieval bench-experiments bench-chat bench-cache clean
 
+# Processes of the topology: `make run WEB=2 WORKERS=2` puts two Daphnes behind nginx (needs
+# `make system-deps`) and starts two workers. One and one is the plain stack, no proxy.
+WEB ?= 1
+WORKERS ?= 1
+
 run: install
-	$(BIN)/python -m assistant.embedded run
+	$(BIN)/python -m assistant.embedded run --web $(WEB) --workers $(WORKERS)
 
 # Lint and the front-end's unit tests first (seconds), then the whole pytest suite.
 test: install system-deps $(OIDC_TEST_DEPS) lint test-js
@@ -61,8 +66,10 @@ $(MODEL_STAMP): $(STAMP) assistant/devstack/localmodel.py
 	$(BIN)/python -m assistant.devstack.localmodel prepare qwen2.5-coder-1.5b
 	touch $(MODEL_STAMP)
 
-# Chromium drives the browser tests; xmlsec1 signs for the test SAML identity provider (pysaml2).
-# Debian's packages; installed only when missing. The app itself needs neither.
+# Chromium drives the browser tests; xmlsec1 signs for the test SAML identity provider (pysaml2);
+# nginx fronts several web processes (`make run WEB=2`, its test, `make bench-chat`; run as a
+# child of the launcher, never as the system service). Debian's packages; installed only when
+# missing. The app itself needs none of them.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
@@ -70,6 +77,9 @@ system-deps:
 	@command -v xmlsec1 >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq xmlsec1 >/dev/null; \
 	  else echo "SAML tests need xmlsec1: sudo apt-get install -y xmlsec1"; fi; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx >/dev/null; \
+	  else echo "Several web processes need nginx: sudo apt-get install -y nginx"; fi; }
 
 $(OIDC_TEST_DEPS): tests/support/oidc/package-lock.json
 	cd tests/support/oidc && npm ci --no-audit --no-fund --loglevel=error
@@ -99,8 +109,11 @@ bench-experiments: install
 	$(BENCH) python bench/ingest.py --if-missing
 	$(BENCH) python bench/retrieval_experiments.py --qa bench/eval/django_docs.jsonl --name django-docs --unanswerable bench/eval/django_unanswerable.jsonl
 
+# Steady arrivals of 20 s answers against one web process and two behind nginx (about 15 min;
+# `make bench-chat BENCH_CHAT_ARGS=--quick` is a 2-minute smoke check). Needs nginx.
+BENCH_CHAT_ARGS ?=
 bench-chat: install
-	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py
+	env VAR_DIR=var/bench-chat EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6398 $(BIN)/python -m assistant.embedded services -- python bench/chat_load.py $(BENCH_CHAT_ARGS)
 
 # Repeated questions and the answer cache, with the local model (slow: tens of seconds a miss).
 bench-cache: install

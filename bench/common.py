@@ -156,8 +156,17 @@ def var_dir() -> Path:
 class Worker:
     """A real Celery worker process in its own process group, stopped by its PID."""
 
-    def __init__(self, *, concurrency: int, queues: str = "default,ingest", log_path: Path):
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        queues: str = "default,ingest",
+        log_path: Path,
+        name: str | None = None,
+    ):
         self.log_path = log_path
+        # Several workers at once need a name each (Celery treats one name as one worker).
+        self.name = name or f"bench-{os.getpid()}"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         argv = [
@@ -175,7 +184,7 @@ class Worker:
             "--without-mingle",
             "--purge",  # tasks left by an interrupted earlier run point at deleted rows
             "-n",
-            f"bench-{os.getpid()}@%h",
+            f"{self.name}@%h",
         ]
         self.proc = subprocess.Popen(
             argv,
@@ -197,7 +206,7 @@ class Worker:
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
-            if app.control.ping(timeout=0.5, destination=[f"bench-{os.getpid()}@{_host()}"]):
+            if app.control.ping(timeout=0.5, destination=[f"{self.name}@{_host()}"]):
                 return time.monotonic() - started
         raise RuntimeError(f"worker did not answer pings within {timeout}s:\n{self.log_tail()}")
 

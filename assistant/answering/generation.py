@@ -59,6 +59,9 @@ class DeltaBatcher:
         self.parts: list[str] = []
         self.size = 0
         self.timer: asyncio.TimerHandle | None = None
+        # One batch goes out at a time, in order: a timer's flush still recording and sending
+        # its batch would otherwise be overtaken by the next one (tabs got scrambled text).
+        self.sending = asyncio.Lock()
 
     def add(self, text: str) -> Awaitable[None] | None:
         self.parts.append(text)
@@ -74,10 +77,11 @@ class DeltaBatcher:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.parts:
-            return
-        text, self.parts, self.size = "".join(self.parts), [], 0
-        await self.send({"type": "delta", "message_id": self.message_id, "text": text})
+        async with self.sending:
+            if not self.parts:
+                return
+            text, self.parts, self.size = "".join(self.parts), [], 0
+            await self.send({"type": "delta", "message_id": self.message_id, "text": text})
 
 
 async def _run(

@@ -3,12 +3,15 @@
 
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
              a Celery worker and Daphne on http://127.0.0.1:PORT; once /healthz is green, the
-             sign-in URL and login in a box; Ctrl-C stops them all. While it runs,
+             sign-in URL and login in a box; Ctrl-C stops them all. ``--web N --workers M``:
+             N Daphnes on PORT+1..PORT+N behind nginx on PORT (N > 1), M workers
+             (several split the queues: odd ones `default`, even ones `ingest`). While it runs,
              VAR_DIR/run.env (0600) tells a second terminal's ``manage.py`` where the stack is.
 ``test``     the same services under their own data folder and ports, then pytest
              (with the small local model, ``smollm2-135m``, unless ``EMBEDDED_LLM_MODEL`` is set).
 ``services`` the services only, around any command: ``services -- python manage.py ingest docs/``
              (beside a running ``run`` on the same VAR_DIR, that stack's, started by nobody).
+``proxy-config`` prints the nginx configuration for Daphnes behind it (production's).
 
 Each service is embedded only when its variable is unset: ``DATABASE_URL`` (PostgreSQL),
 ``REDIS_URL`` (Redis), ``OPENAI_BASE_URL`` (the LLM; ``EMBEDDED_LLM_MODEL`` chooses the local one:
@@ -29,7 +32,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from assistant.devstack import localmodel
+from assistant.devstack import localmodel, proxy
 from assistant.devstack.processes import (
     BASE_DIR,
     Children,
@@ -279,6 +282,114 @@ def healthy(port: int) -> bool:
         return False
 
 
+def web_ports(port: int, count: int) -> list[int]:
+    """The ports `run --web COUNT` takes: PORT alone for one Daphne; else nginx on PORT and the
+    Daphnes on PORT+1..PORT+COUNT."""
+    return [port] if count == 1 else [port, *range(port + 1, port + count + 1)]
+
+
+# Several workers split the queues: odd ones answer (`default`: Slack answers, memory, echo),
+# even ones index (`ingest`). Measured (bench/worker_queues.py, 2 workers x concurrency 2, a
+# burst of 8 uploads on 2 busy cores, two runs): with both workers on both queues a quick
+# `default` task waited up to 8.2 and 10.7 s behind indexing (up to a whole indexing task:
+# minutes for a large PDF); split, at most 44 and 57 ms, and the burst took 1.4-1.5x as long
+# (38.8 s instead of 27.4, 48.1 instead of 32.0). Answers matter more than indexing speed, and
+# production splits the same way (README).
+def worker_queues(index: int, count: int) -> str:
+    if count == 1:
+        return "default,ingest"
+    return "default" if index % 2 else "ingest"
+
+
+def worker_argv(bin_dir: Path, env: dict, *, index: int, count: int) -> list[str]:
+    """Worker ``index`` (from 1) of ``count``; one worker takes both queues, as always."""
+    argv = [
+        str(bin_dir / "celery"),
+        "-A",
+        "assistant",
+        "worker",
+        "-Q",
+        worker_queues(index, count),
+        "--concurrency",
+        env.get("WORKER_CONCURRENCY", "2"),
+        "--loglevel",
+        "INFO",
+    ]
+    # Two workers on one host under one name would be one worker to `celery inspect` and to
+    # /healthz's ping; one worker keeps Celery's own name, as before.
+    return [*argv, "-n", f"w{index}@%h"] if count > 1 else argv
+
+
+def start_workers(env: dict, children: Children, *, count: int) -> None:
+    bin_dir = Path(sys.executable).parent
+    for index in range(1, count + 1):
+        name = "worker" if count == 1 else f"worker-{index}"
+        children.start(name, worker_argv(bin_dir, env, index=index, count=count), env=env)
+
+
+def daphne_argv(bin_dir: Path, port: int) -> list[str]:
+    return [
+        str(bin_dir / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--proxy-headers",
+        "assistant.project.asgi:application",
+    ]
+
+
+def start_web(
+    var_dir: Path,
+    env: dict,
+    children: Children,
+    *,
+    port: int,
+    count: int,
+    nginx: str | None,
+    log_dir: Path | None = None,
+) -> None:
+    """One Daphne on PORT; or COUNT Daphnes on the ports after it and nginx on PORT, started
+    last, once they all listen (a request it took earlier would fail with 502). The Daphnes
+    write to ``log_dir`` when given (the chat benchmark), else to the terminal."""
+    bin_dir = Path(sys.executable).parent
+    if count == 1:
+        web = children.start(
+            "web", daphne_argv(bin_dir, port), env=env, log_file=_log(log_dir, "web")
+        )
+        wait_for_port(port, timeout=30, proc=web)
+        return
+    assert nginx is not None, "run() checked that nginx is installed"
+    daphnes = web_ports(port, count)[1:]
+    started = []
+    for i, p in enumerate(daphnes, start=1):
+        argv = daphne_argv(bin_dir, p)
+        started.append(
+            (p, children.start(f"web-{i}", argv, env=env, log_file=_log(log_dir, f"web-{i}")))
+        )
+    for p, web in started:
+        wait_for_port(p, timeout=30, proc=web)
+    nginx_dir = var_dir / "nginx"
+    proxy.prepare(nginx_dir)
+    site = proxy.Site(
+        listen=f"127.0.0.1:{port}",
+        upstreams=tuple(f"127.0.0.1:{p}" for p in daphnes),
+        max_upload_mb=int(env.get("KNOWLEDGE_MAX_UPLOAD_MB") or proxy.DEFAULT_UPLOAD_MB),
+        show_upstream=True,
+    )
+    conf = nginx_dir / "nginx.conf"
+    conf.write_text(proxy.dev_config(site, var_dir=nginx_dir))
+    front = children.start("proxy", proxy.nginx_argv(nginx, conf=conf, var_dir=nginx_dir), env=env)
+    wait_for_port(port, timeout=15, proc=front)
+    log(
+        f"nginx on port {port} in front of {count} web processes (ports {daphnes[0]}-{daphnes[-1]})"
+    )
+
+
+def _log(log_dir: Path | None, name: str) -> Path | None:
+    return log_dir / f"{name}.log" if log_dir else None
+
+
 def run(args: argparse.Namespace) -> int:
     var_dir = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -291,8 +402,15 @@ def run(args: argparse.Namespace) -> int:
     env = base_env(var_dir)
     children = Children()
     port = int(env.get("PORT", "8000"))
-    if port_in_use(port):
-        raise SystemExit(port_taken_message(port, "PORT", what="the web server"))
+    nginx = None
+    if args.web > 1:
+        nginx = proxy.find_nginx(env)
+        if nginx is None:
+            raise SystemExit(proxy.missing_nginx_message(args.web, env))
+    for taken in web_ports(port, args.web):
+        if port_in_use(taken):
+            variable = "PORT" if taken == port else f"PORT+{taken - port}"
+            raise SystemExit(port_taken_message(taken, variable, what="the web server"))
     stopping = False
 
     def request_stop(signum, frame):
@@ -323,37 +441,8 @@ def run(args: argparse.Namespace) -> int:
         run_file = var_dir / run_env.FILE_NAME
         run_env.write(run_file, run_env_values(env), pid=os.getpid())
         stack.callback(run_env.remove, run_file, pid=os.getpid())
-        bin_dir = Path(sys.executable).parent
-        children.start(
-            "worker",
-            [
-                str(bin_dir / "celery"),
-                "-A",
-                "assistant",
-                "worker",
-                "-Q",
-                "default,ingest",
-                "--concurrency",
-                env.get("WORKER_CONCURRENCY", "2"),
-                "--loglevel",
-                "INFO",
-            ],
-            env=env,
-        )
-        web = children.start(
-            "web",
-            [
-                str(bin_dir / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--proxy-headers",
-                "assistant.project.asgi:application",
-            ],
-            env=env,
-        )
-        wait_for_port(port, timeout=30, proc=web)
+        start_workers(env, children, count=args.workers)
+        start_web(var_dir, env, children, port=port, count=args.web, nginx=nginx)
         log(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
         health_deadline = time.monotonic() + HEALTH_TIMEOUT
         next_check = 0.0
@@ -421,6 +510,37 @@ def services(args: argparse.Namespace, *, for_tests: bool) -> int:
             return 130
 
 
+# More would not fit a development machine; production runs its processes under a supervisor.
+MAX_PROCESSES = 16
+
+
+def _process_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"a number of processes from 1 to {MAX_PROCESSES} is expected, not {value!r}"
+        )
+    return int(value)
+
+
+def print_proxy_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    raw_limit = os.environ.get("KNOWLEDGE_MAX_UPLOAD_MB") or str(proxy.DEFAULT_UPLOAD_MB)
+    if args.max_upload_mb is None and not raw_limit.isdigit():
+        parser.error(f"KNOWLEDGE_MAX_UPLOAD_MB={raw_limit!r} is not a whole number of megabytes")
+    try:
+        site = proxy.Site(
+            listen=args.listen,
+            upstreams=tuple(args.upstream),
+            max_upload_mb=int(raw_limit) if args.max_upload_mb is None else args.max_upload_mb,
+            server_name=args.server_name,
+            tls_certificate=args.tls_certificate,
+            tls_key=args.tls_key,
+        )
+    except proxy.ProxyConfigError as exc:
+        parser.error(str(exc))
+    print(proxy.site_config(site), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m assistant.embedded",
@@ -428,15 +548,56 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="mode", required=True)
-    sub.add_parser("run", help="start everything and serve the app")
+    run_parser = sub.add_parser("run", help="start everything and serve the app")
+    run_parser.add_argument(
+        "--web",
+        type=_process_count,
+        default=1,
+        metavar="N",
+        help="Daphne processes (default 1, on PORT). With more than one, they listen on "
+        "PORT+1..PORT+N and nginx on PORT balances HTTP and WebSockets across them",
+    )
+    run_parser.add_argument(
+        "--workers",
+        type=_process_count,
+        default=1,
+        metavar="M",
+        help="Celery workers (default 1, on both queues), each with WORKER_CONCURRENCY "
+        "processes; several are named w1@host, w2@host, ... and split the queues: odd ones "
+        "take `default` (answers), even ones `ingest` (indexing)",
+    )
     for mode in ("test", "services"):
         p = sub.add_parser(mode)
         p.add_argument("command", nargs=argparse.REMAINDER)
+    config_parser = sub.add_parser(
+        "proxy-config",
+        help="print the nginx configuration for web processes behind it (production's "
+        "/etc/nginx/conf.d/assistant.conf)",
+    )
+    config_parser.add_argument(
+        "--upstream",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="a Daphne process; repeat for each",
+    )
+    config_parser.add_argument("--listen", default="80", help="PORT or HOST:PORT (default 80)")
+    config_parser.add_argument("--server-name", default="_", help="e.g. assistant.example.com")
+    config_parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=None,
+        help="KNOWLEDGE_MAX_UPLOAD_MB of the app (default: that variable, else 50)",
+    )
+    config_parser.add_argument("--tls-certificate", help="terminate TLS here: the certificate")
+    config_parser.add_argument("--tls-key", help="... and its key")
     args = parser.parse_args(argv)
     if getattr(args, "command", None) and args.command[0] == "--":
         args.command = args.command[1:]
     if args.mode == "run":
         return run(args)
+    if args.mode == "proxy-config":
+        return print_proxy_config(args, config_parser)
     return services(args, for_tests=args.mode == "test")
 
 

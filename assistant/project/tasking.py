@@ -14,6 +14,7 @@ up again by a sweeper that looks for rows still waiting for their task (for sour
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import current_app
 from django.db import transaction
@@ -27,12 +28,17 @@ ENQUEUE_FAILURES = Counter(
     ["task"],
 )
 
+# Answers finishing at once in a fresh web process look their task up from several threads:
+# while one imports the task modules, the others must wait for it, not find them half-imported.
+_importing = threading.Lock()
+
 
 def _task(name: str):
     try:
         return current_app.tasks[name]
     except KeyError:  # the worker imports task modules at start; a web process on first use
-        current_app.loader.import_default_modules()
+        with _importing:
+            current_app.loader.import_default_modules()
         return current_app.tasks[name]
 
 

@@ -2,20 +2,27 @@
 sign in, lets a second terminal's `manage.py` reach its stack, stops everything; and the model
 server each mode starts. Real processes, marked slow."""
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import websockets
 
+from assistant.devstack import proxy
+from assistant.devstack.processes import port_in_use
 from tests.support.processes import BASE_DIR, free_ports
 
 LAUNCHER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "TEST_DATABASE_NAME")
@@ -31,7 +38,16 @@ LLM_VARIABLES = (
 )
 
 
-def launch(var_dir, port, redis_port, llm_port, *, admin_password: str | None = "demo pass 1234"):
+def launch(
+    var_dir,
+    port,
+    redis_port,
+    llm_port,
+    *,
+    admin_password: str | None = "demo pass 1234",
+    args: tuple[str, ...] = (),
+    **variables: str,
+):
     env = {
         k: v
         for k, v in os.environ.items()
@@ -45,13 +61,14 @@ def launch(var_dir, port, redis_port, llm_port, *, admin_password: str | None = 
         EMBEDDED_LLM_PORT=str(llm_port),
         WORKER_CONCURRENCY="1",
         EMBEDDED_LLM_MODEL="smollm2-135m",
+        **variables,
     )
     env.pop("DEMO_ADMIN_PASSWORD", None)
     if admin_password is not None:
         env["DEMO_ADMIN_PASSWORD"] = admin_password
     log = open(var_dir / "launcher.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant.embedded", "run"],
+        [sys.executable, "-m", "assistant.embedded", "run", *args],
         cwd=BASE_DIR,
         env=env,
         stdout=log,
@@ -59,6 +76,17 @@ def launch(var_dir, port, redis_port, llm_port, *, admin_password: str | None = 
         start_new_session=True,
     )
     return proc, log
+
+
+@pytest.fixture
+def var_dir():
+    """The stack's data folder, outside pytest's temporary root: as root, the embedded PostgreSQL
+    runs as its own user, which must reach the folder, and every pytest session on the machine
+    resets that root to 0700 when it starts (a test running beside another failed on it)."""
+    path = Path(tempfile.mkdtemp(prefix="assistant-launcher-"))
+    path.chmod(0o755)
+    yield path / "var"
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_healthy(base, proc, timeout=120):
@@ -156,10 +184,9 @@ def sign_in(base: str, email: str, password: str) -> httpx.Client:
 
 
 @pytest.mark.slow
-def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path):
+def test_run_serves_the_app_and_ctrl_c_leaves_nothing_running(tmp_path, var_dir):
     """One stack for several checks (each start costs 30-60 s): the sign-in box, a second
     terminal's commands, what never reads the stack's file, and a second start refused."""
-    var_dir = tmp_path / "var"
     var_dir.mkdir()
     port, redis_port, llm_port = free_ports(3)
     base = f"http://127.0.0.1:{port}"
@@ -327,3 +354,106 @@ def test_outside_tests_the_launcher_serves_the_default_qwen_model(tmp_path):
     assert given["LLM_MODEL"] == "qwen2.5-coder-1.5b-instruct"
     assert given["LLM_CONTEXT_TOKENS"] == "1800"  # set explicitly: it wins
     assert given["LLM_TIMEOUT"] == "180"
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (`run --web N` takes PORT..PORT+N)."""
+    for _ in range(50):
+        base = free_ports(1)[0]
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+async def _hello_through(base: str, cookie: str) -> dict:
+    async with websockets.connect(
+        base.replace("http://", "ws://") + "/ws/events/",
+        additional_headers={"Cookie": cookie},
+        origin=base,
+        open_timeout=10,
+    ) as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    proxy.find_nginx(dict(os.environ)) is None, reason="needs nginx (make system-deps)"
+)
+def test_two_web_processes_behind_nginx_and_two_workers_start_serve_and_stop_together(var_dir):
+    """`run --web 2 --workers 2`: one start of the stack for every check (it is slow)."""
+    var_dir.mkdir()
+    port = consecutive_free_ports(3)
+    redis_port, llm_port = free_ports(2)
+    base = f"http://127.0.0.1:{port}"
+    # No model: this is about the processes and the proxy (answers are other tests' work). A
+    # worker ping remembered for 1 s: /healthz turns green as soon as the workers are up.
+    proc, log = launch(
+        var_dir,
+        port,
+        redis_port,
+        llm_port,
+        args=("--web", "2", "--workers", "2"),
+        EMBEDDED_LLM="0",
+        HEALTH_WORKER_CHECK_SECONDS="1",
+    )
+    started = []
+    try:
+        # Healthy through the proxy's port (the database, Redis and a worker answer).
+        health = wait_healthy(base, proc)
+        assert all(check["ok"] for check in health["checks"].values())
+        output = wait_for_output(var_dir, proc, "Everything is up. Sign in at:")
+        assert f"nginx on port {port} in front of 2 web processes" in output
+        assert f"http://127.0.0.1:{port}/accounts/login/" in output[output.index("\u250c") :]
+        started = psutil.Process(proc.pid).children(recursive=True)
+
+        # Requests through the proxy reach both Daphnes (the development config names the one
+        # that answered; its access log says the same).
+        answered_by = {
+            httpx.get(f"{base}/healthz", timeout=10).headers["X-Upstream"] for _ in range(6)
+        }
+        assert answered_by == {f"127.0.0.1:{port + 1}", f"127.0.0.1:{port + 2}"}
+
+        # Signed in through the proxy, a WebSocket through it gets its hello.
+        client = sign_in(base, "admin@example.com", "demo pass 1234")
+        cookie = f"sessionid={client.cookies['sessionid']}"
+        client.close()
+        hellos = [asyncio.run(_hello_through(base, cookie)) for _ in range(2)]
+        assert all(hello["type"] == "hello" and hello["user_id"] for hello in hellos), hellos
+
+        # Two workers, each under its own name and on its own queue, answer (a second terminal).
+        queues = (
+            "import json; from assistant.project.celery import app; "
+            "replies = app.control.inspect(timeout=3).active_queues() or {}; "
+            "print(json.dumps({w: sorted(q['name'] for q in qs) for w, qs in replies.items()}))"
+        )
+        done = second_terminal(var_dir, "shell", "-c", queues)
+        assert done.returncode == 0, done.stderr
+        workers = json.loads(done.stdout.strip().splitlines()[-1])
+        assert {name.split("@")[0]: names for name, names in workers.items()} == {
+            "w1": ["default"],
+            "w2": ["ingest"],
+        }, workers
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)  # what a supervisor sends
+        proc.wait(60)
+        log.close()
+    ports = [port, port + 1, port + 2, redis_port]
+    assert [p for p in ports if port_in_use(p)] == []
+    assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert {"proxy", "web-1", "web-2", "worker-1", "worker-2"} <= set(
+        re.findall(r"stopped (\S+)", (var_dir / "launcher.log").read_text())
+    )
+    assert left_running(var_dir, ports) == []

@@ -1,8 +1,10 @@
 """The launcher's choices, checked without starting the stack: which local model and what the app
 is told about it, and a clear error for an unknown one; what a second terminal reads
-(run.env), the port-in-use error and the sign-in box. Starting the whole stack is
+(run.env), the port-in-use error and the sign-in box; the topology (`run --web N --workers M`):
+its ports, workers and refusals. Starting the whole stack is
 tests/e2e/test_launcher.py."""
 
+import contextlib
 import os
 import socket
 import stat
@@ -11,8 +13,16 @@ import sys
 
 import pytest
 
-from assistant.devstack import localmodel
-from assistant.devstack.launcher import boxed, embedded_llm_env, manage_output, sign_in_box
+from assistant.devstack import localmodel, proxy
+from assistant.devstack.launcher import (
+    boxed,
+    daphne_argv,
+    embedded_llm_env,
+    manage_output,
+    sign_in_box,
+    web_ports,
+    worker_argv,
+)
 from assistant.devstack.processes import port_taken_message
 from assistant.project import run_env
 from tests.support.processes import BASE_DIR, free_ports
@@ -248,3 +258,101 @@ def test_a_failing_management_command_still_shows_what_it_printed(capfd):
         manage_output(dict(os.environ), "shell", "--no-imports", "-c", script)
 
     assert "Password: s3cret-once" in capfd.readouterr().out
+
+
+# -- the topology: `run --web N --workers M` -------------------------------------------------------
+
+
+def test_one_web_process_serves_on_port_and_several_sit_behind_the_proxy_on_the_next_ports():
+    assert web_ports(8000, 1) == [8000]
+    assert web_ports(8000, 3) == [8000, 8001, 8002, 8003]  # nginx first, then each Daphne
+
+
+def test_one_worker_is_started_exactly_as_before(tmp_path):
+    argv = worker_argv(tmp_path, {"WORKER_CONCURRENCY": "3"}, index=1, count=1)
+
+    assert argv == [
+        str(tmp_path / "celery"),
+        *("-A", "assistant", "worker", "-Q", "default,ingest", "--concurrency", "3"),
+        *("--loglevel", "INFO"),
+    ]
+    assert daphne_argv(tmp_path, 8000) == [
+        str(tmp_path / "daphne"),
+        *("-b", "127.0.0.1", "-p", "8000", "--proxy-headers"),
+        "assistant.project.asgi:application",
+    ]
+
+
+def test_several_workers_have_distinct_names_and_split_the_queues(tmp_path):
+    argvs = [worker_argv(tmp_path, {}, index=i, count=3) for i in (1, 2, 3)]
+
+    assert [argv[argv.index("-n") + 1] for argv in argvs] == ["w1@%h", "w2@%h", "w3@%h"]
+    # Answers never wait behind indexing; every queue has a worker.
+    assert [argv[argv.index("-Q") + 1] for argv in argvs] == ["default", "ingest", "default"]
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant.embedded", "run", *args],
+        cwd=BASE_DIR,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two", "17", "1e3"])
+def test_a_nonsense_number_of_processes_is_refused_before_anything_starts(tmp_path, count):
+    done = _run("--web", count, VAR_DIR=str(tmp_path))
+
+    assert done.returncode == 2
+    assert "a number of processes from 1 to 16 is expected" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()
+
+
+def test_several_web_processes_without_nginx_stop_before_anything_starts(tmp_path):
+    done = _run("--web", "2", VAR_DIR=str(tmp_path), EMBEDDED_NGINX=str(tmp_path / "no-such-nginx"))
+
+    assert done.returncode == 1
+    assert "EMBEDDED_NGINX=" in done.stderr and "not a program that can run" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()
+
+
+def test_the_missing_nginx_message_says_how_to_install_it():
+    message = proxy.missing_nginx_message(2, {})
+
+    assert "make system-deps" in message and "apt-get install -y nginx" in message
+    assert "--web 1" in message
+
+
+def test_run_documents_both_flags_in_its_help():
+    done = _run("--help")
+
+    assert done.returncode == 0
+    assert "--web N" in done.stdout and "--workers M" in done.stdout
+    assert "nginx" in done.stdout
+
+
+def test_a_taken_port_behind_the_proxy_is_refused_naming_it_before_anything_starts(tmp_path):
+    with socket.socket() as held:
+        for port in free_ports(10):
+            with contextlib.suppress(OSError):  # PORT+2 may be taken already, or past 65535
+                held.bind(("127.0.0.1", port + 2))
+                break
+        held.listen()
+
+        done = _run(
+            "--web",
+            "2",
+            VAR_DIR=str(tmp_path),
+            PORT=str(port),
+            EMBEDDED_NGINX="/bin/true",  # found; never started, the port check comes first
+        )
+
+    assert done.returncode == 1
+    assert f"Port {port + 2} (PORT+2, for the web server) is already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()

@@ -43,7 +43,10 @@ class Reply:
 
     ``tokens`` are streamed one SSE chunk each, ``delay`` seconds apart
     (``first_delay`` before the first one, after the headers went out). A
-    non-streaming request gets them joined as one message.
+    non-streaming request gets them joined as one message. With ``timestamps``,
+    each streamed token ends with the server's clock (``time.time()``, 6
+    decimals) and a space at the moment it is written, so a client can measure
+    how long each token took to reach it (bench/chat_load.py).
     """
 
     tokens: tuple[str, ...] | list[str] = ("OK",)
@@ -60,6 +63,7 @@ class Reply:
     finish_reason: str = "stop"
     model: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    timestamps: bool = False
 
     @classmethod
     def error(cls, status: int = 500, message: str = "scripted error") -> Reply:
@@ -316,6 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if index:
                 self._wait(reply.delay)
+            if reply.timestamps:
+                token = f"{token}{time.time():.6f} "
             self._write_event(chunks.token(token))
             request.tokens_sent += 1
         if reply.drop_after is not None and reply.drop_after >= len(reply.tokens):
