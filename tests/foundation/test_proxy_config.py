@@ -203,3 +203,17 @@ def test_proxy_config_refuses_a_hostile_upstream_with_a_clear_error():
     assert done.returncode == 2
     assert "not a HOST:PORT of a web process" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_the_readme_shows_the_production_site_exactly_as_the_command_prints_it():
+    printed = subprocess.run(
+        [sys.executable, "-m", "assistant.embedded", "proxy-config"]
+        + ["--upstream", "127.0.0.1:8001", "--upstream", "127.0.0.1:8002"]
+        + ["--listen", "80", "--server-name", "assistant.example.com"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=BASE_DIR,
+    ).stdout
+    readme = (BASE_DIR / "README.md").read_text()
+    assert f"```nginx\n{printed}```" in readme
