@@ -441,4 +441,8 @@ SLACK_UNLINKED_USERS = env.choice("SLACK_UNLINKED_USERS", ["refuse", "public"], 
 # How long one attempt at answering a Slack question holds it; a worker that dies mid-answer
 # loses it after this, and the redelivered task takes over (longer than the task time limit).
 SLACK_ANSWER_LEASE_SECONDS = env.int("SLACK_ANSWER_LEASE_SECONDS", 360, min_value=1)
+# A Slack question saved but never queued (the broker was down) is queued again by the workers'
+# sweep after this long, unless it is older than the second limit (slack.services).
+SLACK_REQUEUE_AFTER_SECONDS = env.int("SLACK_REQUEUE_AFTER_SECONDS", 60, min_value=1)
+SLACK_REQUEUE_MAX_AGE_SECONDS = env.int("SLACK_REQUEUE_MAX_AGE_SECONDS", 3600, min_value=1)
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")

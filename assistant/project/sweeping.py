@@ -3,8 +3,9 @@
 A task is enqueued after its rows commit (``tasking.enqueue_on_commit``). If the broker is down
 at that moment, or restarts without persistence, the rows wait for a task that will never come.
 No beat process is needed for this: every worker sweeps (at start, then every
-``WORKER_SWEEP_SECONDS``), and the sweep claims what it re-queues, so several workers sweeping
-together queue each piece of work once. The sweep tolerates the broker or the database being
+``WORKER_SWEEP_SECONDS``). Sources are claimed as they are re-queued, so several workers
+sweeping together queue each once; a Slack question queued twice is still answered once (its
+runs take a lease on it). The sweep tolerates the broker or the database being
 down: it logs and tries again on the next tick.
 """
 
@@ -19,16 +20,27 @@ from django.db import close_old_connections
 logger = logging.getLogger(__name__)
 
 
-def sweep() -> list[int]:
-    """One pass: re-queues sources that lost their indexing task; returns their ids."""
+def sweep() -> dict[str, list[int]]:
+    """One pass: re-queues the sources and the Slack questions that lost their task; returns
+    their ids (``{"sources": [...], "slack_receipts": [...]}``). Each kind is swept on its own:
+    one failing does not stop the other."""
+    from assistant.slack.services import receipts_requeue_stuck
     from knowledge.services import sources_requeue_stuck
 
     close_old_connections()  # the timer's thread keeps its connection between ticks
-    try:
-        return sources_requeue_stuck(older_than_seconds=settings.INDEXING_REQUEUE_AFTER_SECONDS)
-    except Exception:  # broker or database unreachable: the next tick tries again
-        logger.warning("the sweep for lost tasks failed; it runs again shortly", exc_info=True)
-        return []
+    swept: dict[str, list[int]] = {}
+    for kind, requeue, after in (
+        ("sources", sources_requeue_stuck, settings.INDEXING_REQUEUE_AFTER_SECONDS),
+        ("slack_receipts", receipts_requeue_stuck, settings.SLACK_REQUEUE_AFTER_SECONDS),
+    ):
+        try:
+            swept[kind] = requeue(older_than_seconds=after)
+        except Exception:  # broker or database unreachable: the next tick tries again
+            logger.warning(
+                "the sweep for lost %s failed; it runs again shortly", kind, exc_info=True
+            )
+            swept[kind] = []
+    return swept
 
 
 class Sweeper(bootsteps.StartStopStep):

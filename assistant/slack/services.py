@@ -20,7 +20,7 @@ from accounts.models import SlackIdentity
 from assistant import services
 from assistant.answering.pipeline import answer_stream
 from assistant.models import Conversation, Message
-from assistant.project.tasking import enqueue_on_commit
+from assistant.project.tasking import enqueue_on_commit, waiting_count
 from assistant.slack import client, formatting
 from assistant.slack.linking import account_for_slack_user, is_provisional
 from assistant.slack.models import SlackEventReceipt
@@ -74,6 +74,34 @@ def receipt_record(*, key: str, kind: str, payload: dict) -> SlackEventReceipt |
 
 def receipt_enqueue(receipt: SlackEventReceipt) -> None:
     enqueue_on_commit("assistant.slack.answer", receipt.pk)
+
+
+def receipts_requeue_stuck(*, older_than_seconds: float, limit: int = 200) -> list[int]:
+    """Queues again the Slack questions still ``received`` for longer than ``older_than_seconds``
+    (and younger than ``SLACK_REQUEUE_MAX_AGE_SECONDS``) while nothing waits in their queue: their
+    task was lost (the broker was down when the webhook saved them, or restarted without
+    persistence). Returns their ids.
+
+    Two workers sweeping at once may both queue one: the runs claim a lease on the receipt, so it
+    is answered once. A question older than the age limit is left unanswered: an answer an hour
+    late, in a thread that moved on, helps nobody."""
+    if waiting_count("assistant.slack.answer"):
+        return []
+    now = timezone.now()
+    ids = list(
+        SlackEventReceipt.objects.filter(
+            status=SlackEventReceipt.Status.RECEIVED,
+            received_at__lt=now - timedelta(seconds=older_than_seconds),
+            received_at__gte=now - timedelta(seconds=settings.SLACK_REQUEUE_MAX_AGE_SECONDS),
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in ids:
+        enqueue_on_commit("assistant.slack.answer", pk)
+    if ids:
+        logger.warning("re-queued Slack questions whose task was lost", extra={"receipts": ids})
+    return ids
 
 
 def _receipt_claim(receipt_id: int) -> SlackEventReceipt | None:

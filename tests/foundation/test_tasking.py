@@ -15,10 +15,12 @@ from django.utils import timezone
 
 from assistant.project import sweeping
 from assistant.project.celery import app
+from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Source
 from tests.support.events import queued_tasks
 from tests.support.knowledge import make_collection
 from tests.support.processes import free_port
+from tests.support.slack import SECRET, TOKEN, direct_message, post_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,6 +48,12 @@ def empty_ingest_queue():
     """Tasks earlier tests of this process left on the shared broker (no worker ran them)."""
     with app.connection_for_write() as conn:
         conn.default_channel.client.delete("ingest")
+
+
+@pytest.fixture
+def empty_default_queue():
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("default")
 
 
 @pytest.fixture
@@ -85,9 +93,9 @@ def test_the_sweep_requeues_a_source_whose_task_was_lost_once(settings, empty_in
     _queued_source(collection, "recent.md", waited_seconds=5)  # not yet: it may be on its way
 
     with queued_tasks() as tasks:
-        assert sweeping.sweep() == [lost.pk]
+        assert sweeping.sweep()["sources"] == [lost.pk]
         # Claimed: the next tick (here, or on another worker) does not queue it again.
-        assert sweeping.sweep() == []
+        assert sweeping.sweep()["sources"] == []
     assert [t.args for t in tasks.named("knowledge.index_source")] == [(lost.pk,)]
 
 
@@ -98,7 +106,7 @@ def test_the_sweep_leaves_sources_waiting_behind_a_backlog_alone(settings, empty
     app.send_task("knowledge.index_source", args=[waiting.pk])  # its task is still queued
 
     with queued_tasks() as tasks:
-        assert sweeping.sweep() == []
+        assert sweeping.sweep()["sources"] == []
     assert tasks == []
 
 
@@ -108,7 +116,73 @@ def test_the_sweep_survives_a_broker_that_is_down(settings, broker_down, caplog)
     lost = _queued_source(collection, "lost.md", waited_seconds=120)
 
     with caplog.at_level(logging.WARNING, logger="assistant.project.sweeping"):
-        assert sweeping.sweep() == []
+        assert sweeping.sweep() == {"sources": [], "slack_receipts": []}
     assert any("sweep" in r.getMessage() for r in caplog.records)
     # Nothing claimed: the next tick after the broker is back still finds it.
     assert Source.objects.get(pk=lost.pk).updated_at < timezone.now() - timedelta(seconds=60)
+
+
+# --- Slack questions ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack_settings(settings):
+    settings.SLACK_SIGNING_SECRET = SECRET
+    settings.SLACK_BOT_TOKEN = TOKEN
+    settings.SLACK_REQUEUE_AFTER_SECONDS = 60
+    settings.SLACK_REQUEUE_MAX_AGE_SECONDS = 3600
+
+
+def _received_ago(key: str, seconds: float) -> None:
+    SlackEventReceipt.objects.filter(key=key).update(
+        received_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_a_slack_question_saved_while_the_broker_was_down_is_queued_again_by_the_sweep(
+    client, slack_settings, broker_down, caplog
+):
+    with caplog.at_level(logging.ERROR, logger="assistant.project.tasking"):
+        response = post_event(client, direct_message(event_id="EvLost"))
+    assert response.status_code == 200  # Slack is told it arrived: it will not send it again
+    receipt = SlackEventReceipt.objects.get(key="event:EvLost")
+    assert receipt.status == SlackEventReceipt.Status.RECEIVED
+    assert any(r.name == "assistant.project.tasking" for r in caplog.records)
+
+    # The broker is back (the fixture's app is gone below), a minute later.
+    app.set_current()
+    _received_ago("event:EvLost", 120)
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("default")
+    with queued_tasks() as tasks:
+        assert sweeping.sweep()["slack_receipts"] == [receipt.pk]
+    assert [t.args for t in tasks.named("assistant.slack.answer")] == [(receipt.pk,)]
+
+
+def test_the_sweep_leaves_recent_answered_and_hour_old_slack_questions_alone(
+    client, slack_settings, empty_default_queue
+):
+    from assistant.slack.services import receipt_record
+
+    for key, ago in (("event:Recent", 5), ("event:Stale", 7200), ("event:Done", 120)):
+        receipt_record(key=key, kind=SlackEventReceipt.Kind.EVENT, payload={})
+        _received_ago(key, ago)
+    SlackEventReceipt.objects.filter(key="event:Done").update(
+        status=SlackEventReceipt.Status.ANSWERED
+    )
+    with queued_tasks() as tasks:
+        assert sweeping.sweep()["slack_receipts"] == []
+    assert tasks.named("assistant.slack.answer") == []
+
+
+def test_the_sweep_leaves_slack_questions_waiting_behind_queued_work_alone(
+    slack_settings, empty_default_queue
+):
+    from assistant.slack.services import receipt_record
+
+    receipt = receipt_record(key="event:Waiting", kind=SlackEventReceipt.Kind.EVENT, payload={})
+    _received_ago("event:Waiting", 120)
+    app.send_task("assistant.slack.answer", args=[receipt.pk])  # its task is still queued
+    with queued_tasks() as tasks:
+        assert sweeping.sweep()["slack_receipts"] == []
+    assert tasks == []
