@@ -23,18 +23,18 @@ pytestmark = [
 BACKLOG = 5000
 
 
-def in_another_thread(function, **kwargs) -> None:
+def in_another_thread(function, **kwargs):
     """Runs a service as a worker would: its event is sent with async_to_sync, which cannot run
     on this thread while Playwright's loop does."""
 
-    def run() -> None:
+    def run():
         try:
-            function(**kwargs)
+            return function(**kwargs)
         finally:
             connection.close()
 
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(run).result()
+        return pool.submit(run).result()
 
 
 def test_a_backlog_of_5000_queued_sources_is_paged_and_its_rows_still_change_live(
@@ -77,3 +77,19 @@ def test_a_backlog_of_5000_queued_sources_is_paged_and_its_rows_still_change_liv
     pager.get_by_role("link", name="Newer").click()
     expect(pager).to_contain_text(f"Sources 1–50 of {BACKLOG}")
     expect(row.locator("[data-field=status]")).to_have_text("Failed")
+
+    # The backlog being worked through sends events about sources on later pages: they stay
+    # there. A new source (added in another tab) comes to the top of the first page. Events
+    # reach the page in order, so once the new row is shown the old one's event was handled.
+    oldest = Source.objects.filter(collection=collection).order_by("created_at", "id").first()
+    in_another_thread(services.source_mark_failed, source_id=oldest.pk, message="Unreachable.")
+    added = in_another_thread(
+        services.source_create_from_upload,
+        user=manager,
+        collection=collection,
+        filename="new-policy.md",
+        data=b"# New policy\n\nBook early.\n",
+    ).source
+    expect(section.locator("tr.source-row").first).to_have_id(f"source-{added.pk}")
+    expect(page.locator(f"#source-{oldest.pk}")).to_have_count(0)
+    expect(section.locator("tr.source-row")).to_have_count(51)
