@@ -244,3 +244,30 @@ async def test_an_answer_being_written_when_the_database_drops_is_saved_once_it_
     answer = await Message.objects.aget(pk=message_id)
     assert question.content == QUESTION
     assert (answer.status, answer.content) == ("complete", "".join(ANSWER_TOKENS))
+
+
+async def test_a_question_asked_while_the_database_is_away_gets_a_clear_error_not_a_dead_socket(
+    stack, llm_server, handbook, make_user
+):
+    user = await sync_to_async(make_user)()
+    tab = await open_tab(stack["base"], user)
+    away = database_away()
+    await sync_to_async(away.__enter__)()
+    try:
+        await tab.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
+        error = (await tab.until_type("error", timeout=30))[-1]
+        # The page's keep-alive still gets its pong, so it does not tear the socket down.
+        await tab.send(type="ping")
+        assert (await tab.until_type("pong"))[-1] == {"type": "pong"}
+    finally:
+        await sync_to_async(away.__exit__)(None, None, None)
+    assert error["code"] == "unavailable" and error["request_id"] == "r1"
+    assert "was not saved" in error["message"]
+    assert not await Message.objects.filter(conversation__owner=user).aexists()
+
+    # The same socket asks again once the database is back.
+    llm_server.script(Reply(tokens=["Book through the portal [1]."]))
+    await tab.send(type="ask", request_id="r2", conversation_id=None, text=QUESTION)
+    done = (await tab.until_type("done", timeout=30))[-1]
+    assert done["message"]["status"] == "complete"
+    await tab.close()
