@@ -16,6 +16,7 @@ import redis.exceptions
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import InterfaceError, OperationalError
 
 from accounts.events import user_group
 from accounts.selectors import user_for_session
@@ -36,6 +37,12 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, O
 UNAVAILABLE = (
     "The assistant is briefly unavailable while a service it needs restarts. "
     "Nothing was sent; try again in a moment."
+)
+# PostgreSQL unreachable (a restart, a failover): its connections refused or dropped.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)  # refused or dropped connections
+DATABASE_AWAY = (
+    "The assistant can't reach its database right now, so this was not saved. "
+    "Please try again in a minute."
 )
 
 
@@ -152,7 +159,14 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         # revoked staff flag or group applies at once, and a socket whose session would no
         # longer sign an HTTP request in (deactivated, signed out, expired, password changed)
         # is closed.
-        user = await db(user_for_session)(user_id=self.user.pk, session_key=self.session_key)
+        try:
+            user = await db(user_for_session)(user_id=self.user.pk, session_key=self.session_key)
+        except DATABASE_UNAVAILABLE:  # a restart or failover: say so, keep the socket to retry
+            if kind == "ping":  # the connection itself is fine: the session is checked later
+                await self.send_json({"type": "pong"})
+            else:
+                await self._error("unavailable", DATABASE_AWAY, content)
+            return
         if user is None:
             self.open = False
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -174,6 +188,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             # Before anything was stored (the rate limit is checked first): refuse, never hang.
             logger.warning("Redis unreachable while handling a frame", exc_info=True)
             await self._error("unavailable", UNAVAILABLE, content)
+        except DATABASE_UNAVAILABLE:
+            await self._error("unavailable", DATABASE_AWAY, content)
 
     async def _error(self, code, message, content):
         frame = {"type": "error", "code": code, "message": message}

@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from accounts.models import AuditEvent
 from knowledge.models import Chunk, Collection, KnowledgeVersion, Source
@@ -309,3 +311,45 @@ def _about(title: str, section: str) -> str:
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+SOURCE_PAGE_ORDER = ("-created_at", "-id")  # newest first; the id breaks ties of one bulk insert
+
+
+def source_pages_for(
+    *, user, per_page: int, paged_collection_id: int | None = None, page_number=1
+) -> list[tuple[Collection, Page]]:
+    """The collections ``user`` may read, each with one page of its sources (newest first):
+    page ``page_number`` of ``paged_collection_id``, the first page of every other one.
+
+    A fixed number of queries whatever the number of sources or collections: the collections
+    with their source counts, every first page in one statement (a row number per collection),
+    and the count and page of the one being paged through. An ingest backlog of thousands of
+    queued sources then costs the page one page of rows.
+    """
+    collections = list(collections_readable_by(user).annotate(source_count=Count("sources")))
+    first_pages: dict[int, list[Source]] = {c.pk: [] for c in collections}
+    rows = (
+        Source.objects.filter(collection_id__in=[c.pk for c in collections])
+        .exclude(collection_id=paged_collection_id)
+        .annotate(
+            position=Window(
+                RowNumber(),
+                partition_by=[F("collection_id")],
+                order_by=[F("created_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(position__lte=per_page)
+        .order_by("collection_id", "position")
+    )
+    for source in rows:
+        first_pages[source.collection_id].append(source)
+    pages = []
+    for collection in collections:
+        paginator = Paginator(collection.sources.order_by(*SOURCE_PAGE_ORDER), per_page)
+        if collection.pk == paged_collection_id:
+            pages.append((collection, paginator.get_page(page_number)))
+            continue
+        paginator.count = collection.source_count  # known already: no COUNT query per collection
+        pages.append((collection, Page(first_pages[collection.pk], 1, paginator)))
+    return pages

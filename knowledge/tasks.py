@@ -7,12 +7,14 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from knowledge import embeddings, services
 
 logger = logging.getLogger(__name__)
 
 MAX_TRANSIENT_RETRIES = 6
+DATABASE_RETRY_MAX_SECONDS = 60  # the back-off's ceiling while the database is away
 
 
 @shared_task(
@@ -39,6 +41,20 @@ def index_source(self, source_id: int) -> None:
             return
         countdown = min(600, settings.INDEXING_RETRY_BASE_SECONDS * 2**self.request.retries)
         logger.warning("indexing will retry", extra={"source_id": source_id, "in_s": countdown})
+        raise self.retry(countdown=countdown, max_retries=None) from None
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away (a restart, a failover, a dropped connection): nothing is
+        # wrong with the document, and the failed state could not even be written. Retry with
+        # back-off, without limit: the upload was accepted and must not be lost.
+        close_old_connections()  # the next attempt connects afresh
+        countdown = min(
+            DATABASE_RETRY_MAX_SECONDS,
+            settings.INDEXING_RETRY_BASE_SECONDS * 2 ** min(self.request.retries, 10),
+        )
+        logger.warning(
+            "database unavailable; indexing will retry",
+            extra={"source_id": source_id, "in_s": countdown, "error": str(exc)[:300]},
+        )
         raise self.retry(countdown=countdown, max_retries=None) from None
     except embeddings.EmbeddingError as exc:
         services.source_mark_failed(source_id=source_id, message=str(exc))

@@ -27,6 +27,9 @@ from knowledge.models import Collection, Source
 # Multipart framing and the CSRF field around the file itself.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 CHUNKS_PER_PAGE = 50
+# A collection lists its newest sources a page at a time: an ingest backlog of thousands must
+# not turn the page into thousands of rows (and the script's polling of its busy rows).
+SOURCES_PER_PAGE = 50
 MAX_STATUS_IDS = 200
 
 
@@ -91,10 +94,18 @@ def index(request):
 
 def _render_index(request, collection_form: CollectionForm | None = None, status: int = 200):
     user = request.user
-    collections = list(selectors.collections_readable_by(user).prefetch_related("sources"))
     manageable_ids = set(selectors.collections_manageable_by(user).values_list("id", flat=True))
-    for collection in collections:
+    pages = selectors.source_pages_for(
+        user=user,
+        per_page=SOURCES_PER_PAGE,
+        paged_collection_id=_int_or_none(request.GET.get("collection")),
+        page_number=request.GET.get("page"),
+    )
+    collections = []
+    for collection, page in pages:
         collection.can_manage = collection.pk in manageable_ids
+        collection.page = page
+        collections.append(collection)
     context = {
         "collections": collections,
         "collection_form": collection_form

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from assistant import llm, selectors, services
-from assistant.answering import cache, extractive, grounding, metrics, prompts
+from assistant.answering import cache, extractive, grounding, metrics, prompts, saving
 from assistant.answering.citations import CitationStreamParser
 from assistant.answering.events import (
     CitationEvent,
@@ -249,7 +249,7 @@ async def answer_stream(
                 yield event
             if time.monotonic() - state.saved_at > CHECKPOINT_SECONDS:
                 state.saved_at = time.monotonic()
-                await db(services.answer_checkpoint)(message_id=answer.pk, content=state.text)
+                await saving.answer_checkpoint(message_id=answer.pk, content=state.text)
         for event in state.take(parser.finish(), by_number, message_id):
             yield event
         # Inside the try: a stop pressed while the check runs still stores the answer as stopped.
@@ -482,7 +482,7 @@ async def _finish(
     answer, state: _AnswerState, status, timings, config, shared: bool, error: str = ""
 ) -> Message:
     completion = state.completion
-    return await db(services.answer_finish)(
+    return await saving.answer_finish(
         message_id=answer.pk,
         content=state.text,
         status=status,

@@ -47,6 +47,8 @@ for _origin in WEBSOCKET_ALLOWED_ORIGINS:
             f"WEBSOCKET_ALLOWED_ORIGINS entry {_origin!r} must be an exact origin such as "
             "https://assistant.example.com (no wildcard)."
         )
+# Unsent bytes a socket may pile up once Twisted's buffer is full before it is closed (0: off).
+WEBSOCKET_SEND_BUFFER_BYTES = env.int("WEBSOCKET_SEND_BUFFER_KB", 1024, min_value=0) * 1024
 
 INSTALLED_APPS = [
     "daphne",

@@ -95,12 +95,22 @@
     showEmpty(section, false);
   }
 
+  /* Whether a source the page does not show yet belongs at the top of its collection: only on
+     the collection's first page, and only when it is newer than every source the page was
+     rendered with. A paged collection's older sources (a backlog being indexed) stay on their
+     own pages instead of piling up here with every event. */
+  function showsNewSource(collectionId, id) {
+    const section = document.getElementById("collection-" + collectionId);
+    if (!section || section.dataset.page !== "1") return false;
+    return Number(id) > Number(section.dataset.newestId || 0);
+  }
+
   /* Fetches a source's row and shows it. One request per row at a time: changes arriving
      meanwhile fetch it once more when it returns, so a burst of progress events costs two
      requests and the row ends on the latest state. */
   function refreshRow(id, collectionId) {
     const key = String(id);
-    if (!rowFor(key) && !document.getElementById("collection-" + collectionId)) return; // not ours to show
+    if (!rowFor(key) && !showsNewSource(collectionId, key)) return; // not ours to show
     const current = loading.get(key);
     if (current) {
       current.again = true;
