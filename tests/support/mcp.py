@@ -66,11 +66,24 @@ def mcp_world(make_user) -> McpWorld:
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(url: str, token: str) -> AsyncIterator[ClientSession]:
-    """An initialized MCP client session to ``url`` (.../mcp) carrying ``token``."""
+async def mcp_session(
+    url: str, token: str, responses: list | None = None
+) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session to ``url`` (.../mcp) carrying ``token``. ``responses``
+    collects each HTTP response's (status, WWW-Authenticate): the client turns an HTTP error
+    into a generic one."""
     headers = {"Authorization": f"Bearer {token}"}
+
+    async def record(response) -> None:
+        if responses is not None:
+            responses.append((response.status_code, response.headers.get("www-authenticate")))
+
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        httpx2.AsyncClient(
+            headers=headers,
+            timeout=httpx2.Timeout(30, read=60),
+            event_hooks={"response": [record]},
+        ) as http,
         streamable_http_client(url, http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
