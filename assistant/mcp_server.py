@@ -450,6 +450,12 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+def _origin_allowed(origin: str, scope, host: str) -> bool:
+    own = f"{scope.get('scheme', 'http')}://{host}".lower()
+    allowed = {o.lower().rstrip("/") for o in settings.WEBSOCKET_ALLOWED_ORIGINS}
+    return origin.lower().rstrip("/") in allowed | {own}
+
+
 def _token_in_query(scope) -> bool:
     from urllib.parse import parse_qs
 
@@ -477,6 +483,14 @@ class McpApp:
         if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
             await _send_json(
                 send, 400, {"error": "invalid_request", "error_description": "Bad host."}
+            )
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not _origin_allowed(origin, scope, host):
+            # A page in a browser (DNS rebinding, a hostile site): the MCP spec asks servers to
+            # check Origin. Non-browser clients send none; the app's own pages may.
+            await _send_json(
+                send, 403, {"error": "invalid_request", "error_description": "Bad origin."}
             )
             return
         if _token_in_query(scope):

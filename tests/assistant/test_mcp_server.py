@@ -86,6 +86,17 @@ async def test_a_request_for_a_foreign_host_is_refused(world, client):
     assert response.status_code == 400
 
 
+async def test_a_page_from_another_origin_is_refused(world, client):
+    evil = await rpc(
+        client, world.reader_token, "tools/list", headers={"Origin": "http://evil.example"}
+    )
+    assert evil.status_code == 403
+    own = await rpc(
+        client, world.reader_token, "tools/list", headers={"Origin": "http://127.0.0.1:8000"}
+    )
+    assert own.status_code == 200
+
+
 async def test_a_session_cookie_does_not_stand_in_for_a_token(world, client):
     from tests.support.sessions import session_cookie_for
 
@@ -261,6 +272,30 @@ async def test_another_persons_conversation_is_an_error_and_nothing_leaks(
     assert await Message.objects.filter(conversation=theirs).acount() == 1
     assert not await Conversation.objects.filter(owner=world.reader).aexists()
     assert llm_server.chat_requests == []
+
+
+async def test_asking_in_a_conversation_still_answering_is_refused_as_busy(world, client):
+    mine = await Conversation.objects.acreate(owner=world.reader, title="Flights", origin="api")
+    await Message.objects.acreate(conversation=mine, role="user", content="Flights?")
+    await Message.objects.acreate(conversation=mine, role="assistant", status="streaming")
+    result = await call_tool(
+        client, world.reader_token, "ask", question="And trains?", conversation_id=str(mine.pk)
+    )
+    assert "still being written" in tool_error(result)
+    assert await Message.objects.filter(conversation=mine).acount() == 2
+
+
+async def test_a_model_failure_is_a_tool_error_and_the_question_is_kept(world, client, llm_server):
+    llm_server.script(Reply.error(500))
+    with override_settings(**scripted_settings(llm_server)):
+        result = await call_tool(
+            client, world.reader_token, "ask", question="How do I book a flight?"
+        )
+    assert tool_error(result).startswith("The language model")  # the pipeline's, for people
+    question = await Message.objects.aget(conversation__owner=world.reader, role="user")
+    assert question.content == "How do I book a flight?"
+    answer = await Message.objects.aget(conversation__owner=world.reader, role="assistant")
+    assert answer.status == "failed"
 
 
 @override_settings(CHAT_RATE_LIMIT_PER_MINUTE=1)
