@@ -20,10 +20,12 @@ request) is started on the first request of an event loop and kept for the loop'
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -33,13 +35,14 @@ from django.urls import reverse
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, Field
 
 from accounts.tokens import contains_token
 from assistant import answering_once, services
 from assistant.models import Conversation
 from assistant.project.threads import db
-from knowledge.models import Source
+from knowledge.models import Collection, Source
 from knowledge.retrieval import search_chunks_for_user
 from knowledge.selectors import collections_readable_by, source_get_readable
 from knowledge.tokens import QUERY_TOKEN_PARAMS, TokenAuth, TokenError, aauthenticate
@@ -192,8 +195,6 @@ def _scope_by_name(auth: TokenAuth) -> dict[str, int]:
 
 
 def _collection_names(ids) -> dict[int, str]:
-    from knowledge.models import Collection
-
     return dict(Collection.objects.filter(id__in=set(ids)).values_list("id", "name"))
 
 
@@ -405,12 +406,16 @@ class _ManagerRunner:
         if self._loop is not loop or self._task is None or self._task.done():
             # Set before any await, so concurrent first requests share one manager.
             self._loop, self._ready = loop, asyncio.Event()
-            self._manager = StreamableHTTPSessionManager(
-                app=server._lowlevel_server,  # the SDK's own streamable_http_app() does the same
+            # Builds a new session manager (the Starlette app around it is not used: McpApp
+            # routes and authenticates). Host and Origin are checked by McpApp against the
+            # project's settings, so the SDK's localhost-only check stays off.
+            server.streamable_http_app(
+                stateless_http=True,
                 json_response=True,
-                stateless=True,
                 max_request_body_size=MAX_BODY_BYTES,
+                transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             )
+            self._manager = server.session_manager
             self._task = loop.create_task(self._run(self._manager, self._ready))
         await self._ready.wait()
         return self._manager
@@ -426,8 +431,6 @@ _runner = _ManagerRunner()
 
 
 async def _send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()):
-    import json
-
     data = json.dumps(body).encode()
     await send(
         {
@@ -457,8 +460,6 @@ def _origin_allowed(origin: str, scope, host: str) -> bool:
 
 
 def _token_in_query(scope) -> bool:
-    from urllib.parse import parse_qs
-
     query = (scope.get("query_string") or b"").decode("latin-1")
     names = parse_qs(query, keep_blank_values=True).keys()
     return any(n in QUERY_TOKEN_PARAMS for n in names) or contains_token(query)
