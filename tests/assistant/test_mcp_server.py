@@ -259,6 +259,18 @@ async def test_ask_answers_through_the_pipeline_and_keeps_the_conversation(
     assert stored.status == "complete" and stored.content == answer["answer"]
 
 
+@pytest.mark.parametrize("who", ["reader_token", "hr_narrowed_token"])
+async def test_ask_reads_only_within_the_tokens_reach(world, client, llm_server, who):
+    # A reply in case a handbook passage is close enough for the model to be asked at all.
+    llm_server.script(Reply(tokens=["I cannot find that."]))
+    with override_settings(**scripted_settings(llm_server)):
+        result = await call_tool(client, getattr(world, who), "ask", question=SECRET_QUESTION)
+    assert SECRET_WORDS not in json.dumps(result)
+    assert all(SECRET_WORDS not in json.dumps(r.body) for r in llm_server.chat_requests)
+    answer = await Message.objects.aget(pk=result["structuredContent"]["message_id"])
+    assert {s["collection_id"] for s in answer.sources} <= {world.handbook.pk}
+
+
 async def test_another_persons_conversation_is_an_error_and_nothing_leaks(
     world, client, llm_server
 ):
