@@ -14,10 +14,16 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 
+from django.core.cache import cache
+
 from assistant import selectors, services
 from assistant.answering.pipeline import answer_stream
 from assistant.models import Conversation, Message
 from assistant.project.threads import db
+
+# How long a crashed process's busy mark outlives it (a live one removes its mark at the end).
+BUSY_MARK_SECONDS = 600
+BUSY_MESSAGE = "An answer in this conversation is still being written; stop it or wait."
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,27 @@ async def ask_to_completion(
     an id (the same for all three), ``services.RateLimited`` over the person's shared question
     budget and ``services.Busy`` while an answer in that conversation is being written. The
     caller checked ``text`` (not empty, within ``CHAT_MAX_QUESTION_CHARS``)."""
-    question = await db(_question_ask)(
-        user=user, text=text, conversation_id=conversation_id, origin=origin
-    )
-    return await answer_to_completion(user=user, question=question, collection_ids=collection_ids)
+    if conversation_id is None:
+        question = await db(_question_ask)(
+            user=user, text=text, conversation_id=None, origin=origin
+        )
+        return await answer_to_completion(
+            user=user, question=question, collection_ids=collection_ids
+        )
+    # The busy rule (``services.question_ask``) sees an answer once its row exists, which is
+    # after retrieval: two requests on one conversation at the same moment would both pass it.
+    # A whole-answer door holds this mark from the question to the end of the answer, so the
+    # second gets Busy. Keyed by the person too: someone else's id never meets the mark (it
+    # gets "no such conversation", not a hint that the conversation is busy).
+    key = f"answering:{user.pk}:{str(conversation_id)[:100]}"
+    if not await cache.aadd(key, 1, timeout=BUSY_MARK_SECONDS):
+        raise services.Busy(BUSY_MESSAGE)
+    try:
+        question = await db(_question_ask)(
+            user=user, text=text, conversation_id=conversation_id, origin=origin
+        )
+        return await answer_to_completion(
+            user=user, question=question, collection_ids=collection_ids
+        )
+    finally:
+        await cache.adelete(key)

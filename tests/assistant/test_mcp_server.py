@@ -5,6 +5,7 @@ tests/e2e/test_mcp_clients.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -295,6 +296,37 @@ async def test_asking_in_a_conversation_still_answering_is_refused_as_busy(world
     )
     assert "still being written" in tool_error(result)
     assert await Message.objects.filter(conversation=mine).acount() == 2
+
+
+async def test_two_asks_at_once_on_one_conversation_one_answers_the_other_is_busy(
+    world, client, llm_server
+):
+    mine = await Conversation.objects.acreate(owner=world.reader, title="Flights", origin="api")
+    llm_server.script(Reply(tokens=["Book early ", "[1]."], delay=0.1))
+    with override_settings(**scripted_settings(llm_server)):
+        results = await asyncio.gather(
+            *(
+                call_tool(
+                    client,
+                    world.reader_token,
+                    "ask",
+                    question="How do I book a flight?",
+                    conversation_id=str(mine.pk),
+                )
+                for _ in range(2)
+            )
+        )
+    assert sorted(r["isError"] for r in results) == [False, True]
+    busy = next(r for r in results if r["isError"])
+    assert "still being written" in tool_error(busy)
+    assert await Message.objects.filter(conversation=mine).acount() == 2
+    # The mark goes with the answer: the next question in that conversation is answered.
+    llm_server.script(Reply(tokens=["By train [1]."]))
+    with override_settings(**scripted_settings(llm_server)):
+        after = await call_tool(
+            client, world.reader_token, "ask", question="And trains?", conversation_id=str(mine.pk)
+        )
+    assert after["isError"] is False
 
 
 async def test_a_model_failure_is_a_tool_error_and_the_question_is_kept(world, client, llm_server):
