@@ -107,16 +107,21 @@ async def answer_to_completion(
     )
 
 
-def _question_ask(*, user, text: str, conversation_id: str | None, origin: str) -> Message:
+def _question_ask(*, user, text: str, conversation_id: uuid.UUID | None, origin: str) -> Message:
     conversation = None
     if conversation_id is not None:
-        try:
-            key = uuid.UUID(str(conversation_id))
-        except ValueError:
-            # Not even an id: the same answer as someone else's conversation or a missing one.
-            raise Conversation.DoesNotExist from None
-        conversation = selectors.conversation_get_for_user(user=user, conversation_id=key)
+        conversation = selectors.conversation_get_for_user(
+            user=user, conversation_id=conversation_id
+        )
     return services.question_ask(user=user, conversation=conversation, text=text, origin=origin)
+
+
+def _conversation_key(value) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        # Not even an id: the same answer as someone else's conversation or a missing one.
+        raise Conversation.DoesNotExist from None
 
 
 async def ask_to_completion(
@@ -146,12 +151,13 @@ async def ask_to_completion(
     # A whole-answer door holds this mark from the question to the end of the answer, so the
     # second gets Busy. Keyed by the person too: someone else's id never meets the mark (it
     # gets "no such conversation", not a hint that the conversation is busy).
-    key = f"answering:{user.pk}:{str(conversation_id)[:100]}"
+    conversation_key = _conversation_key(conversation_id)
+    key = f"answering:{user.pk}:{conversation_key}"
     if not await cache.aadd(key, 1, timeout=BUSY_MARK_SECONDS):
         raise services.Busy(BUSY_MESSAGE)
     try:
         question = await db(_question_ask)(
-            user=user, text=text, conversation_id=conversation_id, origin=origin
+            user=user, text=text, conversation_id=conversation_key, origin=origin
         )
         return await answer_to_completion(
             user=user, question=question, collection_ids=collection_ids
