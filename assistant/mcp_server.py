@@ -312,7 +312,10 @@ async def ask(question: str, ctx: Context, conversation_id: str | None = None) -
         except services.ChatError as error:  # busy, and the other refusals people can act on
             raise ToolError(str(error)) from None
         if done.status != "complete":
-            raise ToolError(done.error or "The answer could not be written. Try again shortly.")
+            said = done.error or "The answer could not be written. Try again shortly."
+            if done.text:  # stored with the conversation; the agent gets it too
+                said += f"\n\nWhat was written before it stopped:\n{done.text}"
+            raise ToolError(said)
         return Answer(
             answer=done.text,
             citations=await db(_answer_citations)(done.cited, base),

@@ -329,17 +329,36 @@ async def test_two_asks_at_once_on_one_conversation_one_answers_the_other_is_bus
     assert after["isError"] is False
 
 
-async def test_a_model_failure_is_a_tool_error_and_the_question_is_kept(world, client, llm_server):
+async def test_a_model_that_writes_nothing_gets_the_passages_quoted_with_their_citations(
+    world, client, llm_server
+):
     llm_server.script(Reply.error(500))
     with override_settings(**scripted_settings(llm_server)):
         result = await call_tool(
             client, world.reader_token, "ask", question="How do I book a flight?"
         )
-    assert tool_error(result).startswith("The language model")  # the pipeline's, for people
+    answer = result["structuredContent"]
+    assert answer["answer"].startswith("The language model isn't available right now")
+    assert answer["citations"] and answer["citations"][0]["collection"] == "Handbook"
+    stored = await Message.objects.aget(pk=answer["message_id"])
+    assert stored.status == "complete" and stored.model == "extractive"
+
+
+async def test_a_model_broken_mid_answer_is_a_tool_error_and_the_question_is_kept(
+    world, client, llm_server
+):
+    llm_server.script(Reply.dropped(["Book ", "through ", "the desk"], after=2))
+    with override_settings(**scripted_settings(llm_server)):
+        result = await call_tool(
+            client, world.reader_token, "ask", question="How do I book a flight?"
+        )
+    said = tool_error(result)
+    assert said.startswith("The answer was interrupted")  # the pipeline's, for people
+    assert said.endswith("What was written before it stopped:\nBook through ")
     question = await Message.objects.aget(conversation__owner=world.reader, role="user")
     assert question.content == "How do I book a flight?"
     answer = await Message.objects.aget(conversation__owner=world.reader, role="assistant")
-    assert answer.status == "failed"
+    assert answer.status == "failed" and answer.content == "Book through "
 
 
 @override_settings(CHAT_RATE_LIMIT_PER_MINUTE=1)
