@@ -230,14 +230,17 @@ def _refuse_if_busy(conversation: Conversation) -> None:
         raise Busy("An answer in this conversation is still being written; stop it or wait.")
 
 
-def question_ask(*, user, conversation: Conversation | None, text: str) -> Message:
+def question_ask(
+    *, user, conversation: Conversation | None, text: str, origin: str = Conversation.Origin.WEB
+) -> Message:
     """A question from a person at the chat (rate limited; refused while the conversation is
     answering). A conversation held in a Slack thread is never busy for the web: the question
-    starts a new conversation (``question_create``)."""
+    starts a new conversation (``question_create``). ``origin``: the door asking (a token's
+    ``api``), kept on a conversation it starts."""
     if conversation is not None and conversation.origin != Conversation.Origin.SLACK:
         _refuse_if_busy(conversation)
     rate_limit_check(user=user)
-    return question_create(user=user, conversation=conversation, text=text)
+    return question_create(user=user, conversation=conversation, text=text, origin=origin)
 
 
 def answer_regenerate(*, user, message: Message) -> Message:
