@@ -22,4 +22,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),
+    path("v1/", include("assistant.api_v1.urls")),  # the OpenAI-compatible API (docs/api.md)
 ]
