@@ -534,3 +534,26 @@ async def test_a_cross_site_form_post_needs_no_csrf_token_because_no_cookie_coun
     await sync_to_async(api.force_login)(ada)
     response = await post(api, None, body())
     assert_openai_error(response, 401, "missing")
+
+
+async def test_an_api_conversation_is_in_the_persons_history_on_the_web(
+    api, token, ada, llm_server
+):
+    llm_server.script(Reply(tokens=ANSWER))
+    completion = (await post(api, token, body("Which desk books flights?"))).json()
+    web = AsyncClient()
+    await sync_to_async(web.force_login)(ada)
+    listed = (await web.get("/api/conversations")).json()
+    assert json.dumps(listed).count(completion["conversation_id"]) == 1
+    assert "Which desk books flights?" in json.dumps(listed)
+
+
+async def test_a_model_that_fails_is_a_server_error_in_openai_shape(api, token, llm_server):
+    llm_server.script(Reply.error(500), Reply.error(500))
+    response = await post(api, token, body("Flights when the model is down?"))
+    error = assert_openai_error(response, 503, "llm_unavailable")
+    assert error["type"] == "server_error"
+    # Streaming: the stream had begun, so the error is its last event before [DONE].
+    response = await post(api, token, body("Flights when the model is still down?", stream=True))
+    events = await sse_events(response)
+    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "llm_unavailable"
