@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from accounts.models import AccessToken
 from knowledge.selectors import readable_collection_ids
@@ -25,6 +26,15 @@ class TokenRow:
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+    @property
+    def last_used_label(self) -> str:
+        # Uses are recorded to the minute (accounts.tokens.LAST_USED_RESOLUTION).
+        if self.last_used_at is None:
+            return "Never"
+        if timezone.now() - self.last_used_at < timedelta(minutes=1):
+            return "In the last minute"
+        return f"{timesince(self.last_used_at)} ago"
 
 
 def token_get_for_user(*, user, token_id: int) -> AccessToken:

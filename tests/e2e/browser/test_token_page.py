@@ -50,6 +50,7 @@ def test_a_person_creates_copies_and_revokes_a_token(
     expect(row).to_contain_text("IDE agent")
     expect(row).to_contain_text("Handbook")
     expect(row).to_contain_text(f"{token.prefix}…")
+    expect(row).to_contain_text("In the last minute")  # used just now, by authenticate above
     assert shown not in page.content()  # listed by its prefix only, never again in full
     screenshot(page, "token-list", full_page=True)
 
