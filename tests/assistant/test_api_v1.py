@@ -548,12 +548,27 @@ async def test_an_api_conversation_is_in_the_persons_history_on_the_web(
     assert "Which desk books flights?" in json.dumps(listed)
 
 
-async def test_a_model_that_fails_is_a_server_error_in_openai_shape(api, token, llm_server):
-    llm_server.script(Reply.error(500), Reply.error(500))
-    response = await post(api, token, body("Flights when the model is down?"))
-    error = assert_openai_error(response, 503, "llm_unavailable")
+async def test_with_no_model_the_answer_quotes_the_passages_with_their_citations(
+    api, token, llm_server
+):
+    # The pipeline's rule for every door: no model wrote a word, the passages answer.
+    llm_server.script(Reply.error(500))
+    completion = (await post(api, token, body("Flights when the model is down?"))).json()
+    assert "fourteen days before departure" in completion["choices"][0]["message"]["content"]
+    assert [c["collection"] for c in completion["citations"]] == ["Handbook"]
+
+
+async def test_a_model_that_breaks_mid_answer_is_a_server_error_in_openai_shape(
+    api, token, llm_server
+):
+    llm_server.script(Reply.dropped(["Book ", "through "], after=1))
+    response = await post(api, token, body("Flights when the model breaks?"))
+    error = assert_openai_error(response, 502, "llm_stream_broken")
     assert error["type"] == "server_error"
     # Streaming: the stream had begun, so the error is its last event before [DONE].
-    response = await post(api, token, body("Flights when the model is still down?", stream=True))
+    llm_server.script(Reply.dropped(["Book ", "through "], after=1))
+    response = await post(api, token, body("Flights when the model breaks again?", stream=True))
     events = await sse_events(response)
-    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "llm_unavailable"
+    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "llm_stream_broken"
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])
+    assert text == "Book "  # what the model wrote before it broke was streamed
