@@ -121,6 +121,11 @@ bench-cache: install
 	$(BENCH) python bench/ingest.py --if-missing
 	env VAR_DIR=var/bench EMBEDDED_REDIS_PORT=6397 $(BIN)/python -m assistant.embedded services -- python bench/answer_cache.py
 
+# The OpenAI-compatible API's time-to-first-token overhead over the answering pipeline itself.
+.PHONY: bench-api
+bench-api: install
+	env VAR_DIR=var/bench-api EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6399 $(BIN)/python -m assistant.embedded services -- python bench/api_overhead.py
+
 bench: bench-ingest bench-retrieval bench-chat
 
 # Evaluates retrieval on Django's documentation (from Debian's python-django-doc; the ranking

@@ -3,6 +3,7 @@ from django.shortcuts import render
 
 from accounts import views as account_views
 from knowledge.selectors import collections_readable_by, readable_knowledge_for
+from knowledge.token_page.selectors import token_rows_for
 
 
 def home(request, conversation_id=None):
@@ -24,6 +25,7 @@ def account(request):
     return account_views.account(
         request,
         extra_context={
-            "readable_collections": collections_readable_by(request.user).order_by("name")
+            "readable_collections": collections_readable_by(request.user).order_by("name"),
+            "tokens": token_rows_for(request.user),
         },
     )

@@ -19,7 +19,10 @@ urlpatterns = [
     ),  # honours ADMIN_LOCAL_LOGIN
     path("admin/", admin.site.urls),
     path("slack/", include("assistant.slack.urls")),
+    # The account page's token forms (the page itself is accounts/me/, above).
+    path("accounts/me/tokens/", include("knowledge.token_page.urls")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),
+    path("v1/", include("assistant.api_v1.urls")),  # the OpenAI-compatible API (docs/api.md)
 ]
