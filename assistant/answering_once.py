@@ -14,16 +14,10 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
-
 from assistant import selectors, services
 from assistant.answering.pipeline import answer_stream
 from assistant.models import Conversation, Message
 from assistant.project.threads import db
-
-# How long a crashed process's busy mark outlives it (a live one removes its mark at the end).
-BUSY_MARK_SECONDS = 600
-BUSY_MESSAGE = "An answer in this conversation is still being written; stop it or wait."
 
 
 @dataclass(frozen=True)
@@ -116,6 +110,10 @@ def _question_ask(*, user, text: str, conversation_id: uuid.UUID | None, origin:
     return services.question_ask(user=user, conversation=conversation, text=text, origin=origin)
 
 
+def _owned(*, user, conversation_id: uuid.UUID) -> None:
+    selectors.conversation_get_for_user(user=user, conversation_id=conversation_id)
+
+
 def _conversation_key(value) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -146,15 +144,12 @@ async def ask_to_completion(
         return await answer_to_completion(
             user=user, question=question, collection_ids=collection_ids
         )
-    # The busy rule (``services.question_ask``) sees an answer once its row exists, which is
-    # after retrieval: two requests on one conversation at the same moment would both pass it.
-    # A whole-answer door holds this mark from the question to the end of the answer, so the
-    # second gets Busy. Keyed by the person too: someone else's id never meets the mark (it
-    # gets "no such conversation", not a hint that the conversation is busy).
+    # Claimed from the question to the end of the answer (services.conversation_claim): of two
+    # requests on one conversation at the same moment, the second gets Busy. Someone else's id
+    # never reaches the claim: it is "no such conversation" first, with no hint it is busy.
     conversation_key = _conversation_key(conversation_id)
-    key = f"answering:{user.pk}:{conversation_key}"
-    if not await cache.aadd(key, 1, timeout=BUSY_MARK_SECONDS):
-        raise services.Busy(BUSY_MESSAGE)
+    await db(_owned)(user=user, conversation_id=conversation_key)
+    await db(services.conversation_claim)(conversation_id=conversation_key)
     try:
         question = await db(_question_ask)(
             user=user, text=text, conversation_id=conversation_key, origin=origin
@@ -163,4 +158,4 @@ async def ask_to_completion(
             user=user, question=question, collection_ids=collection_ids
         )
     finally:
-        await cache.adelete(key)
+        await db(services.conversation_release)(conversation_id=conversation_key)

@@ -224,10 +224,33 @@ class Busy(ChatError):
     """An answer in this conversation is still being written."""
 
 
+BUSY_MESSAGE = "An answer in this conversation is still being written; stop it or wait."
+# The busy rule sees an answer once its row exists, which the pipeline writes after retrieval:
+# doors that take a conversation by id (the API, MCP) claim it across that gap, so of two
+# requests at the same moment one answers and the other is Busy. The claim outlives a process
+# that died holding it by this long at most.
+CONVERSATION_CLAIM_SECONDS = 60
+
+
+def _claim_key(conversation_id) -> str:
+    return f"assistant:conversation:{conversation_id}:claim"
+
+
+def conversation_claim(*, conversation_id) -> None:
+    """Claims a conversation for one question until ``conversation_release`` (``Busy`` when
+    another request holds it). The caller checked the conversation is the person's."""
+    if not cache.add(_claim_key(conversation_id), 1, timeout=CONVERSATION_CLAIM_SECONDS):
+        raise Busy(BUSY_MESSAGE)
+
+
+def conversation_release(*, conversation_id) -> None:
+    cache.delete(_claim_key(conversation_id))
+
+
 def _refuse_if_busy(conversation: Conversation) -> None:
     streams_fail_stale(conversation=conversation)
     if selectors.conversation_is_busy(conversation):
-        raise Busy("An answer in this conversation is still being written; stop it or wait.")
+        raise Busy(BUSY_MESSAGE)
 
 
 def question_ask(

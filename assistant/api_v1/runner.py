@@ -15,11 +15,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from assistant import llm
+from assistant import llm, services
 from assistant.answering.events import ErrorEvent, Event
 from assistant.answering.pipeline import answer_stream
 from assistant.api_v1 import protocol
-from assistant.api_v1.services import conversation_release
 from assistant.project.threads import db
 from knowledge.selectors import collections_readable_by
 
@@ -75,7 +74,9 @@ def start(
                 async for event in events:
                     if held:
                         held = False
-                        await db(conversation_release)(conversation_id=question.conversation_id)
+                        await db(services.conversation_release)(
+                            conversation_id=question.conversation_id
+                        )
                     run.queue.put_nowait(event)
         except asyncio.CancelledError:
             raise
@@ -87,7 +88,7 @@ def start(
         finally:
             if held:
                 await asyncio.shield(
-                    db(conversation_release)(conversation_id=question.conversation_id)
+                    db(services.conversation_release)(conversation_id=question.conversation_id)
                 )
             run.queue.put_nowait(_END)
 

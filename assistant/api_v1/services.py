@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.db import transaction
 
 from assistant import selectors, services
@@ -28,18 +27,6 @@ CLIENT_TURN_MODEL = "api-client"  # an assistant turn the client sent, not one w
 # The pipeline reads at most this many earlier turns of any conversation; a fresh API
 # conversation stores no more than that of the client's.
 HISTORY_TURNS = selectors.HISTORY_TURNS
-# Two requests on one conversation: the busy rule needs the answer row, which the pipeline
-# writes after retrieval; this claim covers that gap (released at the first event, or after
-# this long if the process died).
-CLAIM_SECONDS = 60
-
-
-def _claim_key(conversation_id) -> str:
-    return f"assistant:api:claim:{conversation_id}"
-
-
-def conversation_release(*, conversation_id) -> None:
-    cache.delete(_claim_key(conversation_id))
 
 
 def api_question_ask(
@@ -50,7 +37,7 @@ def api_question_ask(
 
     ``conversation_id`` names one of ``user``'s conversations (someone else's or a missing one:
     ``Conversation.DoesNotExist``). Then it is claimed until the caller calls
-    ``conversation_release`` (at the answer's first event): of two requests at once, one
+    ``services.conversation_release`` (at the answer's first event): of two requests at once, one
     answers and the other gets ``services.Busy``. Without it, a new conversation (origin
     ``api``) is made, holding ``earlier`` (the latest ``HISTORY_TURNS``) before the question."""
     if conversation_id is None:
@@ -62,12 +49,11 @@ def api_question_ask(
         raise services.ChatError(
             "This conversation lives in a Slack thread: continue it there, or start a new one."
         )
-    if not cache.add(_claim_key(conversation.pk), 1, timeout=CLAIM_SECONDS):
-        raise services.Busy("An answer in this conversation is still being written; wait for it.")
+    services.conversation_claim(conversation_id=conversation.pk)
     try:
         return services.question_ask(user=user, conversation=conversation, text=text)
     except BaseException:
-        conversation_release(conversation_id=conversation.pk)
+        services.conversation_release(conversation_id=conversation.pk)
         raise
 
 
