@@ -355,6 +355,7 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},  # the MCP SDK logs two INFO lines per request
     },
 }
 

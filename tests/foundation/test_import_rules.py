@@ -18,7 +18,7 @@ DEVSTACK = "assistant.devstack"
 DEVSTACK_ENTRY = "assistant.embedded"  # `python -m assistant.embedded`: calls the devstack
 WIRING = "assistant.project"
 WIRING_FOR_DOMAIN = {"assistant.project.tasking", "assistant.project.threads"}
-DOOR_NAMES = {"views", "api", "consumers", "admin", "urls", "tasks", "routing"}
+DOOR_NAMES = {"views", "api", "consumers", "admin", "urls", "tasks", "routing", "mcp_server"}
 
 
 def _module_name(path: Path) -> str:
