@@ -109,7 +109,7 @@ async def _run(
                     box["message_id"] = event.message_id
                     _running[event.message_id] = asyncio.current_task()
                     watcher = asyncio.create_task(
-                        _watch_stop(event.message_id, asyncio.current_task())
+                        watch_stop(event.message_id, asyncio.current_task())
                     )
                     emit = _recording(send, replay.Recorder(_client(), event.message_id))
                     batcher = DeltaBatcher(emit, event.message_id)
@@ -222,7 +222,10 @@ def _final_frame(message) -> dict | None:
     return {"type": "done", "message": final, "usage": {}, "timings": timings}
 
 
-async def _watch_stop(message_id: str, task: asyncio.Task) -> None:
+async def watch_stop(message_id: str, task: asyncio.Task) -> None:
+    """Cancels ``task`` (the one writing answer ``message_id``) when a Stop for it arrives from
+    any process (a Redis flag, polled); ends when the task does. Every door that streams an
+    answer runs one, so a Stop from the chat page reaches an answer an API client is reading."""
     key = _stop_key(message_id)
     while not task.done():
         await asyncio.sleep(STOP_POLL_SECONDS)

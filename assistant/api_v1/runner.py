@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from assistant import llm, services
+from assistant.answering import generation
 from assistant.answering.events import ErrorEvent, Event
 from assistant.answering.pipeline import answer_stream
 from assistant.api_v1 import protocol
@@ -66,6 +67,7 @@ def start(
 
     async def produce() -> None:
         held = claimed
+        watcher: asyncio.Task | None = None
         try:
             stream = answer_stream(
                 user=user, question=question, collection_ids=collection_ids, config=config
@@ -77,6 +79,11 @@ def start(
                         await db(services.conversation_release)(
                             conversation_id=question.conversation_id
                         )
+                    if event.type == "retrieval" and event.message_id and watcher is None:
+                        # A Stop from the chat page (any process) ends this answer too.
+                        watcher = asyncio.create_task(
+                            generation.watch_stop(event.message_id, asyncio.current_task())
+                        )
                     run.queue.put_nowait(event)
         except asyncio.CancelledError:
             raise
@@ -86,6 +93,8 @@ def start(
                 ErrorEvent(code="internal", message="Something went wrong while answering.")
             )
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if held:
                 await asyncio.shield(
                     db(services.conversation_release)(conversation_id=question.conversation_id)
@@ -139,6 +148,7 @@ async def sse(
             protocol.chunk(id=answer.id, created=created, delta=delta, **more, **extra)
         )
 
+    ended = False
     # aclosing: a client gone mid-stream closes the reader at once, which stops the answer.
     async with contextlib.aclosing(run.events()) as events:
         async for event in events:
@@ -162,6 +172,13 @@ async def sse(
                     )
             elif event.type == "error":
                 yield protocol.sse(_error_of(event).body())
+                ended = True
+            if event.type == "done":
+                ended = True
+    if not ended and answer.id:
+        # Stopped (the chat page's Stop): what was written, with what it cited so far.
+        citations = await db(citations_for)(user=run.user, cited=answer.cited, link_for=link_for)
+        yield chunk({}, finish_reason="stop", citations=citations)
     yield protocol.SSE_DONE
 
 

@@ -24,6 +24,7 @@ from tests.support.answering import answer_in_db, scripted_settings
 from tests.support.browser import wait_for
 from tests.support.knowledge import index_text, make_collection
 from tests.support.openai_server import Reply
+from tests.support.sockets import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -572,3 +573,38 @@ async def test_a_model_that_breaks_mid_answer_is_a_server_error_in_openai_shape(
     assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "llm_stream_broken"
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])
     assert text == "Book "  # what the model wrote before it broke was streamed
+
+
+async def test_stop_from_the_chat_page_stops_an_answer_an_api_client_is_streaming(
+    api, token, ada, llm_server
+):
+    llm_server.script(Reply(tokens=["Book "] + ["slowly "] * 200, delay=0.05))
+    response = await post(api, token, body("Book a flight slowly?", stream=True))
+    parts: list[bytes] = []
+    streaming = asyncio.Event()
+
+    async def read():
+        async for part in response.streaming_content:
+            parts.append(part)
+            if b"slowly" in part:
+                streaming.set()
+
+    reading = asyncio.create_task(read())
+    await asyncio.wait_for(streaming.wait(), 20)
+    answer = await Message.objects.aget(role="assistant")
+    tab = await open_socket(ada)
+    await tab.send(type="stop", message_id=str(answer.pk))
+    await asyncio.wait_for(reading, 20)  # the stream ends by itself
+    await tab.close()
+
+    answer = await answer_in_db(answer.pk, "stopped", "complete", "failed")
+    assert answer.status == "stopped" and answer.content.startswith("Book slowly")
+    events = [
+        line[6:] for line in b"".join(parts).decode().splitlines() if line.startswith("data: ")
+    ]
+    assert events[-1] == "[DONE]"
+    final = json.loads(events[-2])
+    assert final["choices"][0]["finish_reason"] == "stop"
+    (request,) = llm_server.chat_requests
+    await sync_to_async(request.done.wait)(10)
+    assert request.disconnected.is_set() and request.tokens_sent < 200
