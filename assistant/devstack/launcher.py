@@ -108,6 +108,10 @@ def start_redis(var_dir: Path, env: dict, children: Children, *, durable: bool =
         "--save",
         "",  # no RDB snapshots: when durable, the append-only file is the one copy
         *(persistence or ["--appendonly", "no"]),
+        # Redis's default is 16 databases; the tests give each pytest-xdist process its own
+        # (tests/settings.py: gw n uses database n + 1), so allow as many processes as cores.
+        "--databases",
+        "256",
         "--dir",
         str(var_dir),
     ]
