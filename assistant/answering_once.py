@@ -54,7 +54,15 @@ async def answer_to_completion(
     cited: list[dict] = []
     sources: list[dict] = []
     message_id = None
-    stream = answer_stream(user=user, question=question, collection_ids=list(collection_ids))
+    # The token's collections bound the history too, and a token's door neither reads nor
+    # changes the person's memory.
+    stream = answer_stream(
+        user=user,
+        question=question,
+        collection_ids=list(collection_ids),
+        history_scope=list(collection_ids),
+        memory=False,
+    )
     async with contextlib.aclosing(stream) as events:
         async for event in events:
             if event.type == "retrieval":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -179,9 +179,12 @@ class PassageAccess:
         return all(self.readable(s, c) for s, c in _refs(message))
 
 
-def passage_access_for(*, user, messages: Iterable[Message]) -> PassageAccess:
+def passage_access_for(
+    *, user, messages: Iterable[Message], scope: Collection[int] | None = None
+) -> PassageAccess:
     """One query for the sources the messages refer to, one more only when some were deleted
-    (citations should be prefetched)."""
+    (citations should be prefetched). ``scope``: a token's collections; only passages in
+    them count as readable (never more than ``user`` reads)."""
     source_ids = {s for m in messages for s, _ in _refs(m) if isinstance(s, int)}
     current: dict[int, int] = {}
     deleted_from: dict[int, int] = {}
@@ -195,7 +198,10 @@ def passage_access_for(*, user, messages: Iterable[Message]) -> PassageAccess:
             if isinstance(collection.get("id"), int):
                 deleted_from[int(target_id)] = collection["id"]
     # Not the per-request memo: a user object can outlive a group change (a long answer, a task).
-    return PassageAccess(frozenset(readable_collection_ids(user)), current, deleted_from)
+    readable = frozenset(readable_collection_ids(user))
+    if scope is not None:
+        readable &= frozenset(scope)
+    return PassageAccess(readable, current, deleted_from)
 
 
 def citations_visible_to(*, user, message: Message) -> list[Citation]:
@@ -217,14 +223,17 @@ def is_first_question(question: Message) -> bool:
     )
 
 
-def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
+def history_for_prompt(
+    *, user, question: Message, scope: Collection[int] | None = None
+) -> list[llm.ChatMessage]:
     """The earlier turns sent to the model with ``question``, as ``user`` may read them now.
 
     Recent turns, and in a long conversation its summary standing in for the older ones. An
     earlier answer whose passages (given or cited) are not all still readable by ``user`` is
     replaced by a placeholder: answers quote and paraphrase their passages. A summary covering
     such an answer is not sent either; the older turns then come as turns, placeholders
-    included, within the usual limit.
+    included, within the usual limit. ``scope``: a token's collections (its whole reach):
+    an answer is readable only if its passages all lie in them too.
     """
     conversation = Conversation.objects.get(pk=question.conversation_id)
     turns = (
@@ -248,11 +257,11 @@ def history_for_prompt(*, user, question: Message) -> list[llm.ChatMessage]:
     recent = _recent_turns(
         turns.filter(created_at__gt=conversation.summary_until) if summary else turns
     )
-    access = passage_access_for(user=user, messages=[*covered, *recent])
+    access = passage_access_for(user=user, messages=[*covered, *recent], scope=scope)
     if summary and not all(access.all_readable(m) for m in covered):
         summary = ""
         recent = _recent_turns(turns)
-        access = passage_access_for(user=user, messages=recent)
+        access = passage_access_for(user=user, messages=recent, scope=scope)
     history = []
     for message in reversed(recent):
         if not message.content:

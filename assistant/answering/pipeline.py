@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -61,16 +61,27 @@ class _Retrieved:
     first_question: bool
 
 
-def _retrieve(user, question: Message, collection_ids, shared: bool = False) -> _Retrieved:
+def _retrieve(
+    user,
+    question: Message,
+    collection_ids,
+    shared: bool = False,
+    history_scope: Collection[int] | None = None,
+    memory: bool = True,
+) -> _Retrieved:
     # A shared answer (a Slack channel) is read by many people: nothing private goes into its
     # prompt, so neither the stored history (nor its summary) nor memory items are loaded.
-    history = [] if shared else selectors.history_for_prompt(user=user, question=question)
+    history = (
+        []
+        if shared
+        else selectors.history_for_prompt(user=user, question=question, scope=history_scope)
+    )
     query = search_query(question.content, history)
     result = search_chunks_for_user(
         user=user, query=query, k=settings.RETRIEVAL_TOP_K, collection_ids=collection_ids
     )
     remembered = []
-    if not shared:
+    if memory and not shared:
         same_text = query.strip() == question.content.strip()  # retrieval strips the query
         remembered = [
             {"id": item.pk, "text": item.text}
@@ -98,11 +109,21 @@ SHARED_MEMORY_REPLY = (
 )
 
 
-def _memory_command(user, question: Message, shared: bool = False) -> str | None:
+API_MEMORY_REPLY = (
+    "Memory commands work only on the web and in Slack direct messages: what an API client or "
+    "an agent sends is not something I remember about you."
+)
+
+
+def _memory_command(
+    user, question: Message, shared: bool = False, memory: bool = True
+) -> str | None:
     """Handles "remember that ..." / "forget ..." and returns the reply, or None if not one."""
     command = memory_services.parse_command(question.content)
     if command is None:
         return None
+    if not memory:
+        return API_MEMORY_REPLY
     if shared:
         # "forget ..." replies with the forgotten items: never in a place many people read.
         return SHARED_MEMORY_REPLY
@@ -130,6 +151,8 @@ async def answer_stream(
     thread_context: Sequence[tuple[str, str]] = (),
     use_cache: bool = True,
     allow_extractive: bool = True,
+    history_scope: Collection[int] | None = None,
+    memory: bool = True,
 ) -> AsyncIterator[Event]:
     """Answers ``question`` as ``user``.
 
@@ -143,18 +166,23 @@ async def answer_stream(
     ``allow_extractive``: when every model attempt fails before its first token, answer with
     the best passages quoted (``answering.extractive``) instead of failing; False (evaluation,
     which measures the model) keeps the failure.
+    ``history_scope``: the collections a token may read (its whole reach): earlier answers in
+    the conversation whose passages lie outside it reach the model only as a placeholder, and
+    a summary covering one is not sent. ``memory``: False (a token's doors) neither reads,
+    changes nor learns what the assistant remembers about the person.
     """
     started = time.perf_counter()
     context = prompts.clean_thread_context(thread_context)
     config = config or llm.LLMConfig.from_settings()
     budget = prompts.Budget(settings.LLM_CONTEXT_TOKENS, config.max_tokens)
-    reply = await db(_memory_command)(user, question, shared)
+    learn = memory and not shared
+    reply = await db(_memory_command)(user, question, shared, memory)
     if reply is not None:
-        async for event in _fixed_answer(question, reply, started, learn=not shared):
+        async for event in _fixed_answer(question, reply, started, learn=learn):
             yield event
         return
     try:
-        found = await db(_retrieve)(user, question, collection_ids, shared)
+        found = await db(_retrieve)(user, question, collection_ids, shared, history_scope, memory)
     except embeddings.EmbeddingError as exc:
         yield ErrorEvent(code="retrieval_failed", message=f"Searching the knowledge failed: {exc}")
         return
@@ -187,7 +215,7 @@ async def answer_stream(
         )
         if cached is not None:
             async for event in _cached_answer(
-                question, cached, started, retrieval_ms, search_timings, shared
+                question, cached, started, retrieval_ms, search_timings, learn
             ):
                 yield event
             return
@@ -214,7 +242,7 @@ async def answer_stream(
             content=text,
             status=Message.Status.COMPLETE,
             timings=timings,
-            learn=not shared,
+            learn=learn,
         )
         metrics.answer_log(
             message_id=message_id,
@@ -267,7 +295,7 @@ async def answer_stream(
                 Message.Status.FAILED,
                 timings,
                 config,
-                shared,
+                learn,
                 error=exc.user_message,
             )
             metrics.answer_log(
@@ -290,9 +318,7 @@ async def answer_stream(
         # Stopped by the user (task cancelled) or the consumer closed the stream: keep the text.
         await stream.aclose()
         timings.update(state.timings(started))
-        await asyncio.shield(
-            _finish(answer, state, Message.Status.STOPPED, timings, config, shared)
-        )
+        await asyncio.shield(_finish(answer, state, Message.Status.STOPPED, timings, config, learn))
         metrics.answer_log(
             message_id=message_id,
             status=Message.Status.STOPPED,
@@ -311,7 +337,7 @@ async def answer_stream(
         )
         return
     timings.update(state.timings(started))
-    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, shared)
+    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, learn)
     if cache_key and not final.unsupported:
         await db(cache.store)(key=cache_key, message=final)
     metrics.answer_log(
@@ -356,7 +382,7 @@ async def _cached_answer(
     started: float,
     retrieval_ms: float,
     search_timings: dict,
-    shared: bool,
+    learn: bool,
 ) -> AsyncIterator[Event]:
     """An identical recent question's answer (``answering.cache``), given at once and stored
     as this conversation's own answer, marked ``from_cache``."""
@@ -388,7 +414,7 @@ async def _cached_answer(
         model=cached.model,
         timings=timings,
         citations=cited,
-        learn=not shared,
+        learn=learn,
         cached_from=cached,
     )
     metrics.answer_log(
@@ -479,7 +505,7 @@ class _AnswerState:
 
 
 async def _finish(
-    answer, state: _AnswerState, status, timings, config, shared: bool, error: str = ""
+    answer, state: _AnswerState, status, timings, config, learn: bool, error: str = ""
 ) -> Message:
     completion = state.completion
     return await saving.answer_finish(
@@ -493,7 +519,7 @@ async def _finish(
         timings=timings,
         citations=list(state.cited.values()),
         unsupported=state.unsupported if status == Message.Status.COMPLETE else [],
-        learn=not shared,
+        learn=learn,
     )
 
 

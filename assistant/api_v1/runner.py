@@ -69,8 +69,15 @@ def start(
         held = claimed
         watcher: asyncio.Task | None = None
         try:
+            # The token's collections bound the history too, and a token's door neither reads
+            # nor changes the person's memory.
             stream = answer_stream(
-                user=user, question=question, collection_ids=collection_ids, config=config
+                user=user,
+                question=question,
+                collection_ids=collection_ids,
+                config=config,
+                history_scope=collection_ids,
+                memory=False,
             )
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
