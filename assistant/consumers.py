@@ -162,6 +162,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             user = await db(user_for_session)(user_id=self.user.pk, session_key=self.session_key)
         except DATABASE_UNAVAILABLE:  # a restart or failover: say so, keep the socket to retry
+            # Logged: a deadlock or a statement timeout is an OperationalError too.
+            logger.warning("database unavailable for a socket frame", exc_info=True)
             if kind == "ping":  # the connection itself is fine: the session is checked later
                 await self.send_json({"type": "pong"})
             else:
@@ -189,6 +191,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("Redis unreachable while handling a frame", exc_info=True)
             await self._error("unavailable", UNAVAILABLE, content)
         except DATABASE_UNAVAILABLE:
+            logger.warning("database unavailable for a socket frame", exc_info=True)
             await self._error("unavailable", DATABASE_AWAY, content)
 
     async def _error(self, code, message, content):

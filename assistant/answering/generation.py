@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from assistant import selectors, services
-from assistant.answering import replay
+from assistant.answering import extractive, replay
 from assistant.answering.pipeline import answer_stream, message_dict
 from assistant.models import Message
 from assistant.project.threads import db
@@ -140,6 +140,8 @@ async def _run(
         )
     except Exception:
         logger.exception("answer generation crashed", extra={"question_id": str(question.pk)})
+        if batcher is not None:  # the text so far first: nothing may follow the error
+            await batcher.flush()
         await emit(
             {
                 "type": "error",
@@ -173,13 +175,13 @@ async def follow_answer(*, message, send: Send) -> None:
     until it ends; an answer no longer being written gets its final ``done`` at once.
     ``message``: an answer its owner may read (the caller checked)."""
     message_id = str(message.pk)
-    final = _final_frame(message)
+    final = await db(_final_frame)(message)
     if final is not None:
         await send(final)
         return
 
     async def finished() -> dict | None:
-        return _final_frame(await db(Message.objects.get)(pk=message.pk))
+        return await db(lambda: _final_frame(Message.objects.get(pk=message.pk)))()
 
     try:
         await replay.follow(
@@ -212,6 +214,18 @@ def _final_frame(message) -> dict | None:
     # the answer was written, so a follower gets them only from the conversation API, which
     # keeps the marks about passages the reader can still read.
     final["unsupported"] = []
+    if extractive.is_extractive(message.model):
+        # Nothing but quoted passages: a quote the owner can no longer read gives way to a note,
+        # as in the conversation API.
+        access = selectors.passage_access_for(user=message.conversation.owner, messages=[message])
+        sources = [
+            s
+            if access.readable(s.get("source_id"), s.get("collection_id"))
+            else {"n": s.get("n"), "unavailable": True}
+            for s in message.sources or []
+            if isinstance(s, dict)
+        ]
+        final["content"] = extractive.visible_content(message.model, message.content, sources)
     if message.status == Message.Status.STREAMING:
         final.update(status=Message.Status.FAILED, error=services.INTERRUPTED)
     timings = {

@@ -289,14 +289,17 @@ async def answer_stream(
             quoted = extractive.answer_text(shown)
         if not quoted:
             timings.update(state.timings(started))
-            await _finish(
-                answer,
-                state,
-                Message.Status.FAILED,
-                timings,
-                config,
-                learn,
-                error=exc.user_message,
+            # Shielded: a cancel during the save's retries must not lose what was written.
+            await asyncio.shield(
+                _finish(
+                    answer,
+                    state,
+                    Message.Status.FAILED,
+                    timings,
+                    config,
+                    learn,
+                    error=exc.user_message,
+                )
             )
             metrics.answer_log(
                 message_id=message_id,
@@ -337,7 +340,11 @@ async def answer_stream(
         )
         return
     timings.update(state.timings(started))
-    final = await _finish(answer, state, Message.Status.COMPLETE, timings, config, learn)
+    # Shielded: a cancel (a client gone, a Stop) during the save's retries (the database coming
+    # back) must not lose a finished answer.
+    final = await asyncio.shield(
+        _finish(answer, state, Message.Status.COMPLETE, timings, config, learn)
+    )
     if cache_key and not final.unsupported:
         await db(cache.store)(key=cache_key, message=final)
     metrics.answer_log(

@@ -123,7 +123,7 @@ def _body(request: HttpRequest) -> bytes:
         code="request_too_large",
     )
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit() or int(declared) > limit:
+    if not (declared.isascii() and declared.isdigit()) or int(declared) > limit:
         raise too_big
     raw = request.read(limit + 1)
     if len(raw) > limit:

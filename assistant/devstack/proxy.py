@@ -27,6 +27,9 @@ DEFAULT_UPLOAD_MB = 50
 SOCKET_TIMEOUT = "1d"
 # Plain requests are short; an upload is stored and queued, never processed while it waits.
 HTTP_TIMEOUT = "120s"
+# A whole answer over HTTP (the API, MCP) may wait on a model that is retried, then its
+# fallback, before its first word: longer than any page.
+ANSWER_TIMEOUT = "600s"
 
 
 # What may appear where the configuration takes an address: anything else (a `;`, a brace, a
@@ -147,6 +150,18 @@ server {{
         # A quiet chat tab must not be cut off between questions.
         proxy_read_timeout {SOCKET_TIMEOUT};
         proxy_send_timeout {SOCKET_TIMEOUT};
+    }}
+
+    location /v1/ {{
+        proxy_pass http://assistant_web;
+        proxy_read_timeout {ANSWER_TIMEOUT};
+        proxy_send_timeout {ANSWER_TIMEOUT};
+    }}
+
+    location /mcp {{
+        proxy_pass http://assistant_web;
+        proxy_read_timeout {ANSWER_TIMEOUT};
+        proxy_send_timeout {ANSWER_TIMEOUT};
     }}
 
     location / {{

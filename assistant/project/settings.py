@@ -126,6 +126,9 @@ DATABASES = {"default": env.database("DATABASE_URL", DATABASE_URL)}
 # question, and a new PostgreSQL connection per call costs more than the query.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", 60, min_value=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A failover that drops packets must not hang a request (or a socket's frame) for the operating
+# system's two-minute connect timeout.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if env.is_set("TEST_DATABASE_NAME"):  # parallel test runs on one server each get their own
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -21,7 +21,7 @@ def _account() -> HttpResponse:
 
 
 def _ids(values: list[str]) -> list[int]:
-    if len(values) > MAX_COLLECTIONS or not all(v.isdigit() for v in values):
+    if len(values) > MAX_COLLECTIONS or not all(v.isascii() and v.isdigit() for v in values):
         raise TokenRefused("A token can only be narrowed to collections you can read.")
     return [int(v) for v in values]
 
@@ -30,7 +30,7 @@ def _days(value: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit() or len(value) > 5:
+    if not (value.isascii() and value.isdigit()) or len(value) > 5:
         raise TokenRefused("The expiry is a number of days.")
     return int(value)
 

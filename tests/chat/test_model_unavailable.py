@@ -130,6 +130,28 @@ def test_after_losing_access_the_reader_no_longer_sees_the_quoted_passages(
     assert shown["extractive"] is True
 
 
+async def test_attaching_after_losing_access_never_sends_the_quoted_passages(
+    llm_server, handbook, make_user
+):
+    user = await sync_to_async(make_user)()
+    llm_server.script(*DOWN)
+    asking = await open_socket(user)
+    await asking.send(type="ask", request_id="r1", conversation_id=None, text=QUESTION)
+    await asking.until_type("done")
+    await asking.close()
+    answer = await Message.objects.aget(role=Message.Role.ASSISTANT)
+    assert "travel desk" in answer.content
+    handbook.visibility = handbook.Visibility.GROUPS  # now for named groups only: not theirs
+    await handbook.asave()
+
+    tab = await open_socket(user)
+    await tab.send(type="attach", message_id=str(answer.pk))
+    done = (await tab.until_type("done"))[-1]
+    await tab.close()
+    assert "travel desk" not in done["message"]["content"]
+    assert f"> [1] {extractive.UNAVAILABLE}" in done["message"]["content"]
+
+
 def test_the_cli_ask_prints_the_passages_quoted(llm_server, handbook, admin):
     llm_server.script(*DOWN)
     out, err = io.StringIO(), io.StringIO()

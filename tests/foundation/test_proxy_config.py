@@ -40,7 +40,7 @@ def test_the_site_balances_across_every_web_process_and_passes_websocket_upgrade
         "listen 127.0.0.1:8000;",
     ):
         assert directive in lines, directive
-    assert lines.count("proxy_pass http://assistant_web;") == 2
+    assert lines.count("proxy_pass http://assistant_web;") == 4
 
 
 def test_a_quiet_chat_socket_is_kept_open_far_longer_than_a_plain_request():
@@ -217,3 +217,12 @@ def test_the_readme_shows_the_production_site_exactly_as_the_command_prints_it()
     ).stdout
     readme = (BASE_DIR / "README.md").read_text()
     assert f"```nginx\n{printed}```" in readme
+
+
+def test_the_api_and_mcp_may_wait_out_the_models_retries_before_a_first_word():
+    """A whole answer over HTTP waits on the model's retries and its fallback (minutes): the
+    proxy's plain 120 s would cut it with a 504 and store the answer as stopped."""
+    config = proxy.site_config(proxy.Site(listen="80", upstreams=("127.0.0.1:8001",)))
+    for location in ("location /v1/ {", "location /mcp {"):
+        block = config.split(location, 1)[1].split("}", 1)[0]
+        assert f"proxy_read_timeout {proxy.ANSWER_TIMEOUT};" in block

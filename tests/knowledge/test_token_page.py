@@ -119,6 +119,9 @@ def test_a_narrowing_to_a_collection_i_cannot_read_is_refused(signed_in, ada, ma
         {"name": "x", "expires_days": "soon"},
         {"name": "x", "collections": ["1; DROP TABLE"]},
         {"name": "x", "collections": [str(i) for i in range(500)]},
+        # Digits to str.isdigit, not to int(): a forged form, not a server error.
+        {"name": "x", "expires_days": "\u00b2"},
+        {"name": "x", "collections": ["\u2460"]},
     ],
 )
 def test_a_bad_form_is_refused_with_a_message_and_no_token(signed_in, form):
