@@ -56,7 +56,9 @@ def llm_server():
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, llm_server):
     """A Daphne and a worker on the test database; the worker retries indexing quickly."""
-    env = scripted_env(llm_server, INDEXING_RETRY_BASE_SECONDS="0.5")
+    # PGAPPNAME (read by libpq) names the stack's sessions: the outage ends those, never this
+    # test process's own, which later tests of this process keep using.
+    env = scripted_env(llm_server, INDEXING_RETRY_BASE_SECONDS="0.5", PGAPPNAME=STACK_APP_NAME)
     with django_db_blocker.unblock():
         worker = processes.start_worker(name="pg-worker", **env)
         daphne, port = processes.start_daphne(**env)
@@ -76,10 +78,13 @@ def _reconnect_after_the_outage(transactional_db):
     connections.close_all()
 
 
+STACK_APP_NAME = "pg-fault-stack"
+
+
 @contextlib.contextmanager
 def database_away():
-    """The test database refuses new connections and loses its sessions (all but this test's
-    own); it is allowed again on leaving, whatever happened inside. PostgreSQL refuses to bar
+    """The test database refuses new connections and the stack's processes lose their sessions
+    (this test process keeps its own); it is allowed again on leaving, whatever happened inside. PostgreSQL refuses to bar
     connections to the database one is connected to, so that is said from ``postgres``."""
     cfg = connection.settings_dict
     name = cfg["NAME"]
@@ -99,8 +104,8 @@ def database_away():
         try:
             control.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> %s",
-                [name, own_pid],
+                "WHERE datname = %s AND pid <> %s AND application_name = %s",
+                [name, own_pid, STACK_APP_NAME],
             )
             yield
         finally:
