@@ -97,11 +97,13 @@ def start_daphne(llm: ScriptedOpenAI) -> tuple[ManagedProcess, int]:
     raise RuntimeError(proc.log_tail())
 
 
-async def via_model(llm: ScriptedOpenAI, question: str) -> float:
-    client = openai.AsyncOpenAI(base_url=llm.base_url, api_key="bench", max_retries=0)
+async def _openai_first_token(base_url: str, api_key: str, model: str, question: str) -> float:
+    """Milliseconds to the first content delta of a streamed completion, through the openai
+    client (the model directly, or the assistant's /v1/ over HTTP)."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
     started = time.perf_counter()
     stream = await client.chat.completions.create(
-        model="scripted-model", messages=[{"role": "user", "content": question}], stream=True
+        model=model, messages=[{"role": "user", "content": question}], stream=True
     )
     first = None
     async for chunk in stream:
@@ -109,6 +111,10 @@ async def via_model(llm: ScriptedOpenAI, question: str) -> float:
             first = time.perf_counter() - started
     await client.close()
     return first * 1000
+
+
+async def via_model(llm: ScriptedOpenAI, question: str) -> float:
+    return await _openai_first_token(llm.base_url, "bench", "scripted-model", question)
 
 
 async def via_pipeline(llm: ScriptedOpenAI, user: User, question: str) -> float:
@@ -151,19 +157,7 @@ async def via_api_in_process(token: str, question: str) -> float:
 
 
 async def via_api_http(port: int, token: str, question: str) -> float:
-    client = openai.AsyncOpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1", api_key=token, max_retries=0
-    )
-    started = time.perf_counter()
-    stream = await client.chat.completions.create(
-        model="assistant", messages=[{"role": "user", "content": question}], stream=True
-    )
-    first = None
-    async for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter() - started
-    await client.close()
-    return first * 1000
+    return await _openai_first_token(f"http://127.0.0.1:{port}/v1", token, "assistant", question)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -143,33 +142,13 @@ def prepare(n_users: int) -> list[str]:
     return cookies
 
 
-def consecutive_free_ports(count: int) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        held = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 class Topology:
     """`run --web N`'s web side, started by the launcher's own code: one Daphne on PORT, or N
     Daphnes behind nginx. Logs in $VAR_DIR/results/."""
 
     def __init__(self, web: int, model_url: str) -> None:
         from assistant.devstack import launcher, proxy
-        from assistant.devstack.processes import Children
+        from assistant.devstack.processes import Children, consecutive_free_ports
 
         self.web = web
         self.children = Children()

@@ -81,6 +81,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (``run --web N`` takes PORT..PORT+N)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class Children:
     """Child processes, each in its own session so a signal can reach its whole tree."""
 

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 import websockets
 
 from assistant.devstack import proxy
-from assistant.devstack.processes import port_in_use
+from assistant.devstack.processes import consecutive_free_ports, port_in_use
 from tests.support.processes import BASE_DIR, free_ports
 
 LAUNCHER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "TEST_DATABASE_NAME")
@@ -354,27 +353,6 @@ def test_outside_tests_the_launcher_serves_the_default_qwen_model(tmp_path):
     assert given["LLM_MODEL"] == "qwen2.5-coder-1.5b-instruct"
     assert given["LLM_CONTEXT_TOKENS"] == "1800"  # set explicitly: it wins
     assert given["LLM_TIMEOUT"] == "180"
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (`run --web N` takes PORT..PORT+N)."""
-    for _ in range(50):
-        base = free_ports(1)[0]
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 async def _hello_through(base: str, cookie: str) -> dict:

@@ -114,11 +114,10 @@ def wait_until(predicate, timeout: float = 60, what: str = "the condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_source_whose_worker_is_killed_mid_indexing_is_finished_once_by_the_other_worker(
-    two_workers, embeddings_server, admin
-):
+def upload_stuck_in_embedding(embeddings_server, admin) -> Source:
+    """An upload whose first embedding request stalls: whichever worker takes the source is
+    stuck in it (returns once that request has arrived)."""
     embeddings_server.reset()
-    # The first batch's request stalls: whichever worker takes the source is stuck in it.
     embeddings_server.enqueue(Scripted(delay=60))
     collection = make_collection("Guides", everyone=True)
     with transaction.atomic():
@@ -126,6 +125,13 @@ def test_a_source_whose_worker_is_killed_mid_indexing_is_finished_once_by_the_ot
             user=admin, collection=collection, filename="guide.md", data=GUIDE.encode()
         ).source
     wait_until(lambda: embeddings_server.calls, what="the first embedding request")
+    return source
+
+
+def test_a_source_whose_worker_is_killed_mid_indexing_is_finished_once_by_the_other_worker(
+    two_workers, embeddings_server, admin
+):
+    source = upload_stuck_in_embedding(embeddings_server, admin)
     doomed = processes.worker_running("knowledge.index_source", two_workers)
     (survivor,) = [w for w in two_workers if w is not doomed]
     assert Source.objects.get(pk=source.pk).status == Source.Status.EMBEDDING
@@ -154,14 +160,7 @@ def test_a_source_delivered_again_while_its_worker_still_holds_it_waits_for_it_t
 ):
     """The visibility timeout ran out under a live worker (a stall longer than it): the second
     delivery finds the source's lock taken and comes back later, instead of indexing beside it."""
-    embeddings_server.reset()
-    embeddings_server.enqueue(Scripted(delay=60))
-    collection = make_collection("Guides", everyone=True)
-    with transaction.atomic():
-        source = knowledge_services.source_create_from_upload(
-            user=admin, collection=collection, filename="guide.md", data=GUIDE.encode()
-        ).source
-    wait_until(lambda: embeddings_server.calls, what="the first embedding request")
+    source = upload_stuck_in_embedding(embeddings_server, admin)
     holder = processes.worker_running("knowledge.index_source", two_workers)
     (other,) = [w for w in two_workers if w is not holder]
     wait_until(
