@@ -241,14 +241,18 @@ async def watch_stop(message_id: str, task: asyncio.Task) -> None:
     any process (a Redis flag, polled); ends when the task does. Every door that streams an
     answer runs one, so a Stop from the chat page reaches an answer an API client is reading."""
     key = _stop_key(message_id)
+    failing = False
     while not task.done():
         await asyncio.sleep(STOP_POLL_SECONDS)
         try:
             if await _client().exists(key):
                 task.cancel()
                 return
+            failing = False
         except Exception:  # Redis hiccup: keep generating, try again
-            logger.warning("stop flag check failed", exc_info=True)
+            if not failing:  # once per outage, not four times a second per answer
+                logger.warning("stop flag check failed", exc_info=True)
+            failing = True
 
 
 async def start_answer(
