@@ -10,10 +10,15 @@ history; every other table is truncated exactly as Django's flush does.
 from __future__ import annotations
 
 from django.core.management.color import no_style
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 
 # Derived from the models and the migrations, never written by a test.
 KEPT_TABLES = frozenset({"django_content_type", "auth_permission", "django_migrations"})
+# A module's own Daphne or worker may still be writing when a test ends (they are stopped with
+# the module): PostgreSQL then picks one side of a deadlock to abort, and it may be the
+# TRUNCATE. Trying again is what PostgreSQL asks of the aborted side.
+DEADLOCK = "40P01"
+ATTEMPTS = 3
 
 
 def emptied_tables(using: str = "default") -> list[str]:
@@ -28,9 +33,15 @@ def empty_database(using: str = "default") -> None:
     statements = connection.ops.sql_flush(
         no_style(), emptied_tables(using), reset_sequences=False, allow_cascade=False
     )
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        for sql in statements:
-            cursor.execute(sql)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with transaction.atomic(using=using), connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
+            return
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK or attempt == ATTEMPTS:
+                raise
 
 
 def install_fast_teardown() -> None:
