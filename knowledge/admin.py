@@ -2,6 +2,7 @@
 and trust-relevant writes (moving or deleting a source, changing or deleting a collection) go
 through the same services, which record them in the audit trail."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -9,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from knowledge import selectors, services, syncing
+from knowledge import fetching, selectors, services, syncing
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Sitemap, Source
 
 
@@ -230,11 +231,27 @@ class ChunkAdmin(ReadOnlyAdmin):
         return obj.text[:120] + ("…" if len(obj.text) > 120 else "")
 
 
+class SitemapForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", label="Sitemap or site address")
+
+    class Meta:
+        model = Sitemap
+        fields = ["collection", "url", "refresh_hours"]
+
+    def clean_url(self) -> str:
+        # The same reading as the service's, so a refused address is a form error, not a 403.
+        try:
+            return syncing.sitemap_url_for(self.cleaned_data["url"])
+        except fetching.FetchError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Sitemap)
 class SitemapAdmin(admin.ModelAdmin):
     """Sitemaps: added here (a sitemap.xml or a site's root), read at once and again on the
     refresh schedule; each reading's findings (pages added, refused and why) on the page."""
 
+    form = SitemapForm
     list_display = ["url", "collection", "pages_added", "last_checked_at", "last_changed_at"]
     list_filter = ["collection"]
     search_fields = ["url"]
