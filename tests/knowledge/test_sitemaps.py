@@ -3,8 +3,11 @@ collection within a count and a depth, refuses entries the rules refuse (another
 private address) and reports them; a later reading adds new pages and marks removed ones.
 Against a real site on 127.0.0.1, allowed by host name ("localhost")."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from knowledge import services, syncing
 from knowledge.models import Sitemap, Source
@@ -209,3 +212,44 @@ def test_the_same_sitemap_added_twice_is_one_sitemap(site, manager):
     first = syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/"))
     again = syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
     assert first.pk == again.pk and Sitemap.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_listed_page_redirecting_to_a_private_address_is_refused_when_fetched(site, manager):
+    site.put("/sitemap.xml", urlset(site.url("/hop.html"), site.url("/ok.html")), content_type=XML)
+    site.put("/ok.html", "<h1>Fine</h1><p>An ordinary page of the site.</p>")
+    site.put("/hop.html", "", status=302, location=f"http://127.0.0.1:{site.port}/ok.html")
+    read(syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/")))
+
+    for source in Source.objects.all():
+        services.source_index(source_id=source.pk)
+
+    hop = Source.objects.get(url=site.url("/hop.html"))
+    assert hop.status == Source.Status.FAILED and "private or local address" in hop.error
+    assert Source.objects.get(url=site.url("/ok.html")).status == Source.Status.READY
+    assert len(site.requests_for("/ok.html")) == 1  # only as itself, never through the hop
+
+
+@pytest.mark.django_db
+def test_sitemaps_are_read_again_when_due_and_never_when_their_interval_is_zero(manager, settings):
+    settings.URL_REFRESH_HOURS = 24
+    now = timezone.now()
+    due = Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://a.example/sitemap.xml",
+        last_checked_at=now - timedelta(hours=25),
+    )
+    Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://b.example/sitemap.xml",
+        last_checked_at=now - timedelta(hours=2),
+    )
+    Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://c.example/sitemap.xml",
+        last_checked_at=now - timedelta(days=400),
+        refresh_hours=0,
+    )
+
+    assert syncing.refresh_due(now=now).sitemap_ids == [due.pk]
+    assert syncing.refresh_due(now=now).sitemap_ids == []  # claimed
