@@ -2,6 +2,7 @@
 and trust-relevant writes (moving or deleting a source, changing or deleting a collection) go
 through the same services, which record them in the audit trail."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -9,8 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from knowledge import selectors, services
-from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Source
+from knowledge import fetching, selectors, services, syncing
+from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Sitemap, Source
 
 
 @admin.register(Collection)
@@ -57,6 +58,11 @@ COLLECTION_CHARS = 32
 REASON_CHARS = 90
 
 
+def _when(moment) -> str:
+    # "2026-11-30 05:15" where the default "Nov. 30, 2026, 5:15 a.m." would not wrap.
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
 def _shortened(text: str, chars: int):
     short = Truncator(text).chars(chars)
     if short == text:
@@ -68,7 +74,7 @@ def _shortened(text: str, chars: int):
 class SourceAdmin(admin.ModelAdmin):
     # Five columns (kind, progress and owner are filters or on the change page): the list must
     # fit a 1366 px screen beside its filters, with a failed source's reason in view.
-    list_display = ["short_name", "collection_name", "state", "chunks", "updated"]
+    list_display = ["short_name", "collection_name", "state", "chunks", "checked"]
     list_display_links = ["short_name"]
     list_filter = ["status", "kind", "collection"]
     search_fields = ["name", "url", "error"]
@@ -88,9 +94,14 @@ class SourceAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "indexed_at",
+        "last_checked_at",
+        "last_changed_at",
+        "missing_count",
+        "gone_at",
+        "sitemap",
         "owner",
     ]
-    fields = ["collection", "name", *readonly_fields]
+    fields = ["collection", "name", "refresh_hours", *readonly_fields]
     actions = ["reindex_selected", "delete_selected_sources"]
 
     def get_queryset(self, request):
@@ -109,10 +120,14 @@ class SourceAdmin(admin.ModelAdmin):
     def collection_name(self, obj):
         return _shortened(obj.collection.name, COLLECTION_CHARS)
 
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, obj):
-        # "2026-11-30 05:15" where the default "Nov. 30, 2026, 5:15 a.m." would not wrap.
-        return timezone.localtime(obj.updated_at).strftime("%Y-%m-%d %H:%M")
+    @admin.display(description="checked", ordering="last_checked_at")
+    def checked(self, obj):
+        """When the source was last compared with its original, and (the day) it last changed:
+        no wider than the date it replaces, so the list still fits a 1366 px screen."""
+        if obj.checked_at is None:
+            return "—"
+        changed = timezone.localtime(obj.changed_at).strftime("%Y-%m-%d")
+        return format_html("{}<br><small>changed {}</small>", _when(obj.checked_at), changed)
 
     @admin.display(description="chunks", ordering="chunk_count")
     def chunks(self, obj):
@@ -212,6 +227,66 @@ class ChunkAdmin(ReadOnlyAdmin):
     @admin.display(description="text")
     def preview(self, obj):
         return obj.text[:120] + ("…" if len(obj.text) > 120 else "")
+
+
+class SitemapForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", label="Sitemap or site address")
+
+    class Meta:
+        model = Sitemap
+        fields = ["collection", "url", "refresh_hours"]
+
+    def clean_url(self) -> str:
+        # The same reading as the service's, so a refused address is a form error, not a 403.
+        try:
+            return syncing.sitemap_url_for(self.cleaned_data["url"])
+        except fetching.FetchError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(Sitemap)
+class SitemapAdmin(admin.ModelAdmin):
+    """Sitemaps: added here (a sitemap.xml or a site's root), read at once and again on the
+    refresh schedule; each reading's findings (pages added, refused and why) on the page."""
+
+    form = SitemapForm
+    list_display = ["url", "collection", "pages_added", "last_checked_at", "last_changed_at"]
+    list_filter = ["collection"]
+    search_fields = ["url"]
+    readonly_fields = ["owner", "last_checked_at", "last_changed_at", "error", "report"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(collection__in=selectors.collections_manageable_by(request.user))
+            .select_related("collection")
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["collection", "url"] if obj is not None else []
+        return [*fixed, *self.readonly_fields]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "collection":
+            kwargs["queryset"] = selectors.collections_manageable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="pages")
+    def pages_added(self, obj):
+        return obj.report.get("accepted", "—") if obj.report else "—"
+
+    def save_model(self, request, obj, form, change):
+        if change:  # only the interval changes here
+            super().save_model(request, obj, form, change)
+            return
+        try:
+            added = syncing.sitemap_add(user=request.user, collection=obj.collection, url=obj.url)
+        except services.KnowledgeError as exc:
+            raise PermissionDenied(str(exc)) from exc
+        added.refresh_hours = obj.refresh_hours
+        added.save(update_fields=["refresh_hours"])
+        obj.pk = added.pk
 
 
 @admin.register(EmbeddingSpace)

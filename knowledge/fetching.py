@@ -89,9 +89,10 @@ class FetchError(Exception):
     connections, 429 and 5xx answers), so a task can decide whether to back off and retry.
     """
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.status = status  # the HTTP status when the server answered with an error
 
 
 class AddressRefused(FetchError):
@@ -111,6 +112,14 @@ class FetchedPage:
     content_type: str  # the server's Content-Type header, parameters included
     data: bytes
     status: int
+    # The validators a later conditional request sends back (If-None-Match, If-Modified-Since).
+    etag: str = ""
+    last_modified: str = ""
+
+    @property
+    def not_modified(self) -> bool:
+        """304: the page is as it was when the validators sent with the request were taken."""
+        return self.status == 304
 
     @property
     def filename(self) -> str:
@@ -176,21 +185,33 @@ def fetch_url(
     max_redirects: int = 5,
     user_agent: str = DEFAULT_USER_AGENT,
     verify: ssl.SSLContext | bool = True,
+    etag: str = "",
+    last_modified: str = "",
+    content_types: frozenset[str] = ALLOWED_CONTENT_TYPES,
 ) -> FetchedPage:
     """Fetch one document over http(s) with the checks described in the module docstring.
 
     `timeout` bounds the whole fetch (redirects and body included) as well as each network
     operation. `allowed_hosts` entries match exactly, or as a suffix when they start with a
     dot (".corp.example"); `allowed_networks` are CIDRs. `verify` is passed to httpx (an
-    `ssl.SSLContext` for an internal CA). Raises `FetchError` with a human-readable message.
+    `ssl.SSLContext` for an internal CA). `etag` / `last_modified` make the request conditional
+    (a 304 comes back as a page with `not_modified` and no data); `content_types` are the media
+    types accepted (a sitemap's XML, say). Raises `FetchError` with a human-readable message.
     """
+    conditional = {
+        name: value
+        for name, value in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
+        if value and _header_safe(value)
+    }
     policy = _Policy.build(allowed_hosts, allowed_networks)
     deadline = time.monotonic() + timeout
     current = url
     with httpx.Client(follow_redirects=False, trust_env=False, verify=verify) as client:
         for _ in range(max_redirects + 1):
             target = _check_url(current, policy)
-            result = _fetch_once(client, target, user_agent, max_bytes, deadline)
+            result = _fetch_once(
+                client, target, user_agent, max_bytes, deadline, conditional, content_types
+            )
             if isinstance(result, FetchedPage):
                 return result
             current = _next_url(target.url, result)
@@ -281,12 +302,20 @@ def _unmapped(address: IPAddress) -> IPAddress:
 
 
 def _fetch_once(
-    client: httpx.Client, target: _Target, user_agent: str, max_bytes: int, deadline: float
+    client: httpx.Client,
+    target: _Target,
+    user_agent: str,
+    max_bytes: int,
+    deadline: float,
+    conditional: dict[str, str] | None = None,
+    content_types: frozenset[str] = ALLOWED_CONTENT_TYPES,
 ) -> FetchedPage | str:
     """Fetch from the first checked address that accepts a connection; a str is a redirect."""
     last_error: FetchError | None = None
     for address in target.addresses:
-        request = build_pinned_request(client, target.url, address, user_agent, deadline)
+        request = build_pinned_request(
+            client, target.url, address, user_agent, deadline, conditional
+        )
         try:
             response = client.send(request, stream=True)
         except httpx.ConnectError as exc:
@@ -303,7 +332,7 @@ def _fetch_once(
         except httpx.HTTPError as exc:
             raise FetchError(f"Fetching {target.url.host} failed: {exc}", transient=True) from exc
         try:
-            return _handle(response, target, max_bytes, deadline)
+            return _handle(response, target, max_bytes, deadline, content_types)
         finally:
             response.close()
     assert last_error is not None  # there is always at least one address
@@ -319,7 +348,12 @@ def _is_certificate_error(exc: BaseException) -> bool:
 
 
 def build_pinned_request(
-    client: httpx.Client, url: httpx.URL, address: str, user_agent: str, deadline: float
+    client: httpx.Client,
+    url: httpx.URL,
+    address: str,
+    user_agent: str,
+    deadline: float,
+    extra_headers: dict[str, str] | None = None,
 ) -> httpx.Request:
     """A GET that connects to `address` while speaking to `url`'s host (Host header, SNI)."""
     remaining = deadline - time.monotonic()
@@ -330,6 +364,7 @@ def build_pinned_request(
         "User-Agent": user_agent,
         "Accept": ACCEPT,
         "Accept-Encoding": "gzip, deflate, identity",
+        **(extra_headers or {}),
     }
     extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
     return client.build_request(
@@ -342,9 +377,21 @@ def build_pinned_request(
 
 
 def _handle(
-    response: httpx.Response, target: _Target, max_bytes: int, deadline: float
+    response: httpx.Response,
+    target: _Target,
+    max_bytes: int,
+    deadline: float,
+    content_types: frozenset[str] = ALLOWED_CONTENT_TYPES,
 ) -> FetchedPage | str:
     status = response.status_code
+    validators = {
+        "etag": _header_value(response, "etag"),
+        "last_modified": _header_value(response, "last-modified"),
+    }
+    if status == 304:
+        return FetchedPage(
+            url=str(target.url), content_type="", data=b"", status=status, **validators
+        )
     if status in REDIRECT_STATUSES:
         location = response.headers.get("location")
         if not location:
@@ -353,17 +400,32 @@ def _handle(
     if not 200 <= status < 300:
         transient = status == 429 or status >= 500
         raise FetchError(
-            f"The server answered {status} {response.reason_phrase}.", transient=transient
+            f"The server answered {status} {response.reason_phrase}.",
+            transient=transient,
+            status=status,
         )
     content_type = response.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
-    if media not in ALLOWED_CONTENT_TYPES:
+    if media not in content_types:
         raise FetchError(
             f"The address returned {media or 'content of an unknown type'}; only web pages, "
             "text, Markdown, PDF and Word documents can be added."
         )
     data = _read_body(response, max_bytes, deadline)
-    return FetchedPage(url=str(target.url), content_type=content_type, data=data, status=status)
+    return FetchedPage(
+        url=str(target.url), content_type=content_type, data=data, status=status, **validators
+    )
+
+
+def _header_value(response: httpx.Response, name: str) -> str:
+    """A validator as stored and sent back later: printable and bounded, else nothing."""
+    value = response.headers.get(name, "").strip()
+    return value if len(value) <= 300 and _header_safe(value) else ""
+
+
+def _header_safe(value: str) -> bool:
+    # A hostile server must not smuggle a header line into our next request.
+    return value.isascii() and value.isprintable() and "\r" not in value and "\n" not in value
 
 
 def _next_url(current: httpx.URL, location: str) -> str:

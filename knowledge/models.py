@@ -40,6 +40,12 @@ class Collection(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    refresh_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How often its web pages and sitemaps are checked for changes, in hours: "
+        "0 never; empty: the site's default (URL_REFRESH_HOURS).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -96,6 +102,34 @@ class Source(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # Keeping a web page in sync (knowledge.syncing): how often, what the server said last time
+    # (its validators, sent back in a conditional request), when it was checked and changed.
+    refresh_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How often this web page is checked for changes, in hours: 0 never; "
+        "empty: its collection's setting.",
+    )
+    etag = models.CharField(max_length=300, blank=True)
+    last_modified = models.CharField(max_length=300, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_changed_at = models.DateTimeField(null=True, blank=True)
+    # A claim by the scheduler: the check is queued; due again at this time if it never ran.
+    check_claimed_until = models.DateTimeField(null=True, blank=True)
+    # Consecutive checks that found the page gone (404/410); ``gone_at`` once it counts as gone.
+    missing_count = models.PositiveSmallIntegerField(default=0)
+    gone_at = models.DateTimeField(null=True, blank=True)
+    # Why it counts as gone: "missing" (404/410; still checked, so it can come back) or
+    # "unlisted" (its sitemap stopped listing it; not checked until it is listed again).
+    gone_reason = models.CharField(max_length=16, blank=True)
+    sitemap = models.ForeignKey(
+        "Sitemap",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pages",
+        help_text="The sitemap that listed this page, if it came from one.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -116,6 +150,50 @@ class Source(models.Model):
     @property
     def is_busy(self) -> bool:
         return self.status in (self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING)
+
+    @property
+    def checked_at(self):
+        """When its content was last compared with the original (a first indexing counts)."""
+        return self.last_checked_at or self.indexed_at
+
+    @property
+    def changed_at(self):
+        """When its content last changed (a first indexing counts)."""
+        return self.last_changed_at or self.indexed_at
+
+
+class Sitemap(models.Model):
+    """A site's sitemap.xml added to a collection: each page it lists becomes a web-page source
+    (``Source.sitemap``), within ``SITEMAP_MAX_PAGES``. Checked again on the refresh schedule:
+    newly listed pages are added, pages no longer listed are marked."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="sitemaps")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    url = models.URLField(max_length=2000)
+    refresh_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How often the sitemap is read again, in hours: 0 never; empty: its "
+        "collection's setting.",
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_changed_at = models.DateTimeField(null=True, blank=True)
+    check_claimed_until = models.DateTimeField(null=True, blank=True)
+    # What the last reading found: pages listed, added, refused (with why), no longer listed.
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "url"], name="sitemap_unique_url")
+        ]
+
+    def __str__(self) -> str:
+        return self.url
 
 
 class Document(models.Model):

@@ -416,11 +416,13 @@ def _unlock(source_id: int) -> None:
 LOCK_NAMESPACE = 7301  # advisory-lock namespace for "indexing source N"
 
 
-def source_index(*, source_id: int) -> None:
+def source_index(*, source_id: int, content: tuple[bytes, str, str | None] | None = None) -> None:
     """Brings a source's chunks in line with its current content. Safe to run twice.
 
     Raises ``SourceBusy`` when another worker holds the source, ``TransientIndexingError`` when
     a retry later may succeed; permanent problems end in status ``failed`` with a message.
+    ``content`` (data, file name, content type): bytes the caller already fetched (a web
+    page's scheduled check, ``knowledge.syncing``), so the page is not fetched twice.
     """
     if not _try_lock(source_id):
         raise SourceBusy(source_id)
@@ -428,17 +430,17 @@ def source_index(*, source_id: int) -> None:
         source = Source.objects.select_related("collection").filter(pk=source_id).first()
         if source is None:  # deleted while queued: nothing to do
             return
-        _index_locked(source)
+        _index_locked(source, content)
     finally:
         _unlock(source_id)
 
 
-def _index_locked(source: Source) -> None:
+def _index_locked(source: Source, content: tuple[bytes, str, str | None] | None = None) -> None:
     embedder = embeddings.get_embedder()
     _ensure_embedding_space(embedder)
     _set_state(source, status=Source.Status.PARSING, progress=5, error="")
     try:
-        data, filename, content_type = _read_content(source)
+        data, filename, content_type = content or _read_content(source)
     except fetching.FetchError as exc:
         if getattr(exc, "transient", False):
             raise TransientIndexingError(str(exc)) from exc

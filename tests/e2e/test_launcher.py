@@ -385,6 +385,7 @@ def test_two_web_processes_behind_nginx_and_two_workers_start_serve_and_stop_tog
         args=("--web", "2", "--workers", "2"),
         EMBEDDED_LLM="0",
         HEALTH_WORKER_CHECK_SECONDS="1",
+        URL_REFRESH_TICK_SECONDS="1",  # the beat's refresh tick, so one is seen at once
     )
     started = []
     try:
@@ -423,6 +424,14 @@ def test_two_web_processes_behind_nginx_and_two_workers_start_serve_and_stop_tog
             "w1": ["default"],
             "w2": ["ingest"],
         }, workers
+
+        # One beat (whatever --workers says) sends the schedule's ticks; the ingest worker runs them.
+        deadline = time.monotonic() + 90
+        ticked = re.compile(r"Task knowledge\.refresh_due\[[^\]]+\] succeeded")
+        while not ticked.search((var_dir / "launcher.log").read_text()):
+            assert time.monotonic() < deadline, "the beat's refresh tick never ran"
+            assert proc.poll() is None, "the launcher exited early"
+            time.sleep(0.5)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)  # what a supervisor sends
@@ -431,7 +440,7 @@ def test_two_web_processes_behind_nginx_and_two_workers_start_serve_and_stop_tog
     ports = [port, port + 1, port + 2, redis_port]
     assert [p for p in ports if port_in_use(p)] == []
     assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
-    assert {"proxy", "web-1", "web-2", "worker-1", "worker-2"} <= set(
-        re.findall(r"stopped (\S+)", (var_dir / "launcher.log").read_text())
-    )
+    stopped = re.findall(r"stopped (\S+)", (var_dir / "launcher.log").read_text())
+    assert {"proxy", "web-1", "web-2", "worker-1", "worker-2"} <= set(stopped)
+    assert stopped.count("beat") == 1
     assert left_running(var_dir, ports) == []

@@ -4,6 +4,7 @@ sources list that fits the screen and says why a source failed."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from knowledge.models import Source
@@ -74,6 +75,8 @@ def test_the_sources_list_fits_1366_pixels_and_shows_why_a_source_failed(
             name=f"Quarterly-operations-review-{n}-with-an-unusually-long-file-name.pdf",
             status=Source.Status.READY,
             chunk_count=40 + n,
+            # Checked and changed dates in the list: the widest its "checked" column gets.
+            indexed_at=timezone.now(),
         )
     log_in(admin_page, chat_server, admin.email)
     admin_page.goto(chat_server + "/admin/knowledge/source/")

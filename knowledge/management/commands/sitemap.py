@@ -1,0 +1,59 @@
+"""python manage.py sitemap URL --collection NAME"""
+
+from __future__ import annotations
+
+import sys
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from knowledge import services, syncing
+
+
+class Command(BaseCommand):
+    help = (
+        "Add a site's sitemap.xml (or its root: /sitemap.xml is read) to a collection: its pages "
+        "become web pages of the collection (queued for indexing), checked again on the refresh "
+        "schedule. Says what was added and refused; exits non-zero if the sitemap could not be read."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("url")
+        parser.add_argument("--collection", required=True, help="created if missing")
+        parser.add_argument("--user", help="email of the account adding it (default: a superuser)")
+
+    def handle(self, *args, **opts):
+        user = self._user(opts["user"])
+        try:
+            collection, _ = services.collection_get_or_create(
+                user=user, name=opts["collection"], visibility="everyone"
+            )
+            sitemap = syncing.sitemap_add(
+                user=user, collection=collection, url=opts["url"], enqueue=False
+            )
+        except services.KnowledgeError as exc:
+            raise CommandError(str(exc)) from None
+        sitemap = syncing.sitemap_refresh(sitemap_id=sitemap.pk)
+        if sitemap.error:
+            self.stderr.write(f"{sitemap.url}: {sitemap.error}")
+            sys.exit(1)
+        report = sitemap.report
+        self.stdout.write(
+            f"{sitemap.url}: pages listed {report['listed']}, added {report['added']} to "
+            f"{collection.name} (queued for indexing), refused {report['refused_count']}, over "
+            f"the limit {report['left_out']}, no longer listed {report['no_longer_listed']}."
+        )
+        for entry in report["refused"]:
+            self.stdout.write(f"  refused {entry['url']}: {entry['reason']}")
+
+    def _user(self, email: str | None):
+        users = get_user_model().objects
+        if email:
+            user = users.filter(email__iexact=email).first()
+            if user is None:
+                raise CommandError(f"No user with email {email}.")
+            return user
+        user = users.filter(is_superuser=True, is_active=True).order_by("pk").first()
+        if user is None:
+            raise CommandError("No superuser exists; pass --user EMAIL.")
+        return user

@@ -1,0 +1,255 @@
+"""Sitemaps (knowledge.syncing): a site's sitemap.xml, or its root, adds its pages to a
+collection within a count and a depth, refuses entries the rules refuse (another host, a
+private address) and reports them; a later reading adds new pages and marks removed ones.
+Against a real site on 127.0.0.1, allowed by host name ("localhost")."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from knowledge import services, syncing
+from knowledge.models import Sitemap, Source
+from tests.support.knowledge import make_collection
+from tests.support.local_site import serve_site
+
+XML = "application/xml"
+
+
+def urlset(*locations: str) -> str:
+    entries = "".join(f"<url><loc>{loc}</loc></url>" for loc in locations)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'
+    )
+
+
+def index(*locations: str) -> str:
+    entries = "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locations)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</sitemapindex>'
+    )
+
+
+@pytest.fixture
+def site(settings):
+    settings.URL_FETCH_ALLOWED_HOSTS = ["localhost"]
+    settings.URL_FETCH_ALLOWED_NETWORKS = []
+    with serve_site() as site:
+        yield site
+
+
+@pytest.fixture
+def manager(make_user):
+    editors = Group.objects.create(name="editors")
+    user = make_user(email="editor@example.com")
+    user.groups.add(editors)
+    user.wiki = make_collection("Wiki", everyone=True, managers=[editors])
+    return user
+
+
+def read(sitemap: Sitemap) -> Sitemap:
+    syncing.sitemap_refresh(sitemap_id=sitemap.pk)
+    sitemap.refresh_from_db()
+    return sitemap
+
+
+def page_urls(collection) -> set[str]:
+    return set(Source.objects.filter(collection=collection).values_list("url", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_sites_root_adds_the_pages_its_sitemap_lists_and_refuses_other_hosts(site, manager):
+    site.put(
+        "/sitemap.xml",
+        urlset(
+            site.url("/a.html"),
+            site.url("/b.html"),
+            f"http://127.0.0.1:{site.port}/admin",  # this machine by address: private
+            "http://10.0.0.7/secret",  # a private address on another host
+            "https://elsewhere.example/page",
+        ),
+        content_type=XML,
+    )
+
+    sitemap = read(syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/")))
+
+    assert sitemap.url == site.url("/sitemap.xml")
+    assert page_urls(manager.wiki) == {site.url("/a.html"), site.url("/b.html")}
+    assert set(Source.objects.values_list("sitemap", flat=True)) == {sitemap.pk}
+    assert sitemap.report["added"] == 2 and sitemap.report["refused_count"] == 3
+    refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
+    assert "another site" in refused["http://10.0.0.7/secret"]
+    assert "another site" in refused[f"http://127.0.0.1:{site.port}/admin"]
+    assert sitemap.error == "" and sitemap.last_checked_at is not None
+
+
+@pytest.mark.django_db
+def test_a_sitemap_on_a_private_address_is_refused_like_any_page(site, manager, settings):
+    settings.URL_FETCH_ALLOWED_HOSTS = []  # the site is 127.0.0.1: private, not allowed
+    site.put("/sitemap.xml", urlset(site.url("/a.html")), content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    assert "private or local address" in sitemap.error
+    assert site.requests_for("/sitemap.xml") == []
+    assert page_urls(manager.wiki) == set()
+
+
+@pytest.mark.django_db
+def test_a_later_reading_adds_new_pages_and_marks_the_ones_no_longer_listed(site, manager):
+    site.put("/sitemap.xml", urlset(site.url("/a.html"), site.url("/b.html")), content_type=XML)
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+    site.put("/sitemap.xml", urlset(site.url("/b.html"), site.url("/c.html")), content_type=XML)
+
+    sitemap = read(sitemap)
+
+    assert page_urls(manager.wiki) == {site.url(p) for p in ("/a.html", "/b.html", "/c.html")}
+    assert sitemap.report["added"] == 1 and sitemap.report["no_longer_listed"] == 1
+    removed = Source.objects.get(url=site.url("/a.html"))
+    assert removed.gone_at is not None and removed.status == Source.Status.FAILED
+    assert "no longer listed in the sitemap" in removed.error
+    # An unlisted page is not checked on the schedule any more ...
+    assert syncing.source_refresh(source_id=removed.pk) == syncing.Outcome.SKIPPED
+    # ... until the sitemap lists it again.
+    site.put("/sitemap.xml", urlset(site.url("/a.html")), content_type=XML)
+    read(sitemap)
+    removed.refresh_from_db()
+    assert removed.gone_at is None and removed.status == Source.Status.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_sitemap_index_is_followed_to_its_depth_and_the_pages_to_their_count(
+    site, manager, settings
+):
+    settings.SITEMAP_MAX_PAGES = 3
+    settings.SITEMAP_MAX_DEPTH = 2
+    site.put(
+        "/sitemap.xml",
+        index(site.url("/pages.xml"), site.url("/deeper.xml")),
+        content_type=XML,
+    )
+    site.put("/pages.xml", urlset(*(site.url(f"/p{i}.html") for i in range(5))), content_type=XML)
+    site.put("/deeper.xml", index(site.url("/deepest.xml")), content_type=XML)
+    site.put("/deepest.xml", urlset(site.url("/deep.html")), content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    assert page_urls(manager.wiki) == {site.url(f"/p{i}.html") for i in range(3)}
+    assert sitemap.report["left_out"] == 2
+    refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
+    assert "deeper than 2 levels" in refused[site.url("/deepest.xml")]
+    assert site.requests_for("/deepest.xml") == []
+    # Pages past the limit were listed: not "no longer listed" on the next reading.
+    read(sitemap)
+    assert not Source.objects.filter(gone_at__isnull=False).exists()
+
+
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>&lol9;</loc></url></urlset>"""
+
+EXTERNAL_ENTITY = """<?xml version="1.0"?>
+<!DOCTYPE urlset [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>&xxe;</loc></url></urlset>"""
+
+
+@pytest.mark.parametrize("hostile", [BOMB, EXTERNAL_ENTITY], ids=["xml_bomb", "external_entity"])
+def test_an_xml_bomb_or_external_entity_in_a_sitemap_is_refused_unread(hostile):
+    with pytest.raises(syncing.SitemapParseError, match="document type or entities"):
+        syncing.parse_sitemap(hostile.encode())
+
+
+def test_a_file_that_is_not_a_sitemap_is_refused_with_a_clear_message():
+    with pytest.raises(syncing.SitemapParseError, match="not a sitemap"):
+        syncing.parse_sitemap(b"<html><body>hello</body></html>")
+    with pytest.raises(syncing.SitemapParseError, match="not valid XML"):
+        syncing.parse_sitemap(b"<urlset><url>")
+
+
+@pytest.mark.django_db
+def test_a_bomb_served_as_the_sitemap_leaves_a_clear_error_and_no_pages(site, manager):
+    site.put("/sitemap.xml", BOMB, content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    assert "document type or entities" in sitemap.error
+    assert page_urls(manager.wiki) == set()
+
+
+@pytest.mark.django_db
+def test_a_reader_may_not_add_a_sitemap_to_a_collection_they_do_not_manage(
+    site, manager, make_user
+):
+    reader = make_user(email="reader@example.com")
+    with pytest.raises(services.NotAllowed):
+        syncing.sitemap_add(user=reader, collection=manager.wiki, url=site.url("/"))
+    assert not Sitemap.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_same_sitemap_added_twice_is_one_sitemap(site, manager):
+    first = syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/"))
+    again = syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    assert first.pk == again.pk and Sitemap.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_listed_page_redirecting_to_a_private_address_is_refused_when_fetched(site, manager):
+    site.put("/sitemap.xml", urlset(site.url("/hop.html"), site.url("/ok.html")), content_type=XML)
+    site.put("/ok.html", "<h1>Fine</h1><p>An ordinary page of the site.</p>")
+    site.put("/hop.html", "", status=302, location=f"http://127.0.0.1:{site.port}/ok.html")
+    read(syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/")))
+
+    for source in Source.objects.all():
+        services.source_index(source_id=source.pk)
+
+    hop = Source.objects.get(url=site.url("/hop.html"))
+    assert hop.status == Source.Status.FAILED and "private or local address" in hop.error
+    assert Source.objects.get(url=site.url("/ok.html")).status == Source.Status.READY
+    assert len(site.requests_for("/ok.html")) == 1  # only as itself, never through the hop
+
+
+@pytest.mark.django_db
+def test_sitemaps_are_read_again_when_due_and_never_when_their_interval_is_zero(manager, settings):
+    settings.URL_REFRESH_HOURS = 24
+    now = timezone.now()
+    due = Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://a.example/sitemap.xml",
+        last_checked_at=now - timedelta(hours=25),
+    )
+    Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://b.example/sitemap.xml",
+        last_checked_at=now - timedelta(hours=2),
+    )
+    Sitemap.objects.create(
+        collection=manager.wiki,
+        url="https://c.example/sitemap.xml",
+        last_checked_at=now - timedelta(days=400),
+        refresh_hours=0,
+    )
+
+    assert syncing.refresh_due(now=now).sitemap_ids == [due.pk]
+    assert syncing.refresh_due(now=now).sitemap_ids == []  # claimed
