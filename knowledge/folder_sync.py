@@ -15,9 +15,9 @@ The rules, in order of the walk:
   blocks (never read whole into memory until it is known to be within the limit);
 - a file whose hash is its source's ``content_hash`` is unchanged and costs nothing; a new or
   changed file is stored and indexed; a source whose file is gone is deleted;
-- a renamed file is a removal and an addition (its passages are embedded again: the hash alone
-  cannot tell a rename from a copy deleted elsewhere, and a removal first keeps the duplicate
-  rule from refusing the new name).
+- a new file holding the bytes of a file that is gone is that file renamed or moved: its
+  source takes the new path and keeps its passages (and the citations pointing at them);
+  nothing is embedded again.
 
 A source is the folder's when ``Source.folder_path`` is set; sources added in the browser are
 never removed by a sync. One folder per collection: two folders synced into one collection
@@ -52,6 +52,7 @@ class Outcome(enum.StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     REMOVED = "removed"
+    RENAMED = "renamed"
     SKIPPED = "skipped"
     FAILED = "failed"
 
@@ -61,6 +62,7 @@ WOULD = {
     Outcome.ADDED: "would add",
     Outcome.CHANGED: "would update",
     Outcome.REMOVED: "would remove",
+    Outcome.RENAMED: "would rename",
 }
 
 
@@ -266,18 +268,50 @@ def sync_folder(
             "remove them."
         )
     report = Report(dry_run=dry_run)
-    total = len(gone) + len(scan.files) + len(scan.entries)
+    hashed, unreadable = _hash_files(scan.files)
+    renames = _renames(hashed, known, gone)
+    removals = [path for path in gone if path not in renames.values()]
+    total = len(scan.entries) + len(unreadable) + len(hashed) + len(removals)
     step = _counter(report, total, progress)
-    # Removals first: a renamed file's bytes must leave before its new name arrives.
-    for path in gone:
-        step(_remove(known[path], user, dry_run))
-    for entry in scan.entries:
+    for entry in [*scan.entries, *unreadable]:
         if entry.outcome == Outcome.FAILED and entry.path in known:
             entry = Entry(entry.path, entry.outcome, entry.reason, known[entry.path].pk)
         step(entry)
-    for file in scan.files:
-        step(_sync_file(file, known.get(file.path), collection, user, dry_run))
+    # Removals first: a deleted file's bytes must leave before another name brings them back.
+    for path in removals:
+        step(_remove(known[path], user, dry_run))
+    for file, digest in hashed:
+        if file.path in renames:
+            step(_rename(known[renames[file.path]], file.path, user, dry_run))
+        else:
+            step(_sync_file(file, digest, known.get(file.path), collection, user, dry_run))
     return report
+
+
+def _hash_files(files: list[FolderFile]) -> tuple[list[tuple[FolderFile, str]], list[Entry]]:
+    hashed, unreadable = [], []
+    for file in files:
+        try:
+            hashed.append((file, file_digest(file.absolute)))
+        except OSError as exc:
+            unreadable.append(Entry(file.path, Outcome.FAILED, f"could not be read ({_why(exc)})"))
+    return hashed, unreadable
+
+
+def _renames(
+    hashed: list[tuple[FolderFile, str]], known: dict[str, Source], gone: list[str]
+) -> dict[str, str]:
+    """New path -> old path, for each new file holding the bytes of a file that is gone: the
+    same file renamed or moved within the folder (each gone source is claimed once)."""
+    by_hash: dict[str, str] = {}
+    for path in gone:
+        if known[path].content_hash:
+            by_hash.setdefault(known[path].content_hash, path)
+    renames = {}
+    for file, digest in hashed:
+        if file.path not in known and digest in by_hash:
+            renames[file.path] = by_hash.pop(digest)
+    return renames
 
 
 def _counter(report: Report, total: int, progress: Progress | None) -> Callable[[Entry], None]:
@@ -295,11 +329,19 @@ def _remove(source: Source, user, dry_run: bool) -> Entry:
     return Entry(source.folder_path, Outcome.REMOVED, "no longer in the folder", source.pk)
 
 
-def _sync_file(file: FolderFile, source: Source | None, collection, user, dry_run) -> Entry:
-    try:
-        digest = file_digest(file.absolute)
-    except OSError as exc:
-        return Entry(file.path, Outcome.FAILED, f"could not be read ({_why(exc)})")
+def _rename(source: Source, path: str, user, dry_run: bool) -> Entry:
+    reason = f"from {source.folder_path}"
+    if not dry_run:
+        try:
+            services.source_rename_in_folder(user=user, source=source, path=path)
+        except services.KnowledgeError as exc:
+            return Entry(path, Outcome.FAILED, _without_name(str(exc), path), source.pk)
+    return Entry(path, Outcome.RENAMED, reason, source.pk)
+
+
+def _sync_file(
+    file: FolderFile, digest: str, source: Source | None, collection, user, dry_run
+) -> Entry:
     if source is not None and source.content_hash == digest:
         if source.status == Source.Status.FAILED:
             # Unchanged since it failed: trying again would fail again. Re-index it from the

@@ -340,6 +340,28 @@ def source_create_from_folder(
         return UploadResult(existing, False, f"{name} is already in {collection.name}.")
 
 
+def source_rename_in_folder(*, user, source: Source, path: str) -> Source:
+    """Gives a folder source its file's new path: the file was renamed or moved within the
+    folder (``knowledge.folder_sync`` recognised its bytes). Its passages, and the citations
+    pointing at them, stay; nothing is embedded again."""
+    _check_manage(user, source.collection)
+    name = _clean_folder_path(path)
+    try:
+        with transaction.atomic():
+            renamed = Source.objects.filter(pk=source.pk).update(
+                name=name, folder_path=name, updated_at=timezone.now()
+            )
+            if not renamed:
+                raise KnowledgeError(f"The source for {source.folder_path} no longer exists.")
+            source.refresh_from_db()
+            _notify(source)
+    except IntegrityError:
+        raise KnowledgeError(
+            f"{name} already names another source in {source.collection.name}."
+        ) from None
+    return source
+
+
 def _clean_folder_path(path: str) -> str:
     """A relative POSIX path of printable parts, no ``..``: it is shown and compared, and
     refused rather than repaired, since a repaired path would name another file."""

@@ -90,7 +90,7 @@ def test_it_adds_new_files_with_their_relative_paths_and_indexes_them(folder, dr
     write(folder, "it/readme.md", "# IT\n\nThe IT team answers laptop questions.")
     status, out, err = sync(folder)
     assert status == 0, out + err
-    assert "3 added, 0 changed, 0 unchanged, 0 removed, 0 skipped, 0 failed" in out
+    assert "3 added, 0 changed, 0 unchanged, 0 removed, 0 renamed, 0 skipped, 0 failed" in out
     sources = folder_sources(drive)
     # Two readme.md in two sub-folders stay two sources, named by their path.
     assert sorted(sources) == ["hr/readme.md", "it/readme.md", "travel.md"]
@@ -149,15 +149,34 @@ def test_sources_added_in_the_browser_are_never_removed_by_a_sync(folder, drive,
     ]
 
 
-def test_a_renamed_file_is_removed_and_added_under_its_new_name(folder, drive):
+def test_a_renamed_file_keeps_its_source_and_passages_under_its_new_path(folder, drive):
     old = write(folder, "draft.md", "# Policy\n\nExpenses are approved by your manager.")
     sync(folder)
-    old.rename(folder / "policy.md")
+    source = Source.objects.get(collection=drive)
+    chunks = chunk_ids(source)
+    (folder / "approved").mkdir()
+    old.rename(folder / "approved" / "policy.md")
+    status, out, _ = sync(folder, "--dry-run")
+    assert "would rename approved/policy.md: from draft.md" in out
+    assert list(folder_sources(drive)) == ["draft.md"]
     status, out, _ = sync(folder)
     assert status == 0
-    assert "1 added, 0 changed, 0 unchanged, 1 removed" in out
-    assert list(folder_sources(drive)) == ["policy.md"]
-    assert folder_sources(drive)["policy.md"].status == Source.Status.READY
+    assert "0 added, 0 changed, 0 unchanged, 0 removed, 1 renamed" in out
+    assert "renamed approved/policy.md: from draft.md" in out
+    source.refresh_from_db()
+    assert (source.name, source.folder_path) == ("approved/policy.md", "approved/policy.md")
+    assert chunk_ids(source) == chunks  # the citations pointing at them still work
+
+
+def test_a_file_deleted_while_another_arrives_is_a_removal_and_an_addition(folder, drive):
+    old = write(folder, "old.md", "# Old\n\nThe old policy.")
+    sync(folder)
+    old.unlink()
+    write(folder, "new.md", "# New\n\nA different policy.")
+    status, out, _ = sync(folder)
+    assert status == 0
+    assert "1 added, 0 changed, 0 unchanged, 1 removed, 0 renamed" in out
+    assert list(folder_sources(drive)) == ["new.md"]
 
 
 # --- what is skipped, refused or failed ---------------------------------------------------
@@ -172,7 +191,7 @@ def test_hidden_unsupported_and_empty_files_are_skipped_with_their_reason(folder
     write(folder, "empty.md", "")
     status, out, _ = sync(folder)
     assert status == 0
-    assert "1 added, 0 changed, 0 unchanged, 0 removed, 5 skipped, 0 failed" in out
+    assert "1 added, 0 changed, 0 unchanged, 0 removed, 0 renamed, 5 skipped, 0 failed" in out
     assert ".git: hidden folder" in out
     assert "setup.exe: not a supported type (.exe)" in out
     assert "empty.md: empty" in out
@@ -202,7 +221,7 @@ def test_an_oversized_file_fails_without_being_read_and_the_exit_status_is_1(fol
     with override_settings(KNOWLEDGE_MAX_UPLOAD_BYTES=2**20):
         status, out, err = sync(folder)
     assert status == 1
-    assert "1 added, 0 changed, 0 unchanged, 0 removed, 0 skipped, 1 failed" in out
+    assert "1 added, 0 changed, 0 unchanged, 0 removed, 0 renamed, 0 skipped, 1 failed" in out
     assert "huge.pdf: 64.0 MB; the limit is 1 MB" in err
     assert list(folder_sources(drive)) == ["small.md"]
 
@@ -232,7 +251,7 @@ def test_a_file_that_is_not_what_its_extension_says_fails_with_the_parsers_reaso
     (folder / "bad.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n%%EOF")
     status, out, err = sync(folder)
     assert status == 1
-    assert "1 added, 0 changed, 0 unchanged, 0 removed, 0 skipped, 1 failed" in out
+    assert "1 added, 0 changed, 0 unchanged, 0 removed, 0 renamed, 0 skipped, 1 failed" in out
     assert "bad.pdf: " in err
     # The failed file is not tried again while it is unchanged, and still reported.
     status, out, err = sync(folder)

@@ -239,6 +239,7 @@ class Command(BaseCommand):
                 Outcome.CHANGED,
                 Outcome.UNCHANGED,
                 Outcome.REMOVED,
+                Outcome.RENAMED,
                 Outcome.SKIPPED,
                 Outcome.FAILED,
             )
