@@ -2,8 +2,9 @@
 
 Walking the folder is plain Python (``scan_folder``, ``file_digest``); every write goes through
 the same services as the browser's uploads and deletions (``services.source_create_from_folder``,
-``services.source_delete``), so the limits, the duplicate rule, the indexing task and the audit
-trail are the ones people already know.
+``services.source_delete``; ``services.source_rename_in_folder`` for a file that moved), so the
+limits, the duplicate rule, the indexing task and the audit trail are the ones people already
+know. Every file is hashed before anything is written, so renames are known before removals.
 
 The rules, in order of the walk:
 - hidden files and folders (``.git``, ``.DS_Store``) and Office's lock files (``~$report.docx``)
