@@ -130,6 +130,10 @@ class Source(models.Model):
         related_name="pages",
         help_text="The sitemap that listed this page, if it came from one.",
     )
+    # Set only by ``manage.py sync`` (knowledge.folder_sync): the file's path relative to the
+    # synced folder, which marks the source as the folder's to replace and remove. The file's
+    # hash is ``content_hash``, so an unchanged file is recognised without re-embedding.
+    folder_path = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -142,6 +146,12 @@ class Source(models.Model):
             ),
             # The target of the chunks' (source, collection) foreign key: see ``Chunk``.
             models.UniqueConstraint(fields=["id", "collection"], name="source_id_collection"),
+            # One source per file of a synced folder, whatever happens to the names.
+            models.UniqueConstraint(
+                fields=["collection", "folder_path"],
+                condition=~models.Q(folder_path=""),
+                name="source_unique_folder_path",
+            ),
         ]
 
     def __str__(self) -> str:

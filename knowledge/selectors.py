@@ -147,6 +147,15 @@ def source_get_manageable(*, user, source_id: int) -> Source:
     )
 
 
+def sources_from_folder(*, collection: Collection) -> dict[str, Source]:
+    """The sources ``manage.py sync`` made from a folder in ``collection``, by relative path
+    (no user: the command checked that its operator manages the collection)."""
+    if collection.pk is None:  # a dry run's collection that does not exist yet
+        return {}
+    rows = Source.objects.filter(collection=collection).exclude(folder_path="")
+    return {source.folder_path: source for source in rows.select_related("collection")}
+
+
 def chunks_of_source(*, user, source_id: int) -> QuerySet[Chunk]:
     source = source_get_readable(user=user, source_id=source_id)
     return Chunk.objects.filter(source=source).order_by("ordinal").defer("embedding")

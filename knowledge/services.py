@@ -292,6 +292,92 @@ def _store_upload(user, collection, name, data, digest, kind) -> UploadResult:
     return UploadResult(source, existing is None, f"{name} {verb}.")
 
 
+def source_create_from_folder(
+    *, user, collection: Collection, path: str, data: bytes
+) -> UploadResult:
+    """Adds or replaces the source mirroring the file at ``path`` (relative to a folder that
+    ``manage.py sync`` mirrors into ``collection``; see ``knowledge.folder_sync``).
+
+    The upload's own checks and store, so the same limits, duplicate rule and indexing task
+    apply; only the name differs: the whole relative path, so two ``readme.md`` in two
+    sub-folders stay two sources. ``folder_path`` marks the source as the folder's (a source of
+    the same name uploaded by hand is adopted). Same bytes as another source: that source is
+    returned untouched, with the upload's message, and ``folder_path`` is not set on it.
+    """
+    _check_manage(user, collection)
+    name = _clean_folder_path(path)
+    limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+    if len(data) > limit:
+        raise KnowledgeError(
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB."
+        )
+    if not data:
+        raise KnowledgeError(f"{name} is empty.")
+    try:
+        kind = parsing.detect_kind(data, filename=name)
+    except parsing.ParseError as exc:
+        raise KnowledgeError(f"{name}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with transaction.atomic():
+            result = _store_upload(user, collection, name, data, digest, kind)
+            if result.source.name == name and result.source.folder_path != name:
+                Source.objects.filter(pk=result.source.pk).update(folder_path=name)
+                result.source.folder_path = name
+            return result
+    except IntegrityError:
+        # A browser upload of the same name or bytes won a race (or a folder source was
+        # renamed by hand and still holds this path): report what is there now.
+        existing = (
+            Source.objects.filter(collection=collection)
+            .filter(
+                Q(name=name) | Q(folder_path=name) | Q(kind=Source.Kind.FILE, content_hash=digest)
+            )
+            .first()
+        )
+        if existing is None:
+            raise
+        return UploadResult(existing, False, f"{name} is already in {collection.name}.")
+
+
+def source_rename_in_folder(*, user, source: Source, path: str) -> Source:
+    """Gives a folder source its file's new path: the file was renamed or moved within the
+    folder (``knowledge.folder_sync`` recognised its bytes). Its passages, and the citations
+    pointing at them, stay; nothing is embedded again."""
+    _check_manage(user, source.collection)
+    name = _clean_folder_path(path)
+    try:
+        with transaction.atomic():
+            renamed = Source.objects.filter(pk=source.pk).update(
+                name=name, folder_path=name, updated_at=timezone.now()
+            )
+            if not renamed:
+                raise KnowledgeError(f"The source for {source.folder_path} no longer exists.")
+            source.refresh_from_db()
+            _notify(source)
+    except IntegrityError:
+        raise KnowledgeError(
+            f"{name} already names another source in {source.collection.name}."
+        ) from None
+    return source
+
+
+def _clean_folder_path(path: str) -> str:
+    """A relative POSIX path of printable parts, no ``..``: it is shown and compared, and
+    refused rather than repaired, since a repaired path would name another file."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or any(part in ("", ".", "..") for part in parts)
+        or not all(ch.isprintable() for ch in path)
+    ):
+        raise KnowledgeError(f"{path!r} is not a file path inside the folder.")
+    if len(path) > Source._meta.get_field("folder_path").max_length:
+        raise KnowledgeError(f"{path[:60]}… is a path longer than 300 characters.")
+    return path
+
+
 def source_create_from_url(*, user, collection: Collection, url: str) -> UploadResult:
     _check_manage(user, collection)
     try:
