@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "knowledge",
     "assistant",
+    "assistant.privacy",  # retention, erasure, the personal data export (no models)
     "assistant.slack",
 ]
 
@@ -190,6 +191,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "retention-daily": {"task": "privacy.retention_apply", "schedule": 24 * 60 * 60},
+}
 
 # --- Authentication ---------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -449,3 +453,19 @@ SLACK_ANSWER_LEASE_SECONDS = env.int("SLACK_ANSWER_LEASE_SECONDS", 360, min_valu
 SLACK_REQUEUE_AFTER_SECONDS = env.int("SLACK_REQUEUE_AFTER_SECONDS", 60, min_value=1)
 SLACK_REQUEUE_MAX_AGE_SECONDS = env.int("SLACK_REQUEUE_MAX_AGE_SECONDS", 3600, min_value=1)
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")
+
+# --- Retention (assistant/privacy/retention.py; unset = keep) ---------------------------
+# Days to keep web, CLI and API conversations after their last activity, Slack conversations
+# and Slack deliveries, feedback after it was last given, and audit events. Applied daily by
+# the beat schedule and by `manage.py retention`, RETENTION_BATCH_SIZE rows per transaction.
+
+
+def _retention_days(name: str) -> int | None:
+    return env.int(name, 0, min_value=1) if env.is_set(name) else None
+
+
+RETENTION_CONVERSATION_DAYS = _retention_days("RETENTION_CONVERSATION_DAYS")
+RETENTION_SLACK_DAYS = _retention_days("RETENTION_SLACK_DAYS")
+RETENTION_FEEDBACK_DAYS = _retention_days("RETENTION_FEEDBACK_DAYS")
+RETENTION_AUDIT_DAYS = _retention_days("RETENTION_AUDIT_DAYS")
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", 500, min_value=1)
