@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.test import AsyncClient, Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import AccessToken, SlackIdentity
@@ -163,3 +165,38 @@ def test_the_account_page_links_to_the_download(ada):
     page = client.get("/accounts/me/").content.decode()
     assert 'id="account-export" href="/accounts/me/export.json"' in page
     assert "Download your data" in page
+
+
+def test_someone_elses_id_in_the_address_is_ignored(ada, bob):
+    """The export takes no id: naming another person gets your own data, never theirs."""
+    chat(bob, "Bob's salary", question="What is my raise?", answer="Secret 42.")
+    chat(ada, "Lisbon trip", question="Flights?", answer="Book early.")
+
+    async def go():
+        client = AsyncClient()
+        await client.aforce_login(ada)
+        response = await client.get(URL, {"user": bob.pk, "user_id": bob.pk, "email": bob.email})
+        return b"".join([part async for part in response.streaming_content])
+
+    data = json.loads(async_to_sync(go)())
+    assert data["account"]["email"] == "ada@example.com"
+    assert [c["title"] for c in data["conversations"]] == ["Lisbon trip"]
+
+
+def test_a_page_of_conversations_costs_the_same_queries_however_many_it_holds(
+    ada, django_assert_max_num_queries
+):
+    handbook = make_collection("Handbook", everyone=True)
+
+    def add(n: int) -> None:
+        for i in range(n):
+            answer = chat(ada, f"chat {i}", question="q", answer="a [1]")
+            Citation.objects.create(message=answer, collection_id=handbook.pk, number=1, quote="x")
+
+    add(2)
+    with CaptureQueriesContext(connection) as few:
+        export.conversation_page(ada, None)
+    add(export.PAGE)
+    with django_assert_max_num_queries(len(few)):
+        items, _ = export.conversation_page(ada, None)
+    assert len(items) == export.PAGE
