@@ -41,3 +41,27 @@ def test_a_person_downloads_their_own_data_from_the_account_page(
     assert data["account"]["email"] == reader.email
     assert [c["title"] for c in data["conversations"]] == ["Lisbon trip"]
     assert "Bob" not in json.dumps(data) and "raise" not in json.dumps(data)
+
+
+def test_an_admin_erases_a_person_after_the_confirmation_page(
+    chat_server, page, admin, reader, screenshot
+):
+    """The admin's action in Chromium: the confirmation page lists what goes, its form (with
+    the CSRF token) erases only when sent."""
+    Conversation.objects.create(owner=reader, title="Lisbon trip")
+    log_in(page, chat_server, admin.email)
+    page.goto(chat_server + "/admin/accounts/user/")
+    page.locator("#result_list tr", has_text=reader.email).locator("input.action-select").check()
+    page.select_option("select[name=action]", "erase_people")
+    page.get_by_role("button", name="Go").click()
+
+    expect(page.locator("#erase-people")).to_contain_text(reader.email)
+    expect(page.locator("#erase-people")).to_contain_text("1 conversation(s) with 0 message(s)")
+    screenshot(page, "admin-erase-confirmation", full_page=True)
+    assert Conversation.objects.filter(owner=reader).exists()
+
+    page.get_by_role("button", name="Yes, erase them").click()
+
+    expect(page.locator(".messagelist")).to_contain_text(f"Erased {reader.email}")
+    assert not Conversation.objects.exists()
+    assert not type(reader).objects.filter(pk=reader.pk).exists()
