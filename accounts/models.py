@@ -116,6 +116,8 @@ class AuditEvent(models.Model):
         SSO_FLAGS_CHANGED = "sso.flags_changed", "SSO changed staff or admin rights"
         TOKEN_CREATED = "token.created", "Personal access token created"
         TOKEN_REVOKED = "token.revoked", "Personal access token revoked"
+        RETENTION_APPLIED = "retention.applied", "Retention policy applied"
+        USER_ERASED = "user.erased", "Person and their data erased"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(

@@ -27,5 +27,6 @@ def account(request):
         extra_context={
             "readable_collections": collections_readable_by(request.user).order_by("name"),
             "tokens": token_rows_for(request.user),
+            "data_export": True,  # templates/privacy/_your_data.html
         },
     )

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "knowledge",
     "assistant",
+    "assistant.privacy",  # retention, erasure, the personal data export (no models)
     "assistant.slack",
 ]
 
@@ -200,6 +201,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.refresh_due",
         "schedule": env.float("URL_REFRESH_TICK_SECONDS", 300.0, min_value=1),
     },
+    # Daily (beat keeps the last run in its schedule file, so a restart does not repeat it).
+    "retention-daily": {"task": "privacy.retention_apply", "schedule": 24 * 60 * 60},
 }
 
 # --- Authentication ---------------------------------------------------------------------
@@ -468,3 +471,19 @@ SLACK_ANSWER_LEASE_SECONDS = env.int("SLACK_ANSWER_LEASE_SECONDS", 360, min_valu
 SLACK_REQUEUE_AFTER_SECONDS = env.int("SLACK_REQUEUE_AFTER_SECONDS", 60, min_value=1)
 SLACK_REQUEUE_MAX_AGE_SECONDS = env.int("SLACK_REQUEUE_MAX_AGE_SECONDS", 3600, min_value=1)
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")
+
+# --- Retention (assistant/privacy/retention.py; unset = keep) ---------------------------
+# Days to keep web, CLI and API conversations after their last activity, Slack conversations
+# and Slack deliveries, feedback after it was last given, and audit events. Applied daily by
+# the beat schedule and by `manage.py retention`, RETENTION_BATCH_SIZE rows per transaction.
+
+
+def _retention_days(name: str) -> int | None:
+    return env.int(name, 0, min_value=1) if env.is_set(name) else None
+
+
+RETENTION_CONVERSATION_DAYS = _retention_days("RETENTION_CONVERSATION_DAYS")
+RETENTION_SLACK_DAYS = _retention_days("RETENTION_SLACK_DAYS")
+RETENTION_FEEDBACK_DAYS = _retention_days("RETENTION_FEEDBACK_DAYS")
+RETENTION_AUDIT_DAYS = _retention_days("RETENTION_AUDIT_DAYS")
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", 500, min_value=1)

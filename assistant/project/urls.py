@@ -21,6 +21,7 @@ urlpatterns = [
     path("slack/", include("assistant.slack.urls")),
     # The account page's token forms (the page itself is accounts/me/, above).
     path("accounts/me/tokens/", include("knowledge.token_page.urls")),
+    path("accounts/me/", include("assistant.privacy.urls")),  # export.json: your own data
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),

@@ -1,0 +1,211 @@
+"""Erasing a person: their account and everything that is theirs alone.
+
+Deleted: conversations (messages, citations, feedback on them), memory items and memory
+settings, feedback they gave, personal access tokens, Slack identities and the Slack deliveries
+they sent (which carry their words), their SSO links and the account itself. Knowledge they added belongs to the company: their sources are kept and
+handed to the admin who erases them (the command: to no owner), unless ``delete_sources``,
+which deletes the sources with their uploaded originals, as a source deletion does.
+
+The audit trail keeps one ``user.erased`` event with counts, the account's id and an HMAC of
+its email (keyed with ``SECRET_KEY``): enough to answer "was this address erased?" by
+computing it again, never the address or anything the person wrote. Earlier audit events
+stay as the evidence they are, until ``RETENTION_AUDIT_DAYS`` removes them.
+
+Refused: erasing the last active superuser (nobody could administer the site), and an admin
+erasing their own account from the admin (their session would end mid-action).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils.crypto import salted_hmac
+
+from accounts.audit import Action, audit_record
+from accounts.models import AccessToken, SlackIdentity
+from assistant.models import Conversation, Feedback, MemoryItem, MemorySettings, Message
+from assistant.privacy.retention import delete_in_batches
+from assistant.slack.models import SlackEventReceipt
+from knowledge.models import Document, Source
+
+logger = logging.getLogger("assistant.privacy")
+
+BATCH_SIZE = 200  # conversations per transaction while erasing a long history
+
+
+class ErasureRefused(Exception):
+    """Why a person may not be erased now; ``str()`` is written for the admin to read."""
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    conversations: int = 0
+    messages: int = 0
+    memory_items: int = 0
+    feedback: int = 0
+    tokens: int = 0
+    slack_identities: int = 0
+    slack_deliveries: int = 0
+    sources_kept: int = 0
+    sources_deleted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        parts = [
+            f"{self.conversations} conversation(s) with {self.messages} message(s)",
+            f"{self.memory_items} memory item(s)",
+            f"{self.feedback} feedback",
+            f"{self.tokens} access token(s)",
+            f"{self.slack_identities} Slack identit{'y' if self.slack_identities == 1 else 'ies'}",
+            f"{self.slack_deliveries} Slack message(s) received",
+        ]
+        if self.sources_deleted:
+            parts.append(f"{self.sources_deleted} source(s) with their files")
+        return ", ".join(parts)
+
+
+def email_hmac(email: str) -> str:
+    """What the audit trail keeps of an erased address (see the module's docstring)."""
+    return salted_hmac("assistant.privacy.erased-email", email.strip().lower()).hexdigest()
+
+
+def user_find(*, email: str):
+    """The account with this address, active or not (case-insensitive), or ``None``."""
+    return get_user_model().objects.filter(email__iexact=email.strip()).first()
+
+
+def erasure_preview(*, user) -> ErasureCounts:
+    """What erasing ``user`` would delete (and the sources it would keep)."""
+    conversations = Conversation.objects.filter(owner=user)
+    return ErasureCounts(
+        conversations=conversations.count(),
+        messages=Message.objects.filter(conversation__owner=user).count(),
+        memory_items=MemoryItem.objects.filter(owner=user).count(),
+        feedback=Feedback.objects.filter(user=user).count(),
+        tokens=AccessToken.objects.filter(owner=user).count(),
+        slack_identities=SlackIdentity.objects.filter(user=user).count(),
+        slack_deliveries=SlackEventReceipt.objects.filter(_deliveries_from(user)).count(),
+        sources_kept=Source.objects.filter(owner=user).count(),
+    )
+
+
+def erasure_check(*, actor, user) -> None:
+    """Raises ``ErasureRefused`` when ``actor`` (``None``: an operator's command) may not
+    erase ``user``."""
+    if actor is not None and actor.pk == user.pk:
+        raise ErasureRefused(
+            "You cannot erase your own account from here: ask another administrator, "
+            "or run manage.py erase-user."
+        )
+    if user.is_superuser and user.is_active:
+        others = get_user_model().objects.filter(is_superuser=True, is_active=True)
+        if not others.exclude(pk=user.pk).exists():
+            raise ErasureRefused(
+                f"{user.email} is the last active administrator: erasing them would leave "
+                "nobody who can run this site. Make someone else an administrator first."
+            )
+
+
+def user_erase(*, actor, user, delete_sources: bool = False) -> ErasureCounts:
+    """Erases ``user`` (see the module's docstring) and returns what was removed.
+
+    The account is switched off first (its sessions and sockets stop at their next request),
+    then its conversations go in batches, then everything else with the account in one
+    transaction, audited there. Run again after a failure, it carries on where it stopped.
+    """
+    erasure_check(actor=actor, user=user)
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    # Their feedback is mostly on their own answers, which go with the conversations: count
+    # it first, so the report says what went rather than what was left.
+    feedback_given = Feedback.objects.filter(user=user).count()
+    conversations, messages, _ = delete_in_batches(
+        Conversation.objects.filter(owner=user), batch_size=BATCH_SIZE
+    )
+    with transaction.atomic():
+        memory_items = _delete(MemoryItem.objects.filter(owner=user))
+        _delete(MemorySettings.objects.filter(user=user))
+        _delete(Feedback.objects.filter(user=user))
+        tokens = _delete(AccessToken.objects.filter(owner=user))
+        slack_deliveries = _delete(SlackEventReceipt.objects.filter(_deliveries_from(user)))
+        slack_identities = _delete(SlackIdentity.objects.filter(user=user))
+        owned = Source.objects.filter(owner=user).select_related("collection")
+        if delete_sources:
+            sources_deleted = sum(_source_delete(actor=actor, source=s) for s in owned)
+            sources_kept = 0
+        else:
+            sources_deleted = 0
+            sources_kept = owned.update(owner=actor)
+        counts = ErasureCounts(
+            conversations=conversations,
+            messages=messages,
+            memory_items=memory_items,
+            feedback=feedback_given,
+            tokens=tokens,
+            slack_identities=slack_identities,
+            slack_deliveries=slack_deliveries,
+            sources_kept=sources_kept,
+            sources_deleted=sources_deleted,
+        )
+        audit_record(
+            actor=actor,
+            action=Action.USER_ERASED,
+            detail={
+                "user_id": user.pk,
+                "email_hmac": email_hmac(user.email),
+                "counts": counts.as_dict(),
+                "sources": "deleted" if delete_sources else "kept",
+            },
+        )
+        user_id = user.pk
+        user.delete()  # the rest cascades: SSO links, email addresses, group memberships
+    logger.info("user erased", extra={"user_id": user_id, "counts": counts.as_dict()})
+    return counts
+
+
+def _deliveries_from(user) -> Q:
+    """The Slack deliveries this person sent (they carry what they wrote): an event's
+    ``event.user``, a slash command's ``user_id``, in the workspace of one of their identities."""
+    found = Q(pk__in=[])
+    for team, slack_user in SlackIdentity.objects.filter(user=user).values_list(
+        "team_id", "slack_user_id"
+    ):
+        found |= Q(payload__team_id=team, payload__event__user=slack_user)
+        found |= Q(payload__team_id=team, payload__user_id=slack_user)
+    return found
+
+
+def _delete(rows) -> int:
+    """How many rows of the queryset's own model went (cascaded rows are not counted)."""
+    _, per_model = rows.delete()
+    return per_model.get(rows.model._meta.label, 0)
+
+
+def _source_delete(*, actor, source: Source) -> int:
+    """Deletes a source as ``knowledge.services.source_delete`` does (audited with the same
+    detail, so citations of it still say where it was; its file deleted after commit), but
+    with no manage check: an operator's command acts for the site, with no account."""
+    file_name = source.file.name if source.file else None
+    storage = source.file.storage
+    title = Document.objects.filter(source=source).values_list("title", flat=True).first()
+    audit_record(
+        actor=actor,
+        action=Action.SOURCE_DELETED,
+        target=source,
+        detail={
+            "collection": {"id": source.collection_id, "name": source.collection.name},
+            "name": source.name,
+            "title": title or "",
+            "kind": source.kind,
+            "chunks": source.chunk_count,
+        },
+    )
+    source.delete()
+    if file_name:
+        transaction.on_commit(lambda: storage.delete(file_name))
+    return 1
