@@ -77,11 +77,20 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def bar_chart(title: str, labels: Sequence[str], values: Sequence[float | None]) -> Chart:
+def bar_chart(
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    zero_is_data: bool = False,
+    top: float | None = None,
+) -> Chart:
+    """``zero_is_data``: a 0 is a figure (0% helpful), not a day without any; only ``None``
+    then means nothing to show. ``top``: a fixed axis top (100 for a percentage)."""
     plot_width = WIDTH - PAD_LEFT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
     numbers = [v or 0 for v in values]
-    top = _nice_max(max(numbers, default=0))
+    top = top or _nice_max(max(numbers, default=0))
     slot = plot_width / max(len(numbers), 1)
     gap = min(2.0, slot * 0.2)
     bars = []
@@ -105,7 +114,7 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float | None])
         ticks=_ticks(top, plot_height),
         first_label=labels[0] if labels else "",
         last_label=labels[-1] if labels else "",
-        empty=not any(numbers),
+        empty=all(v is None for v in values) if zero_is_data else not any(numbers),
         baseline=PAD_TOP + plot_height,
         left=PAD_LEFT,
     )

@@ -65,7 +65,11 @@ def _charts(data: selectors.Insights) -> dict:
             ],
         ),
         "helpful": charts.bar_chart(
-            "Helpful answers per week (% of rated)", weeks, [r["helpful_rate"] for r in data.weekly]
+            "Helpful answers per week (% of rated)",
+            weeks,
+            [r["helpful_rate"] for r in data.weekly],
+            zero_is_data=True,
+            top=100,
         ),
     }
 

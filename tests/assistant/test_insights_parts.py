@@ -28,6 +28,10 @@ def test_a_bar_chart_scales_to_a_round_top_and_labels_each_bar():
     assert chart.bars[2].height > chart.bars[1].height > chart.bars[0].height == 0
     assert chart.bars[1].label == "d2: 5" and not chart.empty
     assert charts.bar_chart("Q", ["d1"], [0]).empty
+    # A week rated 0% helpful is a figure worth showing; a week nobody rated is not.
+    assert not charts.bar_chart("%", ["w1", "w2"], [0, None], zero_is_data=True).empty
+    assert charts.bar_chart("%", ["w1"], [None], zero_is_data=True).empty
+    assert charts.bar_chart("%", ["w1"], [50], top=100).ticks[-1].label == "100"
 
 
 def test_a_line_chart_skips_days_without_a_value():
