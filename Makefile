@@ -126,6 +126,11 @@ bench-cache: install
 bench-api: install
 	env VAR_DIR=var/bench-api EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6399 $(BIN)/python -m assistant.embedded services -- python bench/api_overhead.py
 
+# The Insights page's queries on 100k messages (a dedicated database, dropped at the end).
+.PHONY: bench-insights
+bench-insights: install
+	env VAR_DIR=var/bench-insights EMBEDDED_LLM=0 EMBEDDED_REDIS_PORT=6396 $(BIN)/python -m assistant.embedded services -- python bench/insights.py
+
 bench: bench-ingest bench-retrieval bench-chat
 
 # Evaluates retrieval on Django's documentation (from Debian's python-django-doc; the ranking

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from pgvector.django import VectorField
 
+from assistant.insights.models import GapResolution  # noqa: F401  (registers the model)
+
 
 class Conversation(models.Model):
     class Origin(models.TextChoices):
@@ -122,7 +124,9 @@ class Message(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [
-            models.Index(fields=["conversation", "created_at"], name="message_conversation_time")
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_time"),
+            # Insights: a window of days reads only its rows (assistant.insights.selectors).
+            models.Index(fields=["role", "created_at"], name="message_role_time"),
         ]
 
     def __str__(self) -> str:

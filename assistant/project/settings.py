@@ -335,6 +335,10 @@ CONTENT_SECURITY_POLICY = {
 # the operator shields it some other way (a private network, a proxy rule).
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
 METRICS_PUBLIC = env.bool("METRICS_PUBLIC", False)
+# Insights (/insights/): how many recent failed answers are grouped into knowledge gaps, and
+# how alike two questions must be (cosine similarity of their embeddings) to share a group.
+INSIGHTS_GAP_QUESTIONS = env.int("INSIGHTS_GAP_QUESTIONS", 200, min_value=1)
+INSIGHTS_GAP_SIMILARITY = env.float("INSIGHTS_GAP_SIMILARITY", 0.7, min_value=0)
 # /healthz asks the Celery workers at most once per this many seconds (a ping is a broadcast
 # to every worker; a flood of health checks must not become a flood of broadcasts).
 HEALTH_WORKER_CHECK_SECONDS = env.float("HEALTH_WORKER_CHECK_SECONDS", 15.0, min_value=0)

@@ -25,5 +25,6 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("knowledge/", include("knowledge.urls")),
+    path("insights/", include("assistant.insights.urls")),  # staff only
     path("v1/", include("assistant.api_v1.urls")),  # the OpenAI-compatible API (docs/api.md)
 ]
