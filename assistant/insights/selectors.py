@@ -444,9 +444,9 @@ ORDER BY s.updated_at DESC, s.id LIMIT %(top)s
 
 _STALE = """
 SELECT s.id AS source_id, s.name AS source, k.name AS collection,
-       coalesce(s.indexed_at, s.created_at) AS changed
+       coalesce(s.last_changed_at, s.indexed_at, s.created_at) AS changed
 FROM knowledge_source s JOIN knowledge_collection k ON k.id = s.collection_id
-WHERE s.status = 'ready' AND coalesce(s.indexed_at, s.created_at) < %(before)s
+WHERE s.status = 'ready' AND coalesce(s.last_changed_at, s.indexed_at, s.created_at) < %(before)s
 ORDER BY 4, s.id LIMIT %(top)s
 """
 
@@ -465,7 +465,9 @@ def sources_failing() -> list[dict]:
 
 
 def sources_stale() -> list[dict]:
-    """Ready sources whose content last changed (was indexed) more than STALE_DAYS ago."""
+    """Ready sources whose content last changed more than STALE_DAYS ago: a web page's last
+    change found by a re-check (``Source.changed_at``), else when it was indexed. A page checked
+    yesterday that has not changed in a year is stale; one re-indexed unchanged is not fresh."""
     return _rows(_STALE, {"before": timezone.now() - timedelta(days=STALE_DAYS), "top": TOP})
 
 

@@ -316,6 +316,36 @@ def test_sources_uncited_failing_and_stale(client, staff, make_user):
     assert sorted(r["source"] for r in data.stale) == ["cited.md", "unused.md"]
 
 
+def test_a_page_checked_daily_but_unchanged_for_a_year_is_stale_and_one_changed_last_week_is_not(
+    client, staff
+):
+    collection = make_collection("Web", everyone=True)
+    now = timezone.now()
+    unchanged = Source.objects.create(
+        collection=collection, kind="url", name="https://x.test/old", status="ready"
+    )
+    changed = Source.objects.create(
+        collection=collection, kind="url", name="https://x.test/new", status="ready"
+    )
+    Source.objects.filter(pk=unchanged.pk).update(
+        created_at=now - timedelta(days=500),
+        indexed_at=now - timedelta(days=1),  # re-indexed with the same bytes
+        last_checked_at=now - timedelta(hours=2),
+        last_changed_at=now - timedelta(days=400),
+    )
+    Source.objects.filter(pk=changed.pk).update(
+        created_at=now - timedelta(days=500),
+        indexed_at=now - timedelta(days=500),
+        last_checked_at=now - timedelta(hours=2),
+        last_changed_at=now - timedelta(days=7),
+    )
+    client.force_login(staff)
+
+    data = client.get("/insights/").context["data"]
+
+    assert [r["source"] for r in data.stale] == ["https://x.test/old"]
+
+
 # --- CSV --------------------------------------------------------------------------------------
 
 
