@@ -130,6 +130,9 @@ LIMIT %(limit)s
 # list, which keeps every word.
 LEXICAL_MAX_DF = {"hybrid": 0.05, "lexical": 1.0}
 
+# A web page marked gone (404/410 at its last checks, or no longer in its sitemap) keeps its
+# passages, so its return costs no embedding, but answers nothing meanwhile: its site took it
+# down, perhaps on purpose. Its collection's knowledge version changes with ``gone_at``.
 _DETAILS_SQL = """
 SELECT c.id, c.source_id, c.collection_id, c.ordinal, c.text, c.heading_path, c.page,
        d.title, s.name, s.url,
@@ -138,6 +141,7 @@ FROM knowledge_chunk c
 JOIN knowledge_document d ON d.id = c.document_id
 JOIN knowledge_source s ON s.id = c.source_id
 WHERE c.id = ANY(%(ids)s) AND c.collection_id = ANY(%(collections)s)
+  AND s.gone_at IS NULL
 """
 
 _NEIGHBOURS_SQL = """

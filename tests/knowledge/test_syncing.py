@@ -13,6 +13,8 @@ from django.utils import timezone
 from assistant.project.celery import app as celery_app
 from knowledge import services, syncing
 from knowledge.models import Chunk, Source
+from knowledge.retrieval import search_chunks_for_user
+from knowledge.selectors import knowledge_versions
 from knowledge.syncing import Outcome
 from tests.support.events import capture_user_events
 from tests.support.knowledge import make_collection
@@ -195,6 +197,53 @@ async def test_a_page_gone_for_three_checks_is_marked_and_its_managers_are_told(
     assert await sync_to_async(refresh)(source) == Outcome.UNCHANGED
     assert source.status == Source.Status.READY and source.gone_at is None
     assert source.missing_count == 0 and source.error == ""
+
+
+@pytest.mark.django_db
+def test_a_gone_page_answers_nothing_until_it_comes_back_and_the_cache_sees_both(
+    site, wiki, manager, make_user, settings
+):
+    """Its site took it down, perhaps on purpose: its passages stay (no embedding when it comes
+    back) but no search finds them, and the collection's knowledge version moves both ways, so
+    no cached answer quotes it either."""
+    settings.URL_GONE_AFTER_TRIES = 1
+    reader = make_user(email="reader@example.com")
+    source = add_page(site, wiki, manager)
+    before = chunk_ids(source)
+
+    def found() -> list[int]:
+        result = search_chunks_for_user(user=reader, query="badge at reception", k=3)
+        return [hit.source_id for hit in result.hits]
+
+    assert found() == [source.pk]
+    version = knowledge_versions([wiki.pk])[wiki.pk]
+
+    site.remove("/guide.html", status=404)
+    assert refresh(source) == Outcome.GONE
+
+    assert found() == []
+    assert chunk_ids(source) == before
+    gone_version = knowledge_versions([wiki.pk])[wiki.pk]
+    assert gone_version != version
+
+    site.put("/guide.html", GUIDE)
+    assert refresh(source) == Outcome.UNCHANGED
+
+    assert found() == [source.pk]
+    assert knowledge_versions([wiki.pk])[wiki.pk] != gone_version
+
+
+@pytest.mark.django_db
+def test_a_failed_page_then_marked_gone_still_moves_the_knowledge_version(site, wiki, manager):
+    """Marking changes only ``gone_at`` when the source had already failed: the version must
+    move all the same, or a cached answer could still quote the page."""
+    source = add_page(site, wiki, manager)
+    Source.objects.filter(pk=source.pk).update(status=Source.Status.FAILED, error="parse error")
+    version = knowledge_versions([wiki.pk])[wiki.pk]
+
+    Source.objects.filter(pk=source.pk).update(gone_at=timezone.now())
+
+    assert knowledge_versions([wiki.pk])[wiki.pk] != version
 
 
 @pytest.mark.django_db
