@@ -79,6 +79,21 @@ class SourceUrlForm(forms.Form):
         return f"{said} Ask an administrator to allow {exc.host} if it should be fetched."
 
 
+class SitemapUrlForm(SourceUrlForm):
+    """A sitemap.xml, or a site's root (read as its /sitemap.xml), checked by the same address
+    rules as a web page, so a refused address is said at once."""
+
+    url = forms.URLField(
+        label="Sitemap or site address",
+        max_length=2000,
+        assume_scheme="https",
+        validators=[URLValidator(schemes=["http", "https"])],
+        error_messages={
+            "invalid": "Enter a full web address, like https://intranet.example.com/sitemap.xml."
+        },
+    )
+
+
 class CollectionForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -55,6 +55,12 @@ class Collection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def refresh_every_hours(self) -> int:
+        """How often its web pages and sitemaps are checked: its own setting, else the site's
+        (0: never). The scheduler's SQL reads the same two, in the same order."""
+        return settings.URL_REFRESH_HOURS if self.refresh_hours is None else self.refresh_hours
+
 
 def source_upload_to(instance: Source, filename: str) -> str:
     # Never trust the client's file name on disk: keep only the extension.

@@ -9,6 +9,7 @@ urlpatterns = [
     path("collections/new", views.collection_create, name="collection_create"),
     path("collections/<int:collection_id>/upload", views.source_upload, name="source_upload"),
     path("collections/<int:collection_id>/urls", views.source_add_url, name="source_add_url"),
+    path("collections/<int:collection_id>/sitemaps", views.sitemap_add, name="sitemap_add"),
     path("sources/status", views.sources_status, name="sources_status"),
     path("sources/rows", views.source_rows, name="source_rows"),
     path("sources/<int:source_id>/", views.source_detail, name="source_detail"),

@@ -20,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from knowledge import parsing, selectors, services
-from knowledge.forms import CollectionForm, SourceUrlForm
+from knowledge import parsing, selectors, services, syncing
+from knowledge.forms import CollectionForm, SitemapUrlForm, SourceUrlForm
 from knowledge.models import Collection, Source
 
 # Multipart framing and the CSRF field around the file itself.
@@ -111,6 +111,7 @@ def _render_index(request, collection_form: CollectionForm | None = None, status
         "collection_form": collection_form
         or (CollectionForm(user=user) if user.is_staff else None),
         "max_upload_bytes": settings.KNOWLEDGE_MAX_UPLOAD_BYTES,
+        "sitemap_max_pages": settings.SITEMAP_MAX_PAGES,
         "supported_types": ", ".join(
             f"{parser.label} ({', '.join(parser.extensions)})"
             for parser in parsing.PARSERS.values()
@@ -184,6 +185,41 @@ def source_add_url(request, collection_id: int):
     except services.KnowledgeError as exc:
         return _refusal(request, str(exc))
     return _done(request, result)
+
+
+@require_POST
+def sitemap_add(request, collection_id: int):
+    """A sitemap (or a site's root) for a collection: its pages become web-page sources, read
+    now by a worker and again on the refresh schedule. Answers before the reading is done."""
+    collection = _manageable_collection(request, collection_id)
+    form = SitemapUrlForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _refusal(request, " ".join(form.errors["url"]))
+    try:
+        sitemap = syncing.sitemap_add(
+            user=request.user, collection=collection, url=form.cleaned_data["url"]
+        )
+    except services.NotAllowed:
+        raise Http404("No such collection.") from None
+    except services.KnowledgeError as exc:
+        return _refusal(request, str(exc))
+    if sitemap.last_checked_at is None:
+        message = (
+            f"Reading {sitemap.url}: up to {settings.SITEMAP_MAX_PAGES} of the pages it lists "
+            f"are added to {collection.name} as they are found, and kept in sync."
+        )
+    else:
+        message = (
+            f"{sitemap.url} is already in {collection.name}: "
+            f"{sitemap.report.get('added', 0)} pages added at its last reading; "
+            "it is read again on its schedule."
+        )
+    if _wants_html(request):
+        messages.success(request, message)
+        return redirect("knowledge:index")
+    return JsonResponse(
+        {"ok": True, "message": message, "sitemap": {"id": sitemap.pk, "url": sitemap.url}}
+    )
 
 
 @require_POST

@@ -351,8 +351,9 @@
 
   // --- forms ---------------------------------------------------------------------------------
 
-  function setUpUrlForm(section) {
-    const form = section.querySelector(".url-form");
+  // Both address forms: a web page (its row appears at once) and a whole site (its pages appear
+  // as a worker reads the sitemap, through the same source events).
+  function setUpUrlForm(form) {
     const status = form.querySelector("[data-form-status]");
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -366,7 +367,7 @@
       status.classList.toggle("is-failed", !reply.ok);
       if (reply.ok) {
         form.reset();
-        refreshRow(reply.source.id, reply.source.collection_id);
+        if (reply.source) refreshRow(reply.source.id, reply.source.collection_id);
       }
     });
   }
@@ -406,7 +407,7 @@
 
   for (const section of root.querySelectorAll("section.collection[data-can-manage]")) {
     setUpDropzone(section);
-    setUpUrlForm(section);
+    for (const form of section.querySelectorAll(".url-form")) setUpUrlForm(form);
   }
 
   if (window.AppEvents) {

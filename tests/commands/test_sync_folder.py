@@ -24,14 +24,8 @@ DRIVE = "Drive"
 
 
 @pytest.fixture(autouse=True)
-def eager():
+def eager(eager_tasks):
     """Indexing runs in this process when each file's transaction commits, as a worker would."""
-    from assistant.project.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 @pytest.fixture

@@ -253,3 +253,81 @@ def test_sitemaps_are_read_again_when_due_and_never_when_their_interval_is_zero(
 
     assert syncing.refresh_due(now=now).sitemap_ids == [due.pk]
     assert syncing.refresh_due(now=now).sitemap_ids == []  # claimed
+
+
+# --- the Knowledge page's "Add a whole site" form -------------------------------------------
+
+
+def post_site(client, collection, url):
+    return client.post(
+        f"/knowledge/collections/{collection.pk}/sitemaps",
+        {"url": url},
+        HTTP_ACCEPT="application/json",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_manager_adds_a_whole_site_from_the_knowledge_page_and_its_pages_arrive(
+    site, manager, client, eager_tasks
+):
+    site.put("/sitemap.xml", urlset(site.url("/a.html"), site.url("/b.html")), content_type=XML)
+    site.put("/a.html", "<h1>A</h1><p>Alpha page of the site.</p>")
+    site.put("/b.html", "<h1>B</h1><p>Beta page of the site.</p>")
+    client.force_login(manager)
+
+    reply = post_site(client, manager.wiki, site.url("/"))
+
+    assert reply.status_code == 200 and reply.json()["ok"] is True
+    assert reply.json()["sitemap"]["url"] == site.url("/sitemap.xml")
+    assert "Reading" in reply.json()["message"]
+    # Celery runs eagerly here: the first reading was queued on commit and has run.
+    assert page_urls(manager.wiki) == {site.url("/a.html"), site.url("/b.html")}
+    assert Sitemap.objects.get().owner == manager
+
+    again = post_site(client, manager.wiki, site.url("/sitemap.xml"))
+    assert "already in Wiki" in again.json()["message"] and Sitemap.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_site_form_refuses_a_private_address_before_anything_is_stored(site, manager, client):
+    client.force_login(manager)
+
+    reply = post_site(client, manager.wiki, "http://10.0.0.7/sitemap.xml")
+
+    assert reply.status_code == 400 and reply.json()["ok"] is False
+    assert "internal address" in reply.json()["error"]
+    assert not Sitemap.objects.exists() and site.requests_for("/sitemap.xml") == []
+
+
+@pytest.mark.django_db
+def test_the_site_form_refuses_someone_elses_collection_as_if_it_did_not_exist(
+    site, manager, client, make_user
+):
+    reader = make_user(email="reader@example.com")
+    private = make_collection("Board only")
+    client.force_login(reader)
+
+    for collection in (manager.wiki, private):  # readable but not theirs; not even readable
+        reply = post_site(client, collection, site.url("/"))
+        assert reply.status_code == 404
+    assert not Sitemap.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_site_form_refuses_malformed_and_oversized_addresses(manager, client):
+    client.force_login(manager)
+    for url in ("not a url", "ftp://intranet.example/sitemap.xml", "https://x.test/" + "a" * 2100):
+        reply = post_site(client, manager.wiki, url)
+        assert reply.status_code == 400 and reply.json()["error"], url
+    assert not Sitemap.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_knowledge_page_offers_the_site_form_to_managers_only(manager, client, make_user):
+    client.force_login(manager)
+    page = client.get("/knowledge/").content.decode()
+    assert f'action="/knowledge/collections/{manager.wiki.pk}/sitemaps"' in page
+    assert "checked for changes every 24 hours" in page
+
+    client.force_login(make_user(email="reader@example.com"))
+    assert "/sitemaps" not in client.get("/knowledge/").content.decode()

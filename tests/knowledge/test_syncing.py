@@ -346,14 +346,6 @@ def test_busy_and_uploaded_sources_are_never_due(wiki, manager):
 # --- through Celery, as the beat runs it ----------------------------------------------------
 
 
-@pytest.fixture
-def eager_tasks():
-    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_beat_task_refreshes_the_due_pages_through_the_queue(site, wiki, manager, eager_tasks):
     source = add_page(site, wiki, manager)

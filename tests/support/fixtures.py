@@ -73,6 +73,18 @@ def daphne_server(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
+def eager_tasks():
+    """Celery tasks run in this process, when their transaction commits (``enqueue_on_commit``),
+    as a worker would run them; errors propagate to the test. For tests not about the worker."""
+    from assistant.project.celery import app
+
+    before = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = before
+
+
+@pytest.fixture
 def make_user(django_user_model):
     counter = iter(range(1, 10_000))
 
