@@ -3,7 +3,8 @@
 Deleted: conversations (messages, citations, feedback on them), memory items and memory
 settings, feedback they gave, personal access tokens, Slack identities and the Slack deliveries
 they sent (which carry their words), their SSO links and the account itself. Knowledge they added belongs to the company: their sources are kept and
-handed to the admin who erases them (the command: to no owner), unless ``delete_sources``,
+handed to ``heir`` if given (the command's ``--reassign-to``), else to the admin who erases them
+(the command with no ``--reassign-to``: to no owner), unless ``delete_sources``,
 which deletes the sources with their uploaded originals, as a source deletion does.
 
 The audit trail keeps one ``user.erased`` event with counts, the account's id and an HMAC of
@@ -112,14 +113,19 @@ def erasure_check(*, actor, user) -> None:
             )
 
 
-def user_erase(*, actor, user, delete_sources: bool = False) -> ErasureCounts:
-    """Erases ``user`` (see the module's docstring) and returns what was removed.
+def user_erase(*, actor, user, delete_sources: bool = False, heir=None) -> ErasureCounts:
+    """Erases ``user`` (see the module's docstring) and returns what was removed. Their sources
+    go to ``heir`` when given (an active account other than ``user``), else to ``actor``.
 
     The account is switched off first (its sessions and sockets stop at their next request),
     then its conversations go in batches, then everything else with the account in one
     transaction, audited there. Run again after a failure, it carries on where it stopped.
     """
     erasure_check(actor=actor, user=user)
+    if heir is not None and (heir.pk == user.pk or not heir.is_active):
+        raise ErasureRefused(
+            "Their sources must go to another active account, not to the person being erased."
+        )
     type(user).objects.filter(pk=user.pk).update(is_active=False)
     # Their feedback is mostly on their own answers, which go with the conversations: count
     # it first, so the report says what went rather than what was left.
@@ -140,7 +146,7 @@ def user_erase(*, actor, user, delete_sources: bool = False) -> ErasureCounts:
             sources_kept = 0
         else:
             sources_deleted = 0
-            sources_kept = owned.update(owner=actor)
+            sources_kept = owned.update(owner=heir or actor)
         counts = ErasureCounts(
             conversations=conversations,
             messages=messages,
@@ -160,6 +166,7 @@ def user_erase(*, actor, user, delete_sources: bool = False) -> ErasureCounts:
                 "email_hmac": email_hmac(user.email),
                 "counts": counts.as_dict(),
                 "sources": "deleted" if delete_sources else "kept",
+                "sources_to": None if delete_sources else getattr(heir or actor, "pk", None),
             },
         )
         user_id = user.pk

@@ -156,6 +156,39 @@ def test_delete_sources_deletes_their_sources_and_uploaded_files(
     assert deleted.detail["collection"]["id"] == collection.pk
 
 
+def test_reassign_to_hands_their_sources_to_a_named_colleague(ada, bob):
+    collection = make_collection("Handbook", everyone=True)
+    source = index_text(collection, "travel.md", "# Travel\n\nBook early.", user=ada)
+
+    out = erase("ada@example.com", "--yes", "--reassign-to", "BOB@example.com")
+
+    source.refresh_from_db()
+    assert source.owner_id == bob.pk and source.status == Source.Status.READY
+    assert "1 source(s) kept, with bob@example.com" in out
+    event = AuditEvent.objects.get(action=Action.USER_ERASED)
+    assert event.detail["sources_to"] == bob.pk
+
+
+@pytest.mark.parametrize("heir", ["nobody@example.com", "ada@example.com", "gone@example.com"])
+def test_reassign_to_a_missing_inactive_or_the_same_account_erases_nothing(ada, make_user, heir):
+    make_user(email="gone@example.com", is_active=False)
+    collection = make_collection("Handbook", everyone=True)
+    source = index_text(collection, "travel.md", "# Travel\n\nBook early.", user=ada)
+
+    with pytest.raises(CommandError, match="must be another active account"):
+        erase("ada@example.com", "--yes", "--reassign-to", heir)
+
+    assert User.objects.get(pk=ada.pk).is_active
+    source.refresh_from_db()
+    assert source.owner_id == ada.pk
+
+
+def test_reassign_to_and_delete_sources_cannot_both_be_asked(ada, bob):
+    with pytest.raises(CommandError):
+        erase("ada@example.com", "--yes", "--delete-sources", "--reassign-to", "bob@example.com")
+    assert User.objects.filter(pk=ada.pk).exists()
+
+
 def test_the_audit_event_keeps_counts_and_an_email_hmac_never_the_address(ada):
     give_a_history(ada, word="lisbon")
     ada_id = ada.pk
