@@ -304,8 +304,10 @@ def _similarity() -> float:
 
 def _vectors(texts: list[str]) -> dict[str, list[float]]:
     """One vector per distinct text, through the per-process query cache: a question that
-    this process searched (or grouped before) costs no model call."""
-    return {text: embeddings.embed_query(text) for text in dict.fromkeys(texts)}
+    this process searched (or grouped before) costs no model call, and the others are
+    embedded in one batch."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, embeddings.embed_queries(distinct), strict=True))
 
 
 def gaps(days: int) -> Gaps:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from knowledge.embeddings.base import Embedder, EmbeddingError, TransientEmbeddingError
@@ -110,6 +110,29 @@ def embed_query(text: str) -> list[float]:
         while len(_queries) > QUERY_CACHE_SIZE:
             _queries.popitem(last=False)
     return vector
+
+
+def embed_queries(texts: Sequence[str]) -> list[list[float]]:
+    """Each text's query vector, as :func:`embed_query` gives it, with the texts the cache does
+    not hold embedded in one batch (the Insights page groups up to a few hundred questions)."""
+    embedder = get_embedder()
+    found: dict[str, list[float]] = {}
+    with _queries_lock:
+        for text in texts:
+            vector = _queries.get((embedder.name, text))
+            if vector is not None:
+                _queries.move_to_end((embedder.name, text))
+                found[text] = list(vector)
+    missing = [text for text in dict.fromkeys(texts) if text not in found]
+    if missing:
+        fresh = embedder.embed_queries(missing)
+        with _queries_lock:
+            for text, vector in zip(missing, fresh, strict=True):
+                found[text] = list(vector)
+                _queries[(embedder.name, text)] = list(vector)
+            while len(_queries) > QUERY_CACHE_SIZE:
+                _queries.popitem(last=False)
+    return [found[text] for text in texts]
 
 
 def reset_embedder() -> None:

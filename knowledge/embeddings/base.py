@@ -52,6 +52,13 @@ class Embedder(ABC):
         """Embed a search query. Override for models that embed queries differently."""
         return self.embed_documents([text])[0]
 
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed several queries: one batched call where queries embed as documents do (one
+        request to an embeddings API, not one each), else one query at a time."""
+        if type(self).embed_query is Embedder.embed_query:
+            return self.embed_documents(list(texts)) if texts else []
+        return [self.embed_query(text) for text in texts]
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` without special tokens, with the model's tokenizer where possible."""

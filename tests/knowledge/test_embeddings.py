@@ -286,6 +286,36 @@ def test_it_sends_the_model_and_the_inputs_in_batches(fake):
     assert embedder.embed_query("alpha") == vectors[0]
 
 
+def test_many_queries_are_one_batched_request_and_then_cached(fake, settings):
+    """The Insights page groups a few hundred questions: one request per batch, not one per
+    question, and a question already embedded in this process costs no request at all."""
+    settings.EMBEDDINGS_BACKEND = "openai"
+    settings.EMBEDDINGS_BASE_URL = fake.base_url
+    settings.EMBEDDINGS_API_KEY = "sk-test"
+    settings.EMBEDDINGS_MODEL = "fake-embed"
+    settings.EMBEDDINGS_DIMENSIONS = 8
+    settings.EMBEDDING_BATCH_SIZE = 32
+    embeddings.reset_embedder()
+    try:
+        embeddings.embed_query("alpha")  # already asked: cached
+        before = len(fake.calls)
+
+        vectors = embeddings.embed_queries(["alpha", "beta", "gamma", "beta"])
+
+        assert [call.body["input"] for call in fake.calls[before:]] == [["beta", "gamma"]]
+        assert np.allclose(vectors, [fake_vector(t, 8) for t in ["alpha", "beta", "gamma", "beta"]])
+        assert embeddings.embed_queries(["gamma", "alpha"]) == [vectors[2], vectors[0]]
+        assert len(fake.calls) == before + 1
+    finally:
+        embeddings.reset_embedder()
+
+
+def test_batched_queries_equal_one_by_one_for_the_local_model(local):
+    texts = [TEXTS["password"], TEXTS["cafeteria"]]
+    assert np.allclose(local.embed_queries(texts), [local.embed_query(t) for t in texts])
+    assert local.embed_queries([]) == []
+
+
 def test_it_asks_text_embedding_3_models_for_the_configured_size(fake):
     remote(fake, model="text-embedding-3-small").embed_query("alpha")
     remote(fake, request_dimensions=True).embed_query("alpha")
