@@ -30,10 +30,13 @@ def crawl(client, start: list[str], *, limit: int = 60) -> dict[str, str]:
         if path in seen or path.startswith(NOT_FOLLOWED):
             continue
         response = client.get(path, follow=True)
+        if "text/html" not in response.get("Content-Type", ""):
+            # A download (a CSV, the streamed data export): no page, no links. Not closed here:
+            # closing sends request_finished, which would close the test's connection.
+            seen[path] = ""
+            continue
         body = response.content.decode(errors="replace")
         seen[path] = body
-        if "text/html" not in response.get("Content-Type", ""):
-            continue
         for href in HREF.findall(body):
             target = urlsplit(urljoin(path, href))
             if target.netloc or target.scheme not in ("", "http"):
