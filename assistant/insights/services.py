@@ -6,6 +6,7 @@ from assistant.insights import selectors
 from assistant.insights.models import GapResolution
 from knowledge import embeddings
 from knowledge.models import Source
+from knowledge.selectors import sources_readable_by
 
 
 class GapChanged(Exception):
@@ -15,11 +16,13 @@ class GapChanged(Exception):
 def gap_resolve(*, user, days: int, answer_id: str, source_id: int | None = None) -> GapResolution:
     """Stores the group whose representative answer is ``answer_id`` as resolved by ``user``:
     its centroid (recomputed here, never taken from the form), representative question and
-    size. ``source_id``: the source added for it (must exist; None for none)."""
+    size. ``source_id``: the source added for it (one ``user`` may read; None for none)."""
     group = selectors.gap_group_for_answer(days=days, answer_id=answer_id)
     if group is None:
         raise GapChanged
-    source = Source.objects.filter(pk=source_id).first() if source_id is not None else None
+    # Only a source the admin may read: its name is shown to every staff member afterwards.
+    readable = sources_readable_by(user)
+    source = readable.filter(pk=source_id).first() if source_id is not None else None
     if source_id is not None and source is None:
         raise Source.DoesNotExist
     return GapResolution.objects.create(

@@ -140,9 +140,13 @@ def gap_resolve(request):
     except Source.DoesNotExist:
         messages.error(request, "That source no longer exists. Choose another, or none.")
         return redirect(back)
+    # The question is someone's words: named only to staff granted reading them (the page's
+    # rule); the others learn the group's size.
+    if selectors.may_read_conversations(request.user):
+        what = f"“{resolution.question[:80]}”"
+    else:
+        what = f"a group of {resolution.question_count} questions"
     messages.success(
-        request,
-        f"Marked resolved: “{resolution.question[:80]}”. Later questions like it are followed "
-        "below.",
+        request, f"Marked resolved: {what}. Later questions like it are followed below."
     )
     return redirect(back)

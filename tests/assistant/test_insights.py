@@ -251,6 +251,21 @@ def test_resolving_the_same_group_twice_is_refused_kindly(client, reader_of_text
     assert "That group has changed since the page was loaded" in again.content.decode()
 
 
+def test_resolving_without_the_reading_grant_never_shows_the_question(client, staff, make_user):
+    """Staff without the grant may mark a group resolved, but the confirmation must not hand
+    them the words the page keeps from them."""
+    ask(make_user(), VACATION, nothing_found=True, at=timezone.now() - timedelta(hours=1))
+    client.force_login(staff)
+    group = client.get("/insights/").context["data"].gaps.groups[0]
+
+    response = client.post("/insights/gaps/resolve", {"answer_id": group.answer_id}, follow=True)
+
+    page = response.content.decode()
+    assert "Marked resolved: a group of 1 questions" in page
+    assert "vacation" not in page.lower()
+    assert GapResolution.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     "form",
     [
