@@ -12,8 +12,10 @@ What each setting covers:
   deliveries (``SlackEventReceipt``, which carry the message text) received before then.
 - ``RETENTION_FEEDBACK_DAYS``: feedback rows last given before then, on their own (the answer
   stays).
-- ``RETENTION_AUDIT_DAYS``: audit events written before then. Every run that deletes records
-  one ``retention.applied`` event with its counts, so the trail shows that it ran.
+- ``RETENTION_AUDIT_DAYS``: audit events written before then, except a source's deletion
+  while a kept answer still cites that source (which collection it was deleted from decides
+  who may read the quote). Every run that deletes records one ``retention.applied`` event with
+  its counts, so the trail shows that it ran.
 
 Rows are deleted ``RETENTION_BATCH_SIZE`` at a time, each batch in its own transaction, so a
 year of backlog never becomes one huge DELETE holding locks; a run interrupted half-way leaves
@@ -28,12 +30,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import CharField, Exists, OuterRef, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.audit import Action, audit_record
 from accounts.models import AuditEvent
-from assistant.models import Conversation, Feedback, Message
+from assistant.models import Citation, Conversation, Feedback, Message
 from assistant.slack.models import SlackEventReceipt
 
 logger = logging.getLogger("assistant.retention")
@@ -111,7 +114,17 @@ def _candidates(kind: Kind, cutoff: datetime) -> QuerySet:
         return SlackEventReceipt.objects.filter(received_at__lt=cutoff)
     if kind.name == "feedback":
         return Feedback.objects.filter(updated_at__lt=cutoff)
-    return AuditEvent.objects.filter(created_at__lt=cutoff)
+    # A source's deletion is also what access to its quotes rests on (the collection it was
+    # deleted from: knowledge.selectors.source_deletion_events): kept while any citation of
+    # that source is, so a quote never falls back to the collection it was cited from.
+    cited = (
+        Citation.objects.filter(source_id__isnull=False)
+        .annotate(target=Cast("source_id", CharField()))
+        .values("target")
+    )
+    return AuditEvent.objects.filter(created_at__lt=cutoff).exclude(
+        action=Action.SOURCE_DELETED, target_id__in=cited
+    )
 
 
 def retention_plan(*, now: datetime | None = None) -> Report:

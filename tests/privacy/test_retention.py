@@ -246,6 +246,43 @@ def test_the_audit_policy_deletes_old_events_and_the_run_records_itself(settings
     assert [r.deleted for r in logged] == [runs[0].detail["deleted"], runs[1].detail["deleted"]]
 
 
+def test_a_deleted_sources_record_stays_while_an_answer_still_quotes_it(settings, make_user):
+    """Who may read a quote of a deleted source is decided by the collection it was deleted
+    from, which only its audit record says: dropping that record would let the quote fall back
+    to the collection it was cited from (a source moved to HR, then deleted, would be readable
+    by everyone again)."""
+    settings.RETENTION_AUDIT_DAYS = 365
+    conv = conversation(make_user(), idle_days=1)
+    Citation.objects.create(
+        message=answer_of(conv), collection_id=1, source_id=77, number=1, quote="Salaries"
+    )
+    cited = AuditEvent.objects.create(
+        action=Action.SOURCE_DELETED,
+        target_type="knowledge.source",
+        target_id="77",
+        created_at=ago(400),
+    )
+    uncited = AuditEvent.objects.create(
+        action=Action.SOURCE_DELETED,
+        target_type="knowledge.source",
+        target_id="78",
+        created_at=ago(400),
+    )
+    other = AuditEvent.objects.create(
+        action=Action.CONVERSATION_VIEWED, target_id="77", created_at=ago(400)
+    )
+
+    retention_apply()
+
+    assert AuditEvent.objects.filter(pk=cited.pk).exists()
+    assert not AuditEvent.objects.filter(pk__in=[uncited.pk, other.pk]).exists()
+
+    Conversation.objects.filter(pk=conv.pk).delete()  # the last answer quoting it goes
+    retention_apply()
+
+    assert not AuditEvent.objects.filter(pk=cited.pk).exists()
+
+
 def test_the_daily_task_applies_the_policy_and_beat_names_it(settings, make_user):
     settings.RETENTION_CONVERSATION_DAYS = 30
     conversation(make_user(), idle_days=60)
