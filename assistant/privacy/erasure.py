@@ -2,7 +2,9 @@
 
 Deleted: conversations (messages, citations, feedback on them), memory items and memory
 settings, feedback they gave, personal access tokens, Slack identities and the Slack deliveries
-they sent (which carry their words), their SSO links and the account itself. Knowledge they added belongs to the company: their sources are kept and
+they sent (which carry their words), their SSO links and the account itself, and the
+public-only account that stood in for them in Slack before they linked it (with what they asked
+there). Knowledge they added belongs to the company: their sources are kept and
 handed to ``heir`` if given (the command's ``--reassign-to``), else to the admin who erases them
 (the command with no ``--reassign-to``: to no owner), unless ``delete_sources``,
 which deletes the sources with their uploaded originals, as a source deletion does.
@@ -30,6 +32,7 @@ from accounts.audit import Action, audit_record
 from accounts.models import AccessToken, SlackIdentity
 from assistant.models import Conversation, Feedback, MemoryItem, MemorySettings, Message
 from assistant.privacy.retention import delete_in_batches
+from assistant.slack.linking import provisional_email
 from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Document, Source
 
@@ -81,18 +84,33 @@ def user_find(*, email: str):
     return get_user_model().objects.filter(email__iexact=email.strip()).first()
 
 
+def stand_ins_of(user) -> list:
+    """The public-only accounts that stood in for this person in Slack before they linked
+    (``assistant.slack.linking``): switched off at the link, but still holding what they asked
+    in Slack then. Erasing the person erases them too."""
+    addresses = [
+        provisional_email(team, slack_user)
+        for team, slack_user in SlackIdentity.objects.filter(user=user).values_list(
+            "team_id", "slack_user_id"
+        )
+    ]
+    if not addresses:
+        return []
+    return list(get_user_model().objects.filter(email__in=addresses).exclude(pk=user.pk))
+
+
 def erasure_preview(*, user) -> ErasureCounts:
     """What erasing ``user`` would delete (and the sources it would keep)."""
-    conversations = Conversation.objects.filter(owner=user)
+    people = [user, *stand_ins_of(user)]
     return ErasureCounts(
-        conversations=conversations.count(),
-        messages=Message.objects.filter(conversation__owner=user).count(),
-        memory_items=MemoryItem.objects.filter(owner=user).count(),
-        feedback=Feedback.objects.filter(user=user).count(),
-        tokens=AccessToken.objects.filter(owner=user).count(),
-        slack_identities=SlackIdentity.objects.filter(user=user).count(),
+        conversations=Conversation.objects.filter(owner__in=people).count(),
+        messages=Message.objects.filter(conversation__owner__in=people).count(),
+        memory_items=MemoryItem.objects.filter(owner__in=people).count(),
+        feedback=Feedback.objects.filter(user__in=people).count(),
+        tokens=AccessToken.objects.filter(owner__in=people).count(),
+        slack_identities=SlackIdentity.objects.filter(user__in=people).count(),
         slack_deliveries=SlackEventReceipt.objects.filter(_deliveries_from(user)).count(),
-        sources_kept=Source.objects.filter(owner=user).count(),
+        sources_kept=Source.objects.filter(owner__in=people).count(),
     )
 
 
@@ -127,20 +145,22 @@ def user_erase(*, actor, user, delete_sources: bool = False, heir=None) -> Erasu
             "Their sources must go to another active account, not to the person being erased."
         )
     type(user).objects.filter(pk=user.pk).update(is_active=False)
+    stand_ins = stand_ins_of(user)
+    people = [user, *stand_ins]
     # Their feedback is mostly on their own answers, which go with the conversations: count
     # it first, so the report says what went rather than what was left.
-    feedback_given = Feedback.objects.filter(user=user).count()
+    feedback_given = Feedback.objects.filter(user__in=people).count()
     conversations, messages, _ = delete_in_batches(
-        Conversation.objects.filter(owner=user), batch_size=BATCH_SIZE
+        Conversation.objects.filter(owner__in=people), batch_size=BATCH_SIZE
     )
     with transaction.atomic():
-        memory_items = _delete(MemoryItem.objects.filter(owner=user))
-        _delete(MemorySettings.objects.filter(user=user))
-        _delete(Feedback.objects.filter(user=user))
-        tokens = _delete(AccessToken.objects.filter(owner=user))
+        memory_items = _delete(MemoryItem.objects.filter(owner__in=people))
+        _delete(MemorySettings.objects.filter(user__in=people))
+        _delete(Feedback.objects.filter(user__in=people))
+        tokens = _delete(AccessToken.objects.filter(owner__in=people))
         slack_deliveries = _delete(SlackEventReceipt.objects.filter(_deliveries_from(user)))
-        slack_identities = _delete(SlackIdentity.objects.filter(user=user))
-        owned = Source.objects.filter(owner=user).select_related("collection")
+        slack_identities = _delete(SlackIdentity.objects.filter(user__in=people))
+        owned = Source.objects.filter(owner__in=people).select_related("collection")
         if delete_sources:
             sources_deleted = sum(_source_delete(actor=actor, source=s) for s in owned)
             sources_kept = 0
@@ -170,6 +190,8 @@ def user_erase(*, actor, user, delete_sources: bool = False, heir=None) -> Erasu
             },
         )
         user_id = user.pk
+        for stand_in in stand_ins:
+            stand_in.delete()
         user.delete()  # the rest cascades: SSO links, email addresses, group memberships
     logger.info("user erased", extra={"user_id": user_id, "counts": counts.as_dict()})
     return counts

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command, get_commands
 
 from accounts.audit import Action
 from accounts.models import AccessToken, AuditEvent, SlackIdentity, User
+from accounts.services import provisional_account_create
 from assistant.models import (
     Citation,
     Conversation,
@@ -19,6 +20,7 @@ from assistant.models import (
     Message,
 )
 from assistant.privacy.erasure import email_hmac
+from assistant.slack.linking import provisional_email
 from assistant.slack.models import SlackEventReceipt
 from knowledge.models import Source
 from knowledge.tokens import token_create
@@ -187,6 +189,27 @@ def test_reassign_to_and_delete_sources_cannot_both_be_asked(ada, bob):
     with pytest.raises(CommandError):
         erase("ada@example.com", "--yes", "--delete-sources", "--reassign-to", "bob@example.com")
     assert User.objects.filter(pk=ada.pk).exists()
+
+
+def test_the_slack_stand_in_account_used_before_linking_is_erased_with_the_person(ada, bob):
+    """Before Ada linked her Slack identity, a public-only stand-in account asked for her; the
+    link switched it off but kept what she asked then. Erasing Ada erases it too."""
+    give_a_history(ada, word="lisbon")  # her identity: T1 / Ulisbon
+    stand_in = provisional_account_create(email=provisional_email("T1", "Ulisbon"))
+    User.objects.filter(pk=stand_in.pk).update(is_active=False)
+    early = Conversation.objects.create(owner=stand_in, origin="slack", title="before linking")
+    Message.objects.create(conversation=early, role="user", content="What is my salary band?")
+    MemoryItem.objects.create(owner=stand_in, text="asks about pay", embedding=[0.1] * 384)
+    bob_ids = give_a_history(bob, word="oslo")
+    bob_before = what_is_left(bob_ids)
+
+    out = erase("ada@example.com", "--yes")
+
+    assert not User.objects.filter(pk__in=[ada.pk, stand_in.pk]).exists()
+    assert not Conversation.objects.filter(pk=early.pk).exists()
+    assert not MemoryItem.objects.filter(owner_id=stand_in.pk).exists()
+    assert what_is_left(bob_ids) == bob_before
+    assert "2 conversation(s) with 3 message(s)" in out and "2 memory item(s)" in out
 
 
 def test_the_audit_event_keeps_counts_and_an_email_hmac_never_the_address(ada):
