@@ -14,7 +14,11 @@ class GapResolution(models.Model):
     show whether the fix worked. The vector has no fixed size and names its model, so a switch
     of embedding model leaves old rows unmatched instead of comparing vectors of two spaces."""
 
-    question = models.TextField(help_text="The group's representative question.")
+    # The group's representative answer; its question is read through it, never copied, so
+    # erasing the person or the retention policy deleting the conversation takes the words.
+    answer = models.ForeignKey(
+        "assistant.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     question_count = models.PositiveIntegerField(default=0)
     centroid = VectorField()
     embedding_model = models.CharField(max_length=200)
@@ -36,4 +40,10 @@ class GapResolution(models.Model):
         ordering = ["-resolved_at", "-id"]
 
     def __str__(self) -> str:
-        return self.question[:60]
+        return self.question[:60] or f"a group of {self.question_count} questions"
+
+    @property
+    def question(self) -> str:
+        """The representative question's words, or "" once its conversation is gone."""
+        question = self.answer.reply_to if self.answer is not None else None
+        return question.content if question is not None else ""

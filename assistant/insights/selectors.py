@@ -317,7 +317,7 @@ def gaps(days: int) -> Gaps:
     model = embeddings.get_embedder().name
     resolved = list(
         GapResolution.objects.filter(embedding_model=model)
-        .select_related("source", "resolved_by")
+        .select_related("source", "resolved_by", "answer__reply_to")
         .order_by("-resolved_at", "-id")[:RESOLUTIONS_SHOWN]
     )
     later: list[dict] = []

@@ -26,7 +26,7 @@ def gap_resolve(*, user, days: int, answer_id: str, source_id: int | None = None
     if source_id is not None and source is None:
         raise Source.DoesNotExist
     return GapResolution.objects.create(
-        question=group.representative,
+        answer_id=group.answer_id,
         question_count=group.count,
         centroid=group.centroid,
         embedding_model=embeddings.get_embedder().name,

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from assistant.insights.models import GapResolution
-from assistant.models import Feedback
+from assistant.models import Conversation, Feedback
 from knowledge.models import Source
 from tests.support.insights import ask
 from tests.support.knowledge import make_collection
@@ -228,6 +228,7 @@ def test_marking_a_group_resolved_follows_later_questions_of_that_group(
     gaps = client.get("/insights/").context["data"].gaps
     assert [g.representative for g in gaps.groups] == [WIFI]  # the resolved group left the list
     assert (gaps.resolutions[0].later_answered, gaps.resolutions[0].later_failed) == (0, 0)
+    assert resolution.question == group.representative
 
     ask(person, "How many vacation days do I get?", cite=source)  # now answered
     ask(person, "How many vacation days do we get a year?", nothing_found=True)  # still not
@@ -236,6 +237,24 @@ def test_marking_a_group_resolved_follows_later_questions_of_that_group(
     assert (state.later_answered, state.later_failed) == (1, 1)
     page = client.get("/insights/").content.decode()
     assert 'data-later="answered">1<' in page and 'data-later="failed">1<' in page
+
+
+def test_a_resolved_gap_keeps_no_copy_of_the_question_once_its_conversation_is_gone(
+    client, reader_of_texts, make_user
+):
+    """Erasure and retention delete conversations; the resolution must not keep the words."""
+    person = make_user()
+    answer = ask(person, VACATION, nothing_found=True, at=timezone.now() - timedelta(hours=1))
+    client.force_login(reader_of_texts)
+    group = client.get("/insights/").context["data"].gaps.groups[0]
+    client.post("/insights/gaps/resolve", {"answer_id": group.answer_id}, follow=True)
+
+    Conversation.objects.filter(pk=answer.conversation_id).delete()
+
+    resolution = GapResolution.objects.get()
+    assert resolution.question == "" and resolution.question_count == 1
+    page = client.get("/insights/").content.decode()
+    assert "a group of 1" in page and VACATION not in page
 
 
 def test_resolving_the_same_group_twice_is_refused_kindly(client, reader_of_texts, make_user):
