@@ -16,10 +16,19 @@ Action = AuditEvent.Action
 
 
 def audit_record(
-    *, actor, action: str, target=None, subject=None, detail: dict | None = None
+    *,
+    actor,
+    action: str,
+    target=None,
+    subject=None,
+    detail: dict | None = None,
+    target_repr: str | None = None,
 ) -> AuditEvent:
     """Records that ``actor`` (a user, or ``None`` for the system) did ``action`` to ``target``
-    (a model instance, or ``None``), about ``subject`` (the person concerned, if any)."""
+    (a model instance, or ``None``), about ``subject`` (the person concerned, if any).
+
+    ``target_repr`` replaces ``str(target)`` where that would copy a person's words (a
+    conversation's title, a memory item's text) into a trail that outlives them."""
     actor = actor if getattr(actor, "is_authenticated", False) else None
     event = AuditEvent.objects.create(
         actor=actor,
@@ -27,7 +36,9 @@ def audit_record(
         action=action,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
-        target_repr=str(target)[:300] if target is not None else "",
+        target_repr=(
+            target_repr if target_repr is not None else str(target) if target is not None else ""
+        )[:300],
         subject=subject,
         detail=detail or {},
     )

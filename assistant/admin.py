@@ -63,7 +63,13 @@ class PrivateDataAdmin(admin.ModelAdmin):
         obj = self.get_object(request, object_id)
         if response.status_code == 200 and obj is not None:
             audit_record(
-                actor=request.user, action=self.viewed_action, target=obj, subject=obj.owner
+                actor=request.user,
+                action=self.viewed_action,
+                target=obj,
+                subject=obj.owner,
+                # Their words (a title, a memory's text) stay out of the trail: the id says
+                # what was opened, and erasing the person leaves nothing of what they wrote.
+                target_repr=f"{obj._meta.verbose_name} {obj.pk}",
             )
         return response
 

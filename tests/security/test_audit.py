@@ -30,6 +30,7 @@ def test_an_admin_opening_a_persons_memory_is_recorded_with_whose_it_was(client,
     listed, opened = AuditEvent.objects.filter(action=Action.MEMORY_VIEWED).order_by("id")
     assert listed.actor == root and listed.detail["list"] is True
     assert opened.actor == root and opened.subject == person and opened.target_id == str(item.pk)
+    assert "medical" not in opened.target_repr  # the trail outlives the person's words
 
 
 @pytest.mark.django_db
@@ -87,6 +88,7 @@ def test_an_admin_opening_a_persons_conversation_is_recorded_and_cannot_change_i
         action=Action.CONVERSATION_VIEWED, target_id=str(conversation.pk)
     )
     assert event.actor == root and event.subject == person
+    assert "Parental" not in event.target_repr  # their title is their words, not the trail's
 
 
 @pytest.mark.django_db
