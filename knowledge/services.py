@@ -452,6 +452,14 @@ def source_move(*, user, source: Source, collection: Collection) -> bool:
 def source_delete(*, user, source: Source) -> None:
     """Deletes the source, its document and chunks (cascade) and, after commit, its file."""
     _check_manage(user, source.collection)
+    source_delete_for_site(actor=user, source=source)
+
+
+def source_delete_for_site(*, actor, source: Source) -> None:
+    """:func:`source_delete` without the manage check, for an operator's command acting for the
+    site (``actor`` may be ``None``: no account), such as erasing a person with their sources.
+    Audited the same way, so citations of it still say where it was."""
+    user = actor
     file_name = source.file.name if source.file else None
     storage = source.file.storage
     source_id, collection_id = source.pk, source.collection_id

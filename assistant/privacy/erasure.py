@@ -34,7 +34,8 @@ from assistant.models import Conversation, Feedback, MemoryItem, MemorySettings,
 from assistant.privacy.retention import delete_in_batches
 from assistant.slack.linking import provisional_email
 from assistant.slack.models import SlackEventReceipt
-from knowledge.models import Document, Source
+from knowledge.models import Source
+from knowledge.services import source_delete_for_site
 
 logger = logging.getLogger("assistant.privacy")
 
@@ -162,7 +163,10 @@ def user_erase(*, actor, user, delete_sources: bool = False, heir=None) -> Erasu
         slack_identities = _delete(SlackIdentity.objects.filter(user__in=people))
         owned = Source.objects.filter(owner__in=people).select_related("collection")
         if delete_sources:
-            sources_deleted = sum(_source_delete(actor=actor, source=s) for s in owned)
+            doomed = list(owned)
+            for source in doomed:
+                source_delete_for_site(actor=actor, source=source)
+            sources_deleted = len(doomed)
             sources_kept = 0
         else:
             sources_deleted = 0
@@ -213,28 +217,3 @@ def _delete(rows) -> int:
     """How many rows of the queryset's own model went (cascaded rows are not counted)."""
     _, per_model = rows.delete()
     return per_model.get(rows.model._meta.label, 0)
-
-
-def _source_delete(*, actor, source: Source) -> int:
-    """Deletes a source as ``knowledge.services.source_delete`` does (audited with the same
-    detail, so citations of it still say where it was; its file deleted after commit), but
-    with no manage check: an operator's command acts for the site, with no account."""
-    file_name = source.file.name if source.file else None
-    storage = source.file.storage
-    title = Document.objects.filter(source=source).values_list("title", flat=True).first()
-    audit_record(
-        actor=actor,
-        action=Action.SOURCE_DELETED,
-        target=source,
-        detail={
-            "collection": {"id": source.collection_id, "name": source.collection.name},
-            "name": source.name,
-            "title": title or "",
-            "kind": source.kind,
-            "chunks": source.chunk_count,
-        },
-    )
-    source.delete()
-    if file_name:
-        transaction.on_commit(lambda: storage.delete(file_name))
-    return 1
