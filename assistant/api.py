@@ -113,6 +113,7 @@ def _message_json(access: selectors.PassageAccess, message: Message, feedback) -
         "unsupported": _unsupported(message, sources),
         "from_cache": message.from_cache,
         "extractive": extractive.is_extractive(message.model),
+        "client_written": message.model == Message.CLIENT_WRITTEN,
         "feedback": feedback,
         "created_at": message.created_at.isoformat(),
         "memory_used": message.memory_used,

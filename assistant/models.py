@@ -59,6 +59,10 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
+    # ``model`` of an assistant turn an API client sent as history (``/v1/``): its words, not
+    # ours; stored with no passages or citations and labelled as such wherever it is shown.
+    CLIENT_WRITTEN = "api-client"
+
     class Role(models.TextChoices):
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"

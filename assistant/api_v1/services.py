@@ -23,7 +23,7 @@ from django.db import transaction
 from assistant import selectors, services
 from assistant.models import Conversation, Message
 
-CLIENT_TURN_MODEL = "api-client"  # an assistant turn the client sent, not one we wrote
+CLIENT_TURN_MODEL = Message.CLIENT_WRITTEN  # an assistant turn the client sent, not one we wrote
 # The pipeline reads at most this many earlier turns of any conversation; a fresh API
 # conversation stores no more than that of the client's.
 HISTORY_TURNS = selectors.HISTORY_TURNS

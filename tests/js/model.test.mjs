@@ -92,7 +92,7 @@ describe("fromApi", () => {
       { ...m, cited: [...m.cited] },
       {
         id: "m1", role: "assistant", content: "", status: "complete", error: "", sources: [], citations: [], cited: [],
-        unsupported: [], fromCache: false, extractive: false, feedback: null, replyTo: null, notUsed: false, memory: [], versions: null, el: null,
+        unsupported: [], fromCache: false, extractive: false, clientWritten: false, feedback: null, replyTo: null, notUsed: false, memory: [], versions: null, el: null,
       }
     );
   });
@@ -109,6 +109,16 @@ describe("fromApi", () => {
     assert.deepEqual(m.unsupported, []);
     assert.equal(m.replyTo, "q1");
     assert.deepEqual(m.memory, [{ text: "Lyon" }]);
+  });
+});
+
+describe("turns an API client wrote", () => {
+  it("reads the client_written mark, strictly, and a change of it redraws the turn", () => {
+    const written = fromApi({ id: "m1", role: "assistant", client_written: true });
+    assert.equal(written.clientWritten, true);
+    assert.equal(fromApi({ id: "m1", role: "assistant", client_written: "yes" }).clientWritten, false);
+    assert.equal(localMessage("assistant", "").clientWritten, false);
+    assert.notEqual(signature(written), signature(fromApi({ id: "m1", role: "assistant" })));
   });
 });
 

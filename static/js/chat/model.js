@@ -77,6 +77,7 @@ export function fromApi(raw) {
     unsupported: Array.isArray(raw.unsupported) ? raw.unsupported : [],
     fromCache: raw.from_cache === true,
     extractive: raw.extractive === true,
+    clientWritten: raw.client_written === true,
     feedback: raw.feedback || null,
     replyTo: raw.reply_to || null,
     notUsed: raw.status === "failed",
@@ -90,7 +91,7 @@ export function fromApi(raw) {
 export function localMessage(role, content) {
   return {
     id: null, role, content, status: role === "user" ? "complete" : "pending", error: "", sources: [],
-    citations: [], cited: new Set(), unsupported: [], fromCache: false, extractive: false, feedback: null, replyTo: null, notUsed: false,
+    citations: [], cited: new Set(), unsupported: [], fromCache: false, extractive: false, clientWritten: false, feedback: null, replyTo: null, notUsed: false,
     memory: [], versions: null, el: null,
   };
 }
@@ -99,7 +100,7 @@ export function localMessage(role, content) {
 export function signature(m) {
   return JSON.stringify([
     m.role, m.content, m.status, m.error, m.feedback && m.feedback.rating, m.sources.length, [...m.cited],
-    m.unsupported, m.fromCache, m.extractive, m.versions && [m.versions.index, m.versions.count],
+    m.unsupported, m.fromCache, m.extractive, m.clientWritten, m.versions && [m.versions.index, m.versions.count],
   ]);
 }
 

@@ -53,6 +53,7 @@ function renderAnswer(m) {
   renderMemory(m);
   m.el.querySelector(".answer-cached").hidden = !m.fromCache || writing;
   m.el.querySelector(".answer-extractive").hidden = !m.extractive || writing;
+  m.el.querySelector(".answer-client-written").hidden = !m.clientWritten;
   renderRetry(m, canRegenerate(m));
   renderSources(m);
   renderVersions(m, li.querySelector('.answer-tools [data-action="copy"]'));
