@@ -17,6 +17,27 @@ MAX_TRANSIENT_RETRIES = 6
 DATABASE_RETRY_MAX_SECONDS = 60  # the back-off's ceiling while the database is away
 
 
+# SQLSTATE classes and codes that mean the connection, not the statement, failed: connection
+# exceptions (08), the server shutting down or not yet accepting (57P01-57P03), and a
+# transaction PostgreSQL rolled back to resolve a conflict (40: deadlock, serialization).
+_AWAY_CLASSES = ("08", "40")
+_AWAY_CODES = ("57P01", "57P02", "57P03")
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether a database error means "try again later" rather than "this work fails": a lost
+    or refused connection (psycopg gives those no SQLSTATE, or class 08), a server shutting
+    down, or a deadlock. A statement timeout (57014), a full disk (53100) or a constraint is
+    the work's own failure, and retrying it for ever would hide it."""
+    if isinstance(exc, InterfaceError):
+        return True  # Django's "connection already closed"
+    cause = exc.__cause__ or exc
+    state = getattr(cause, "sqlstate", None)
+    if state is None:
+        return True
+    return state.startswith(_AWAY_CLASSES) or state in _AWAY_CODES
+
+
 @shared_task(
     bind=True,
     name="knowledge.index_source",
@@ -43,6 +64,16 @@ def index_source(self, source_id: int) -> None:
         logger.warning("indexing will retry", extra={"source_id": source_id, "in_s": countdown})
         raise self.retry(countdown=countdown, max_retries=None) from None
     except (OperationalError, InterfaceError) as exc:
+        if not database_away(exc):
+            # The database is there but refused the work (a statement timeout, a full disk):
+            # retrying without limit would only repeat it. The source says why.
+            logger.exception("indexing hit a database error", extra={"source_id": source_id})
+            services.source_mark_failed(
+                source_id=source_id,
+                message="The database refused to store this document "
+                f"({type(exc.__cause__ or exc).__name__}); the error was logged.",
+            )
+            return
         # The database went away (a restart, a failover, a dropped connection): nothing is
         # wrong with the document, and the failed state could not even be written. Retry with
         # back-off, without limit: the upload was accepted and must not be lost.
