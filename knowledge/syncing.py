@@ -458,8 +458,8 @@ def _mark_unlisted(sitemap: Sitemap, listed: set[str]) -> int:
 
 def read_sitemap(url: str) -> SitemapReading:
     """Fetches a sitemap and the sitemaps it indexes (to ``SITEMAP_MAX_DEPTH``), with the
-    fetcher's rules for each; keeps the page URLs on the sitemap's own host that pass the
-    address rules, up to ``SITEMAP_MAX_PAGES``, and reports the others."""
+    fetcher's rules for each; keeps the page URLs on the sitemap's own site (scheme, host and
+    port) that pass the address rules, up to ``SITEMAP_MAX_PAGES``, and reports the others."""
     reading = SitemapReading()
     root = httpx.URL(url)
     checked_hosts: dict[tuple[str, str, int | None], str | None] = {}
@@ -509,6 +509,12 @@ def _refusal(location: str, root: httpx.URL, checked: dict) -> str | None:
         return str(exc)
     if (parsed.host, parsed.port) != (root.host, root.port):
         return f"It is on another site ({parsed.host}) than the sitemap ({root.host})."
+    # http and https of one host are two sites (the default ports look the same here).
+    if parsed.scheme != root.scheme:
+        return (
+            f"It uses {parsed.scheme}:// but the sitemap uses {root.scheme}://; a sitemap lists "
+            "pages of its own site only."
+        )
     key = (parsed.scheme, parsed.host, parsed.port)
     if key not in checked:
         try:

@@ -153,6 +153,20 @@ def test_a_sitemap_index_is_followed_to_its_depth_and_the_pages_to_their_count(
     assert not Source.objects.filter(gone_at__isnull=False).exists()
 
 
+@pytest.mark.django_db
+def test_a_sitemap_listing_pages_of_another_scheme_refuses_them(site, manager):
+    other_scheme = f"https://localhost:{site.port}/b.html"  # same host and port, other scheme
+    site.put("/sitemap.xml", urlset(site.url("/a.html"), other_scheme), content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    assert page_urls(manager.wiki) == {site.url("/a.html")}
+    refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
+    assert "uses https:// but the sitemap uses http://" in refused[other_scheme]
+
+
 BOMB = """<?xml version="1.0"?>
 <!DOCTYPE lolz [
  <!ENTITY lol "lol">
