@@ -420,6 +420,17 @@ def sitemap_refresh(*, sitemap_id: int) -> Sitemap | None:
     return sitemap
 
 
+def sitemap_reading_stopped(*, sitemap_id: int) -> None:
+    """A reading ran out of time (the task's soft time limit): the sitemap says so, and its
+    claim is released to come due again after ``RETRY_AFTER``, not at once and not never."""
+    now = timezone.now()
+    Sitemap.objects.filter(pk=sitemap_id).update(
+        error="Reading this sitemap took too long and was stopped; it is tried again later.",
+        last_checked_at=now,
+        check_claimed_until=now + RETRY_AFTER,
+    )
+
+
 def _save_sitemap(sitemap: Sitemap, **fields) -> None:
     for name, value in fields.items():
         setattr(sitemap, name, value)

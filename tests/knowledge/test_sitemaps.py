@@ -3,13 +3,15 @@ collection within a count and a depth, refuses entries the rules refuse (another
 private address) and reports them; a later reading adds new pages and marks removed ones.
 Against a real site on 127.0.0.1, allowed by host name ("localhost")."""
 
+import signal
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from knowledge import services, syncing
+from knowledge import services, syncing, tasks
 from knowledge.models import Sitemap, Source
 from tests.support.knowledge import make_collection
 from tests.support.local_site import serve_site
@@ -254,6 +256,33 @@ def test_a_sitemap_listing_pages_of_another_scheme_refuses_them(site, manager):
     assert page_urls(manager.wiki) == {site.url("/a.html")}
     refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
     assert "uses https:// but the sitemap uses http://" in refused[other_scheme]
+
+
+@pytest.mark.django_db
+def test_a_reading_stopped_by_the_time_limit_says_so_and_comes_due_later(site, manager, settings):
+    settings.URL_FETCH_TIMEOUT = 60  # the time limit, not the fetch's timeout, stops it
+    site.put("/sitemap.xml", urlset(site.url("/a.html")), content_type=XML, delay=60)
+    sitemap = syncing.sitemap_add(
+        user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"), enqueue=False
+    )
+
+    def soft_time_limit(signum, frame):  # what Celery's worker does at soft_time_limit
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, soft_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        tasks.refresh_sitemap(sitemap.pk)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    sitemap.refresh_from_db()
+    assert "took too long" in sitemap.error
+    assert sitemap.check_claimed_until > timezone.now() + timedelta(minutes=30)
+    assert syncing.refresh_due(now=timezone.now()).sitemap_ids == []
+    later = sitemap.check_claimed_until + timedelta(seconds=1)
+    assert syncing.refresh_due(now=later).sitemap_ids == [sitemap.pk]
 
 
 BOMB = """<?xml version="1.0"?>
