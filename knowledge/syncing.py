@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePath
@@ -321,11 +322,18 @@ def collection_manager_ids(collection: Collection) -> list[int]:
 class SitemapReading:
     """What one reading of a sitemap (and the sitemaps it indexes) found."""
 
-    pages: list[str] = field(default_factory=list)  # accepted, in order, at most the limit
-    listed: set[str] = field(default_factory=set)  # every page URL seen (for "no longer listed")
+    pages: list[str] = field(default_factory=list)  # every page the rules accept, in order, once
     refused: list[dict] = field(default_factory=list)
     refused_count: int = 0
-    left_out: int = 0  # accepted pages past SITEMAP_MAX_PAGES
+    sitemaps_read: int = 0
+    sitemaps_left_out: int = 0  # listed sitemap files past SITEMAP_MAX_FILES, not fetched
+    # Sitemap files the tree lists that were not read (failed, refused, too deep, past the cap).
+    # Their pages are unknown, so no page may be called "no longer listed" after this reading.
+    unread: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.unread == 0
 
     def refuse(self, url: str, reason: str) -> None:
         self.refused_count += 1
@@ -362,9 +370,13 @@ def sitemap_add(*, user, collection: Collection, url: str, enqueue: bool = True)
 
 
 def sitemap_refresh(*, sitemap_id: int) -> Sitemap | None:
-    """Reads a sitemap again: listed pages not yet in the collection are added (and indexed),
-    pages it listed before and no longer lists are marked, entries the rules refuse are
-    reported. Failures are recorded on the sitemap, never raised."""
+    """Reads a sitemap again: listed pages not yet in the collection are added (and indexed)
+    while the sitemap has room, pages it listed before and no longer lists are marked, entries
+    the rules refuse are reported. Failures are recorded on the sitemap, never raised.
+
+    Pages are marked "no longer listed" only after a complete reading: when any sitemap file of
+    the tree was not read (it failed, was refused, nested too deep or past
+    ``SITEMAP_MAX_FILES``), its pages are unknown and nothing is marked."""
     sitemap = Sitemap.objects.select_related("collection").filter(pk=sitemap_id).first()
     if sitemap is None:
         return None
@@ -378,16 +390,23 @@ def sitemap_refresh(*, sitemap_id: int) -> Sitemap | None:
         )
         return sitemap
     with transaction.atomic():
-        added = _add_pages(sitemap, reading.pages)
-        removed = _mark_unlisted(sitemap, reading.listed)
+        # One reading at a time writes a sitemap's pages: its count of pages must stay true.
+        if not Sitemap.objects.select_for_update().filter(pk=sitemap.pk).exists():
+            return None
+        removed = _mark_unlisted(sitemap, set(reading.pages)) if reading.complete else 0
+        added, left_out, kept = _add_pages(sitemap, reading.pages)
         report = {
-            "listed": len(reading.listed),
-            "accepted": len(reading.pages),
+            "listed": len(reading.pages),
+            "accepted": kept,
             "added": added,
             "no_longer_listed": removed,
-            "left_out": reading.left_out,
+            "left_out": left_out,
             "refused_count": reading.refused_count,
             "refused": reading.refused,
+            "complete": reading.complete,
+            "sitemaps_read": reading.sitemaps_read,
+            "sitemaps_unread": reading.unread,
+            "sitemaps_left_out": reading.sitemaps_left_out,
         }
         changed = {"last_changed_at": now} if added or removed else {}
         _save_sitemap(
@@ -401,103 +420,150 @@ def sitemap_refresh(*, sitemap_id: int) -> Sitemap | None:
     return sitemap
 
 
+def sitemap_reading_stopped(*, sitemap_id: int) -> None:
+    """A reading ran out of time (the task's soft time limit): the sitemap says so, and its
+    claim is released to come due again after ``RETRY_AFTER``, not at once and not never."""
+    now = timezone.now()
+    Sitemap.objects.filter(pk=sitemap_id).update(
+        error="Reading this sitemap took too long and was stopped; it is tried again later.",
+        last_checked_at=now,
+        check_claimed_until=now + RETRY_AFTER,
+    )
+
+
 def _save_sitemap(sitemap: Sitemap, **fields) -> None:
     for name, value in fields.items():
         setattr(sitemap, name, value)
     sitemap.save(update_fields=list(fields))
 
 
-def _add_pages(sitemap: Sitemap, pages: list[str]) -> int:
-    existing = dict(
-        Source.objects.filter(
-            collection=sitemap.collection, name__in=[p[:300] for p in pages]
-        ).values_list("name", "pk")
-    )
-    added = 0
-    for url in pages:
-        known = existing.get(url[:300])
-        if known is not None:
-            # Listed again after it was marked unlisted: back in the sitemap's care, and checked.
-            back = Source.objects.filter(pk=known, sitemap=sitemap, gone_reason=UNLISTED)
-            if back.update(gone_at=None, gone_reason="", missing_count=0, check_claimed_until=None):
-                source = Source.objects.get(pk=known)
-                _record(source, status=Source.Status.QUEUED, progress=0, error="")
-                enqueue_on_commit("knowledge.index_source", known)
-            continue
-        try:
-            with transaction.atomic():
-                source = Source.objects.create(
-                    collection=sitemap.collection,
-                    owner=sitemap.owner,
-                    kind=Source.Kind.URL,
-                    name=url[:300],
-                    url=url,
-                    sitemap=sitemap,
-                )
-        except IntegrityError:  # added meanwhile (another reading, a person): it is there
-            continue
-        enqueue_on_commit("knowledge.index_source", source.pk)
-        added += 1
-    return added
+LOOKUP_BATCH = 500  # listed pages looked up in the collection per query
+
+
+def _add_pages(sitemap: Sitemap, pages: list[str]) -> tuple[int, int, int]:
+    """Takes listed pages into the sitemap's care, in listed order, while it has room: the
+    pages linked to a sitemap and not marked unlisted never number more than
+    ``SITEMAP_MAX_PAGES``, however often its listing changes. Returns (added, left out, in its
+    care now). Left out counts the listed pages not looked at once the room was used, some of
+    which may already be in the collection by other means."""
+    linked = dict(Source.objects.filter(sitemap=sitemap).values_list("url", "gone_reason"))
+    kept = sum(1 for reason in linked.values() if reason != UNLISTED)
+    new = [url for url in pages if linked.get(url, UNLISTED) == UNLISTED]
+    room = max(0, settings.SITEMAP_MAX_PAGES - kept)
+    added = done = 0
+    while done < len(new) and added < room:
+        batch = new[done : done + LOOKUP_BATCH]
+        existing = dict(
+            Source.objects.filter(
+                collection=sitemap.collection, name__in=[p[:300] for p in batch]
+            ).values_list("name", "pk")
+        )
+        for url in batch:
+            if added >= room:
+                break
+            done += 1
+            added += _take_page(sitemap, url, existing.get(url[:300]))
+    return added, len(new) - done, kept + added
+
+
+def _take_page(sitemap: Sitemap, url: str, known: int | None) -> bool:
+    """Adds a listed page to the sitemap's care; False when it is another's (a person's page,
+    another sitemap's) or was added meanwhile."""
+    if known is not None:
+        # Listed again after it was marked unlisted: back in the sitemap's care, and checked.
+        back = Source.objects.filter(pk=known, sitemap=sitemap, gone_reason=UNLISTED)
+        if not back.update(gone_at=None, gone_reason="", missing_count=0, check_claimed_until=None):
+            return False
+        source = Source.objects.get(pk=known)
+        _record(source, status=Source.Status.QUEUED, progress=0, error="")
+        enqueue_on_commit("knowledge.index_source", known)
+        return True
+    try:
+        with transaction.atomic():
+            source = Source.objects.create(
+                collection=sitemap.collection,
+                owner=sitemap.owner,
+                kind=Source.Kind.URL,
+                name=url[:300],
+                url=url,
+                sitemap=sitemap,
+            )
+    except IntegrityError:  # added meanwhile (another reading, a person): it is there
+        return False
+    enqueue_on_commit("knowledge.index_source", source.pk)
+    return True
 
 
 def _mark_unlisted(sitemap: Sitemap, listed: set[str]) -> int:
-    gone = Source.objects.filter(sitemap=sitemap).exclude(gone_reason=UNLISTED)
-    gone = gone.exclude(url__in=listed)
+    """Marks the sitemap's pages that a complete reading no longer lists."""
+    mine = Source.objects.filter(sitemap=sitemap).exclude(gone_reason=UNLISTED)
+    gone = [pk for pk, url in mine.values_list("pk", "url") if url not in listed]
     now = timezone.now()
-    count = 0
-    for source in gone.select_related("collection"):
-        reason = (
-            f"This page is no longer listed in the sitemap {sitemap.url}. Its passages still "
-            "answer questions until you delete it."
-        )
+    reason = (
+        f"This page is no longer listed in the sitemap {sitemap.url}. Its passages still "
+        "answer questions until you delete it."
+    )
+    for source in Source.objects.filter(pk__in=gone).select_related("collection"):
         _mark_gone(source, UNLISTED, reason, now)
-        count += 1
-    return count
+    return len(gone)
 
 
 def read_sitemap(url: str) -> SitemapReading:
-    """Fetches a sitemap and the sitemaps it indexes (to ``SITEMAP_MAX_DEPTH``), with the
-    fetcher's rules for each; keeps the page URLs on the sitemap's own host that pass the
-    address rules, up to ``SITEMAP_MAX_PAGES``, and reports the others."""
+    """Fetches a sitemap and the sitemaps it indexes (to ``SITEMAP_MAX_DEPTH`` levels, at most
+    ``SITEMAP_MAX_FILES`` of them besides the first), with the fetcher's rules for each; keeps
+    the page URLs on the sitemap's own site (scheme, host and port) that pass the address rules
+    and reports the others. Only the first sitemap failing raises."""
     reading = SitemapReading()
     root = httpx.URL(url)
     checked_hosts: dict[tuple[str, str, int | None], str | None] = {}
-    pending = [(url, 1)]
-    seen_sitemaps: set[str] = set()
+    pending = deque([(url, 1)])
+    seen_sitemaps, seen_pages = {url}, set()
+    queued = 0  # sitemaps queued besides the first: at most SITEMAP_MAX_FILES
     while pending:
-        current, depth = pending.pop(0)
-        if current in seen_sitemaps:
-            continue
-        seen_sitemaps.add(current)
+        current, depth = pending.popleft()
         try:
             page = _fetch(current, content_types=XML_TYPES)
             kind, locations = parse_sitemap(page.data)
         except fetching.FetchError as exc:
             if current == url:
                 raise
+            reading.unread += 1
             reading.refuse(current, f"This sitemap could not be read: {exc}")
             continue
+        reading.sitemaps_read += 1
         for location in locations:
             reason = _refusal(location, root, checked_hosts)
-            if reason:
-                reading.refuse(location, reason)
-            elif kind == "sitemapindex":
-                if depth >= settings.SITEMAP_MAX_DEPTH:
-                    reading.refuse(
-                        location,
-                        f"Sitemaps nested deeper than {settings.SITEMAP_MAX_DEPTH} levels are "
-                        "not followed.",
-                    )
-                else:
-                    pending.append((location, depth + 1))
-            elif location not in reading.listed:
-                reading.listed.add(location)
-                if len(reading.pages) < settings.SITEMAP_MAX_PAGES:
+            if kind == "urlset":
+                if reason:
+                    reading.refuse(location, reason)
+                elif location not in seen_pages:
+                    seen_pages.add(location)
                     reading.pages.append(location)
-                else:
-                    reading.left_out += 1
+            elif location not in seen_sitemaps:
+                seen_sitemaps.add(location)
+                if _follow(reading, location, reason, depth=depth, queued=queued):
+                    queued += 1
+                    pending.append((location, depth + 1))
     return reading
+
+
+def _follow(
+    reading: SitemapReading, location: str, reason: str | None, *, depth: int, queued: int
+) -> bool:
+    """Whether a sitemap an index lists (at ``depth``) is read, ``queued`` others being queued
+    already; when not, the reading is incomplete and says why."""
+    if not reason and depth >= settings.SITEMAP_MAX_DEPTH:
+        reason = (
+            f"Sitemaps nested deeper than {settings.SITEMAP_MAX_DEPTH} levels are not followed."
+        )
+    if reason:
+        reading.refuse(location, reason)
+    elif queued >= settings.SITEMAP_MAX_FILES:
+        reading.sitemaps_left_out += 1
+    else:
+        return True
+    reading.unread += 1
+    return False
 
 
 def _refusal(location: str, root: httpx.URL, checked: dict) -> str | None:
@@ -509,6 +575,12 @@ def _refusal(location: str, root: httpx.URL, checked: dict) -> str | None:
         return str(exc)
     if (parsed.host, parsed.port) != (root.host, root.port):
         return f"It is on another site ({parsed.host}) than the sitemap ({root.host})."
+    # http and https of one host are two sites (the default ports look the same here).
+    if parsed.scheme != root.scheme:
+        return (
+            f"It uses {parsed.scheme}:// but the sitemap uses {root.scheme}://; a sitemap lists "
+            "pages of its own site only."
+        )
     key = (parsed.scheme, parsed.host, parsed.port)
     if key not in checked:
         try:

@@ -135,4 +135,12 @@ def refresh_source(self, source_id: int) -> None:
     time_limit=660,
 )
 def refresh_sitemap(sitemap_id: int) -> None:
-    syncing.sitemap_refresh(sitemap_id=sitemap_id)
+    try:
+        syncing.sitemap_refresh(sitemap_id=sitemap_id)
+    except SoftTimeLimitExceeded:
+        # Uncaught, nothing would be recorded and the expired claim would queue it again
+        # and again: the sitemap says why, and comes due after a back-off.
+        logger.warning(
+            "sitemap reading stopped at its time limit", extra={"sitemap_id": sitemap_id}
+        )
+        syncing.sitemap_reading_stopped(sitemap_id=sitemap_id)

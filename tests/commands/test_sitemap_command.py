@@ -3,7 +3,9 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from knowledge.models import Sitemap, Source
+from knowledge.models import Collection, Sitemap, Source
+from knowledge.selectors import collections_readable_by
+from tests.support.knowledge import make_collection
 from tests.support.local_site import serve_site
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +19,7 @@ def site(settings):
 
 
 def test_the_command_adds_the_listed_pages_and_says_what_it_refused(site, admin, capsys):
+    make_collection("Intranet")
     site.put(
         "/sitemap.xml",
         '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
@@ -36,6 +39,7 @@ def test_the_command_adds_the_listed_pages_and_says_what_it_refused(site, admin,
 
 
 def test_an_unreadable_sitemap_exits_non_zero_with_the_reason(site, admin, capsys):
+    make_collection("Intranet")
     with pytest.raises(SystemExit) as exit_:
         call_command("sitemap", site.url("/sitemap.xml"), "--collection", "Intranet")
     assert exit_.value.code == 1
@@ -44,4 +48,38 @@ def test_an_unreadable_sitemap_exits_non_zero_with_the_reason(site, admin, capsy
 
 def test_a_nonsense_address_is_refused_clearly(admin):
     with pytest.raises(CommandError, match="Only http:// and https://"):
-        call_command("sitemap", "ftp://example.com/sitemap.xml", "--collection", "Intranet")
+        call_command(
+            "sitemap", "ftp://example.com/sitemap.xml", "--collection", "Intranet", "--create"
+        )
+    assert not Collection.objects.exists()
+
+
+def test_a_mistyped_collection_is_refused_not_created(site, admin):
+    make_collection("Intranet")
+    site.put("/sitemap.xml", "<urlset/>", content_type="application/xml")
+
+    with pytest.raises(CommandError, match="No collection is named 'Intranat'.*--create"):
+        call_command("sitemap", site.url("/"), "--collection", "Intranat")
+
+    assert list(Collection.objects.values_list("name", flat=True)) == ["Intranet"]
+    assert not Sitemap.objects.exists() and site.requests_for("/sitemap.xml") == []
+
+
+def test_create_makes_a_collection_only_staff_and_chosen_groups_read(
+    site, admin, make_user, capsys
+):
+    site.put(
+        "/sitemap.xml",
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{site.url('/a.html')}</loc></url></urlset>",
+        content_type="application/xml",
+    )
+
+    call_command("sitemap", site.url("/"), "--collection", "Intranet", "--create")
+
+    created = Collection.objects.get(name="Intranet")
+    assert created.visibility == Collection.Visibility.GROUPS
+    assert not created.read_groups.exists()
+    assert created not in collections_readable_by(make_user(email="staffer@example.com"))
+    assert "Created the collection 'Intranet'." in capsys.readouterr().out
+    assert Sitemap.objects.get().collection == created

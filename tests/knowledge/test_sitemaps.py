@@ -3,13 +3,15 @@ collection within a count and a depth, refuses entries the rules refuse (another
 private address) and reports them; a later reading adds new pages and marks removed ones.
 Against a real site on 127.0.0.1, allowed by host name ("localhost")."""
 
+import signal
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from knowledge import services, syncing
+from knowledge import services, syncing, tasks
 from knowledge.models import Sitemap, Source
 from tests.support.knowledge import make_collection
 from tests.support.local_site import serve_site
@@ -148,9 +150,139 @@ def test_a_sitemap_index_is_followed_to_its_depth_and_the_pages_to_their_count(
     refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
     assert "deeper than 2 levels" in refused[site.url("/deepest.xml")]
     assert site.requests_for("/deepest.xml") == []
-    # Pages past the limit were listed: not "no longer listed" on the next reading.
-    read(sitemap)
+    assert sitemap.report["complete"] is False  # a listed sitemap was not read
+    # Pages past the limit were listed: not "no longer listed" on the next, complete reading.
+    site.put("/sitemap.xml", index(site.url("/pages.xml")), content_type=XML)
+    sitemap = read(sitemap)
+    assert sitemap.report["complete"] is True and sitemap.report["left_out"] == 2
     assert not Source.objects.filter(gone_at__isnull=False).exists()
+
+
+def gone_urls(collection) -> set[str]:
+    gone = Source.objects.filter(collection=collection, gone_reason=syncing.UNLISTED)
+    return set(gone.values_list("url", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_child_sitemap_that_fails_to_load_marks_none_of_its_pages_gone(site, manager):
+    site.put("/sitemap.xml", index(site.url("/one.xml"), site.url("/two.xml")), content_type=XML)
+    site.put("/one.xml", urlset(site.url("/a.html"), site.url("/b.html")), content_type=XML)
+    site.put("/two.xml", urlset(site.url("/c.html"), site.url("/d.html")), content_type=XML)
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+    assert len(page_urls(manager.wiki)) == 4
+
+    site.put("/two.xml", "busy", status=503, content_type="text/plain")
+    sitemap = read(sitemap)
+
+    assert gone_urls(manager.wiki) == set()
+    assert sitemap.report["complete"] is False and sitemap.report["no_longer_listed"] == 0
+    refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
+    assert "could not be read" in refused[site.url("/two.xml")]
+
+    # The next complete reading marks what is really gone, and only that.
+    site.put("/two.xml", urlset(site.url("/c.html")), content_type=XML)
+    sitemap = read(sitemap)
+    assert gone_urls(manager.wiki) == {site.url("/d.html")}
+    assert sitemap.report["complete"] is True and sitemap.report["no_longer_listed"] == 1
+
+
+def linked_pages(sitemap: Sitemap) -> set[str]:
+    """The pages in a sitemap's care: linked to it and not marked unlisted."""
+    pages = Source.objects.filter(sitemap=sitemap).exclude(gone_reason=syncing.UNLISTED)
+    return set(pages.values_list("url", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_sitemap_whose_listing_changes_never_has_more_pages_than_the_limit(
+    site, manager, settings
+):
+    settings.SITEMAP_MAX_PAGES = 3
+    pages = [site.url(f"/p{i}.html") for i in range(8)]
+    site.put("/sitemap.xml", urlset(*pages[:5]), content_type=XML)
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+    assert linked_pages(sitemap) == set(pages[:3]) and sitemap.report["left_out"] == 2
+
+    # The same pages in another order: the two left out last time are left out again.
+    site.put("/sitemap.xml", urlset(*reversed(pages[:5])), content_type=XML)
+    sitemap = read(sitemap)
+    assert linked_pages(sitemap) == set(pages[:3])
+    assert sitemap.report["added"] == 0 and sitemap.report["left_out"] == 2
+
+    # Three other pages: the old ones are no longer listed, which makes room for the new ones.
+    site.put("/sitemap.xml", urlset(*pages[5:]), content_type=XML)
+    sitemap = read(sitemap)
+    assert linked_pages(sitemap) == set(pages[5:]) and sitemap.report["accepted"] == 3
+
+    # Listed again beside them: no room, so they stay marked.
+    site.put("/sitemap.xml", urlset(*pages[5:], *pages[:3]), content_type=XML)
+    sitemap = read(sitemap)
+    assert linked_pages(sitemap) == set(pages[5:]) and sitemap.report["left_out"] == 3
+    assert gone_urls(manager.wiki) == set(pages[:3])
+
+
+@pytest.mark.django_db
+def test_an_index_listing_more_sitemaps_than_the_limit_fetches_only_the_limit(
+    site, manager, settings
+):
+    settings.SITEMAP_MAX_FILES = 3
+    children = [f"/part{i}.xml" for i in range(5)]
+    site.put("/sitemap.xml", index(*(site.url(path) for path in children)), content_type=XML)
+    for i, path in enumerate(children):
+        site.put(path, urlset(site.url(f"/p{i}.html")), content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    fetched = sum(len(site.requests_for(path)) for path in children)
+    assert fetched == 3 and site.requests_for("/part3.xml") == []
+    assert page_urls(manager.wiki) == {site.url(f"/p{i}.html") for i in range(3)}
+    assert sitemap.report["sitemaps_left_out"] == 2 and sitemap.report["complete"] is False
+
+
+@pytest.mark.django_db
+def test_a_sitemap_listing_pages_of_another_scheme_refuses_them(site, manager):
+    other_scheme = f"https://localhost:{site.port}/b.html"  # same host and port, other scheme
+    site.put("/sitemap.xml", urlset(site.url("/a.html"), other_scheme), content_type=XML)
+
+    sitemap = read(
+        syncing.sitemap_add(user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"))
+    )
+
+    assert page_urls(manager.wiki) == {site.url("/a.html")}
+    refused = {entry["url"]: entry["reason"] for entry in sitemap.report["refused"]}
+    assert "uses https:// but the sitemap uses http://" in refused[other_scheme]
+
+
+@pytest.mark.django_db
+def test_a_reading_stopped_by_the_time_limit_says_so_and_comes_due_later(site, manager, settings):
+    settings.URL_FETCH_TIMEOUT = 60  # the time limit, not the fetch's timeout, stops it
+    site.put("/sitemap.xml", urlset(site.url("/a.html")), content_type=XML, delay=60)
+    sitemap = syncing.sitemap_add(
+        user=manager, collection=manager.wiki, url=site.url("/sitemap.xml"), enqueue=False
+    )
+
+    def soft_time_limit(signum, frame):  # what Celery's worker does at soft_time_limit
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, soft_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        tasks.refresh_sitemap(sitemap.pk)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    sitemap.refresh_from_db()
+    assert "took too long" in sitemap.error
+    assert sitemap.check_claimed_until > timezone.now() + timedelta(minutes=30)
+    assert syncing.refresh_due(now=timezone.now()).sitemap_ids == []
+    later = sitemap.check_claimed_until + timedelta(seconds=1)
+    assert syncing.refresh_due(now=later).sitemap_ids == [sitemap.pk]
 
 
 BOMB = """<?xml version="1.0"?>

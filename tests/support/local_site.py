@@ -1,5 +1,5 @@
 """A small web site on 127.0.0.1 whose pages a test changes between runs: added, changed,
-removed, answering 404/410, redirecting elsewhere, oversized. It honours conditional requests
+removed, answering 404/410, redirecting elsewhere, oversized, slow. It honours conditional requests
 (ETag / If-None-Match, Last-Modified / If-Modified-Since) the way a real server does, and
 records every request with its headers.
 
@@ -27,6 +27,7 @@ class Page:
     location: str = ""  # for a redirect
     etag: bool = True  # send an ETag (and honour If-None-Match)
     last_modified: str = LAST_MODIFIED
+    delay: float = 0.0  # seconds before answering (cut short when the site stops)
 
 
 @dataclass
@@ -42,10 +43,12 @@ class Site:
     pages: dict[str, Page] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
 
     def stop(self) -> None:
         """The site becomes unreachable (its port refuses connections); idempotent."""
+        self.stopping.set()  # a slow answer still pending ends now
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -81,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
         page = site.pages.get(self.path.split("?", 1)[0])
         if page is None:
             return self._reply(404, b"missing", "text/plain", {})
+        if page.delay and site.stopping.wait(page.delay):
+            return None  # the site stopped while this answer was pending
         if page.location:
             return self._reply(page.status, b"", "text/plain", {"Location": page.location})
         headers = {}

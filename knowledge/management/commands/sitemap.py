@@ -1,4 +1,4 @@
-"""python manage.py sitemap URL --collection NAME"""
+"""python manage.py sitemap URL --collection NAME [--create]"""
 
 from __future__ import annotations
 
@@ -7,27 +7,37 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge import services, syncing
+from knowledge import fetching, services, syncing
+from knowledge.models import Collection
 
 
 class Command(BaseCommand):
     help = (
         "Add a site's sitemap.xml (or its root: /sitemap.xml is read) to a collection: its pages "
         "become web pages of the collection (queued for indexing), checked again on the refresh "
-        "schedule. Says what was added and refused; exits non-zero if the sitemap could not be read."
+        "schedule. The collection must exist unless --create is given. Says what was added and "
+        "refused; exits non-zero if the sitemap could not be read."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("url")
-        parser.add_argument("--collection", required=True, help="created if missing")
+        parser.add_argument("--collection", required=True, help="the collection's name")
+        parser.add_argument(
+            "--create",
+            action="store_true",
+            help="create the collection when it does not exist (readable by staff and the "
+            "groups you choose later)",
+        )
         parser.add_argument("--user", help="email of the account adding it (default: a superuser)")
 
     def handle(self, *args, **opts):
         user = self._user(opts["user"])
         try:
-            collection, _ = services.collection_get_or_create(
-                user=user, name=opts["collection"], visibility="everyone"
-            )
+            syncing.sitemap_url_for(opts["url"])  # a nonsense address creates nothing
+        except fetching.FetchError as exc:
+            raise CommandError(str(exc)) from None
+        collection = self._collection(user, opts["collection"], create=opts["create"])
+        try:
             sitemap = syncing.sitemap_add(
                 user=user, collection=collection, url=opts["url"], enqueue=False
             )
@@ -43,6 +53,12 @@ class Command(BaseCommand):
             f"{collection.name} (queued for indexing), refused {report['refused_count']}, over "
             f"the limit {report['left_out']}, no longer listed {report['no_longer_listed']}."
         )
+        if not report["complete"]:
+            self.stdout.write(
+                f"{report['sitemaps_unread']} of the sitemaps it lists were not read "
+                f"({report['sitemaps_left_out']} over the limit, the others refused below), so "
+                "no page was marked as no longer listed."
+            )
         for entry in report["refused"]:
             self.stdout.write(f"  refused {entry['url']}: {entry['reason']}")
 
@@ -57,3 +73,22 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError("No superuser exists; pass --user EMAIL.")
         return user
+
+    def _collection(self, user, name: str, *, create: bool) -> Collection:
+        # As ``manage.py sync`` does: a mistyped name must not make a new collection.
+        clean = " ".join(name.split())
+        collection = Collection.objects.filter(name=clean).first()
+        if collection is not None:
+            return collection
+        if not create:
+            raise CommandError(
+                f"No collection is named {clean!r}. Check the name, or pass --create to make it."
+            )
+        try:
+            collection, _ = services.collection_get_or_create(
+                user=user, name=clean, visibility=Collection.Visibility.GROUPS
+            )
+        except services.KnowledgeError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Created the collection {collection.name!r}.")
+        return collection
