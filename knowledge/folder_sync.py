@@ -20,9 +20,11 @@ The rules, in order of the walk:
   source takes the new path and keeps its passages (and the citations pointing at them);
   nothing is embedded again.
 
-A source is the folder's when ``Source.folder_path`` is set; sources added in the browser are
-never removed by a sync. One folder per collection: two folders synced into one collection
-would remove each other's files.
+A source is the folder's when ``Source.folder_path`` is set, and only a source the sync itself
+created gets it; sources added in the browser are never changed or removed by a sync. A file
+whose path is already the name of a browser upload is skipped, with that reason, until one of
+them is renamed. One folder per collection: two folders synced into one collection would
+remove each other's files.
 """
 
 from __future__ import annotations

@@ -143,6 +143,27 @@ def test_sources_added_in_the_browser_are_never_removed_by_a_sync(folder, drive,
     ]
 
 
+@pytest.mark.parametrize("same_bytes", [False, True], ids=["other-bytes", "same-bytes"])
+def test_a_browser_upload_of_the_same_name_is_never_taken_over_nor_later_removed(
+    folder, drive, admin, same_bytes
+):
+    text = "# Guide\n\nUploaded by hand in the browser."
+    uploaded = index_text(drive, "guide.md", text, user=admin)
+    on_drive = write(folder, "guide.md", text if same_bytes else "# Guide\n\nThe drive's copy.")
+    write(folder, "other.md", "# Other\n\nKeeps the folder from looking empty.")
+    status, out, _ = sync(folder)
+    assert status == 0
+    assert "guide.md: already names a source added by hand to Drive" in out
+    before = (uploaded.content_hash, uploaded.file.name, chunk_ids(uploaded))
+    uploaded.refresh_from_db()
+    assert uploaded.folder_path == ""  # not the folder's: no sync may delete it
+    assert (uploaded.content_hash, uploaded.file.name, chunk_ids(uploaded)) == before
+    on_drive.unlink()  # the file leaves the folder: its name's browser source stays
+    status, out, _ = sync(folder)
+    assert status == 0 and "0 removed" in out
+    assert Source.objects.filter(pk=uploaded.pk).exists()
+
+
 def test_a_renamed_file_keeps_its_source_and_passages_under_its_new_path(folder, drive):
     old = write(folder, "draft.md", "# Policy\n\nExpenses are approved by your manager.")
     sync(folder)
