@@ -45,6 +45,22 @@ class Terminal(io.StringIO):
         return True
 
 
+class OnLine(io.StringIO):
+    """Stdout that runs ``action`` once, the moment the command prints a line holding
+    ``marker``: a fixed point between two steps of a run, to change the world there."""
+
+    def __init__(self, marker: str, action):
+        super().__init__()
+        self.marker, self.action = marker, action
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.action is not None and self.marker in text:
+            action, self.action = self.action, None
+            action()
+        return written
+
+
 def sync(folder, *extra, collection=DRIVE, actor="admin@example.com", stdout=None):
     """Runs the command as an operator would; (exit status, stdout, stderr)."""
     out, err = stdout or io.StringIO(), io.StringIO()
@@ -227,6 +243,90 @@ def test_a_link_that_leads_outside_the_folder_is_refused_and_never_read(tmp_path
     assert "docs: a link that leads outside the folder (refused)" in out
     assert list(folder_sources(drive)) == ["real.md"]
     assert not Chunk.objects.filter(text__contains="hunter2").exists()
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A folder outside the shared one, holding a file a sync must never publish."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.md").write_text("# Payroll\n\nThe payroll password is hunter2.")
+    return outside
+
+
+def swap_for_link(path, target):
+    """``path`` (a file or a folder) replaced by a link to ``target``, as an attacker on the
+    shared drive would, between the sync's look at it and its read."""
+    path.rename(path.with_name(path.name + ".was"))
+    path.symlink_to(target, target_is_directory=target.is_dir())
+
+
+def test_a_file_swapped_for_a_link_outside_after_it_was_hashed_is_never_read(folder, drive, secret):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    b = write(folder, "b.md", "# B\n\nBeta.")
+    stdout = OnLine("added a.md", lambda: swap_for_link(b, secret / "b.md"))
+    status, out, err = sync(folder, stdout=stdout)
+    assert status == 1, out + err
+    assert "b.md: now leads outside the folder (refused, never read)" in err
+    assert list(folder_sources(drive)) == ["a.md"]
+    assert not Chunk.objects.filter(text__contains="hunter2").exists()
+
+
+def test_a_folder_swapped_for_a_link_outside_after_it_was_hashed_is_never_read(
+    folder, drive, secret
+):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, "sub/b.md", "# B\n\nBeta.")
+    stdout = OnLine("added a.md", lambda: swap_for_link(folder / "sub", secret))
+    status, out, err = sync(folder, stdout=stdout)
+    assert status == 1, out + err
+    # Not a link itself: only the handle's real place shows where the file is.
+    assert "sub/b.md: now leads outside the folder (refused, never read)" in err
+    assert list(folder_sources(drive)) == ["a.md"]
+    assert not Chunk.objects.filter(text__contains="hunter2").exists()
+
+
+@pytest.mark.parametrize("swapped", ["b.md", "sub"])
+def test_a_file_or_folder_swapped_for_a_link_outside_after_the_scan_is_never_hashed(
+    folder, secret, swapped
+):
+    write(folder, swapped if swapped.endswith(".md") else f"{swapped}/b.md", "# B\n\nBeta.")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    [file] = scan.files
+    swap_for_link(folder / swapped, secret / "b.md" if swapped == "b.md" else secret)
+    with pytest.raises(folder_sync.FileRefused, match="now leads outside the folder"):
+        folder_sync.file_digest(file.absolute, scan.real_root)
+
+
+def test_a_link_to_a_file_inside_the_folder_is_read_through_its_target(folder, drive):
+    write(folder, "real/policy.md", "# Policy\n\nExpenses need a receipt.")
+    (folder / "shortcut.md").symlink_to(folder / "real" / "policy.md")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    digests = {f.path: folder_sync.file_digest(f.absolute, scan.real_root) for f in scan.files}
+    assert digests["shortcut.md"] == digests["real/policy.md"]
+
+
+def test_a_file_swapped_for_a_pipe_after_the_scan_fails_without_hanging(folder):
+    b = write(folder, "b.md", "# B\n\nBeta.")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    b.unlink()
+    os.mkfifo(b)  # opening a pipe to read waits for a writer: a sync must not wait forever
+    outcome: list[BaseException] = []
+
+    def digest() -> None:
+        try:
+            folder_sync.file_digest(scan.files[0].absolute, scan.real_root)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=digest, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    if thread.is_alive():  # free the stuck open before failing
+        os.close(os.open(b, os.O_WRONLY | os.O_NONBLOCK))
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], folder_sync.FileRefused)
+    assert "no longer a regular file" in str(outcome[0])
 
 
 def test_an_oversized_file_fails_without_being_read_and_the_exit_status_is_1(folder, drive):
