@@ -16,6 +16,9 @@ The rules, in order of the walk:
   folder (``open_in_folder``): one swapped, or with a folder on its way swapped, for a link
   after the scan fails unread, so a shared drive cannot publish ``/etc/passwd`` or a ``.env``
   by winning a race;
+- a folder that cannot be listed (no permission, an I/O error) fails, and every source from
+  inside it is kept as it was and reported as failed: a file the sync cannot see is not a file
+  that was deleted. A top folder that cannot be listed stops the sync;
 - a file over the upload limit fails without being opened; every other file is hashed in
   blocks (never read whole into memory until it is known to be within the limit);
 - a file whose hash is its source's ``content_hash`` is unchanged and costs nothing; a new or
@@ -119,6 +122,7 @@ class Scan:
     files: list[FolderFile] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)  # skipped or failed while walking
     present: set[str] = field(default_factory=set)  # every file the folder holds, by path
+    unlisted: dict[str, str] = field(default_factory=dict)  # folder ("." the top) -> why not
 
 
 @dataclass
@@ -154,14 +158,23 @@ def scan_folder(root: Path, *, max_bytes: int) -> Scan:
     """
     real_root = root.resolve()
     scan = Scan(real_root=real_root)
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unlisted(error: OSError) -> None:
+        # os.walk leaves out a folder it cannot list; its files must not look deleted.
+        folder = _relative(Path(error.filename), root) if error.filename else "."
+        scan.unlisted[folder] = _why(error)
+        scan.entries.append(
+            Entry(folder, Outcome.FAILED, f"folder could not be listed ({_why(error)})")
+        )
+
+    for directory, dirnames, filenames in os.walk(root, onerror=unlisted, followlinks=False):
         here = Path(directory)
         kept = []
         for name in sorted(dirnames):
             relative = _relative(here / name, root)
             if is_hidden(name):
                 scan.entries.append(Entry(relative, Outcome.SKIPPED, "hidden folder"))
-            elif (here / name).is_symlink():
+            elif os.path.islink(here / name):  # False when it cannot be looked at: walk says why
                 reason = (
                     "a link to a folder (links to folders are not followed)"
                     if _inside(here / name, real_root)
@@ -183,7 +196,7 @@ def _scan_file(scan: Scan, path: Path, relative: str, real_root: Path, max_bytes
     if is_hidden(name):
         scan.entries.append(Entry(relative, Outcome.SKIPPED, "hidden file"))
         return
-    if path.is_symlink() and not _inside(path, real_root):
+    if os.path.islink(path) and not _inside(path, real_root):
         # Never opened: a link on a shared drive must not publish a file from elsewhere.
         scan.entries.append(
             Entry(relative, Outcome.SKIPPED, "a link that leads outside the folder (refused)")
@@ -353,13 +366,19 @@ def sync_folder(
     """Brings ``collection``'s folder sources in line with the files under ``root``.
 
     The caller holds ``collection_lock`` (not needed for a dry run, which writes nothing).
-    Raises ``SyncRefused`` when the folder is empty but sources came from it: an unmounted
-    drive looks like an empty folder, and mirroring it would remove everything.
+    Raises ``SyncRefused`` when the folder cannot be listed, or is empty but sources came from
+    it: an unmounted drive looks like an empty folder, and mirroring it would remove everything.
     """
     scan = scan_folder(root, max_bytes=settings.KNOWLEDGE_MAX_UPLOAD_BYTES)
+    if "." in scan.unlisted:
+        raise SyncRefused(
+            f"The folder {root} could not be listed ({scan.unlisted['.']}); nothing was changed."
+        )
     known = sources_from_folder(collection=collection)
-    gone = sorted(set(known) - scan.present)
-    if known and not scan.present and not allow_empty:
+    unseen = _in_unlisted_folders(known, scan.unlisted)
+    present = scan.present | {entry.path for entry in unseen}
+    gone = sorted(set(known) - present)
+    if known and not present and not allow_empty:
         raise SyncRefused(
             f"The folder {root} holds no files, but {len(known)} sources of {collection.name} "
             "came from it. Is the drive mounted? Nothing was removed; pass --allow-empty to "
@@ -369,9 +388,9 @@ def sync_folder(
     hashed, unreadable = _hash_files(scan.files, scan.real_root)
     renames = _renames(hashed, known, gone)
     removals = [path for path in gone if path not in renames.values()]
-    total = len(scan.entries) + len(unreadable) + len(hashed) + len(removals)
+    total = len(scan.entries) + len(unseen) + len(unreadable) + len(hashed) + len(removals)
     step = _counter(report, total, progress)
-    for entry in [*scan.entries, *unreadable]:
+    for entry in [*scan.entries, *unseen, *unreadable]:
         if entry.outcome == Outcome.FAILED and entry.path in known:
             entry = Entry(entry.path, entry.outcome, entry.reason, known[entry.path].pk)
         step(entry)
@@ -385,6 +404,18 @@ def sync_folder(
         else:
             step(_sync_file(item, scan.real_root, known.get(path), collection, user, dry_run))
     return report
+
+
+def _in_unlisted_folders(known: dict[str, Source], unlisted: dict[str, str]) -> list[Entry]:
+    """A failure for each known source whose file lies in a folder that could not be listed:
+    it is kept as it was, since the sync cannot tell whether its file is still there."""
+    entries = []
+    for path, source in sorted(known.items()):
+        folder = next((f for f in unlisted if path.startswith(f"{f}/")), None)
+        if folder is not None:
+            reason = f"kept as it was: its folder could not be listed ({unlisted[folder]})"
+            entries.append(Entry(path, Outcome.FAILED, reason, source.pk))
+    return entries
 
 
 def _hash_files(files: list[FolderFile], real_root: Path) -> tuple[list[HashedFile], list[Entry]]:

@@ -361,6 +361,52 @@ def test_a_file_without_read_permission_fails(folder, drive):
     assert status == 1 and "locked.md: could not be read (permission denied)" in err
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists a folder whatever its permissions")
+def test_a_subfolder_without_permission_keeps_its_sources_and_fails(folder, drive):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, "hr/leave.md", "# Leave\n\nTwenty-five days a year.")
+    sync(folder)
+    (folder / "hr").chmod(0)
+    try:
+        status, _, err = sync(folder)
+    finally:
+        (folder / "hr").chmod(0o755)
+    assert status == 1
+    assert "hr: folder could not be listed (permission denied)" in err
+    assert "hr/leave.md: kept as it was: its folder could not be listed" in err
+    assert sorted(folder_sources(drive)) == ["a.md", "hr/leave.md"]
+
+
+def test_a_subfolder_that_cannot_be_listed_keeps_its_sources_and_fails(folder, drive):
+    """Root lists any folder, but nobody lists a path longer than the system allows
+    (PATH_MAX): the same drive reached through a longer path, as when it is mounted deeper."""
+    deep = "d" * 200
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, f"{deep}/leave.md", "# Leave\n\nTwenty-five days a year.")
+    (folder / "p").mkdir()
+    assert sync(folder)[0] == 0
+    longer = folder
+    while len(str(longer)) < 3950:  # the top still lists; the deep folder's path is too long
+        longer = longer / "p" / ".."
+    status, out, err = sync(longer, "--allow-empty")
+    assert status == 1, out + err
+    assert f"{deep}: folder could not be listed (file name too long)" in err
+    assert f"{deep}/leave.md: kept as it was: its folder could not be listed" in err
+    assert "0 removed" in out
+    assert sorted(folder_sources(drive)) == ["a.md", f"{deep}/leave.md"]
+
+
+def test_a_top_folder_that_cannot_be_listed_stops_the_sync_even_with_allow_empty(
+    tmp_path, folder, drive, admin
+):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    sync(folder)
+    folder.rename(tmp_path / "unmounted")  # gone between the command's check and the walk
+    with pytest.raises(folder_sync.SyncRefused, match="could not be listed"):
+        folder_sync.sync_folder(root=folder, collection=drive, user=admin, allow_empty=True)
+    assert list(folder_sources(drive)) == ["a.md"]
+
+
 def test_a_file_that_is_not_what_its_extension_says_fails_with_the_parsers_reason(folder, drive):
     write(folder, "good.md", "# Good\n\nFine text.")
     (folder / "bad.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n%%EOF")
