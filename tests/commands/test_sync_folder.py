@@ -8,6 +8,7 @@ import os
 import threading
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -543,6 +544,36 @@ def test_watch_runs_again_after_the_interval_until_its_last_run(folder, drive):
     assert "Watching" in out
     assert out.count("Synced") == 2
     assert "1 added, 0 changed, 0 unchanged" in out and "0 added, 0 changed, 1 unchanged" in out
+
+
+@pytest.mark.parametrize("revoke", ["deactivated", "removed-from-managers"])
+def test_a_watch_stops_with_status_2_when_its_actor_loses_the_right_between_runs(
+    folder, drive, make_user, revoke
+):
+    managers = Group.objects.create(name="Drive managers")
+    drive.manage_groups.add(managers)
+    keeper = make_user(email="keeper@example.com")
+    keeper.groups.add(managers)
+    write(folder, "a.md", "# A\n\nAlpha.")
+
+    def between_runs() -> None:
+        if revoke == "deactivated":
+            type(keeper).objects.filter(pk=keeper.pk).update(is_active=False)
+        else:
+            keeper.groups.remove(managers)
+        (folder / "a.md").unlink()  # what a later run would have mirrored
+        write(folder, "b.md", "# B\n\nBeta.")
+
+    status, out, err = sync(
+        folder,
+        *("--watch", "--interval", "0.01", "--max-runs", "3"),
+        actor="keeper@example.com",
+        stdout=OnLine("Synced", between_runs),
+    )
+    assert status == 2, out + err
+    assert "keeper@example.com may no longer change the collection 'Drive'" in err
+    assert out.count("Synced") == 1
+    assert list(folder_sources(drive)) == ["a.md"]
 
 
 def test_repeat_stops_when_interrupted_and_returns_the_last_status():
