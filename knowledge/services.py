@@ -300,9 +300,12 @@ def source_create_from_folder(
 
     The upload's own checks and store, so the same limits, duplicate rule and indexing task
     apply; only the name differs: the whole relative path, so two ``readme.md`` in two
-    sub-folders stay two sources. ``folder_path`` marks the source as the folder's (a source of
-    the same name uploaded by hand is adopted). Same bytes as another source: that source is
-    returned untouched, with the upload's message, and ``folder_path`` is not set on it.
+    sub-folders stay two sources. ``folder_path`` marks the source as the folder's, and only a
+    source this function created gets it: a sync deletes a source whose file left the folder,
+    so it must never take over one added by hand. A source of the same name that is not this
+    file's (uploaded in the browser) is returned untouched, with a message saying so; so is a
+    source holding the same bytes, with the upload's message. ``folder_path`` is set on
+    neither.
     """
     _check_manage(user, collection)
     name = _clean_folder_path(path)
@@ -320,8 +323,21 @@ def source_create_from_folder(
     digest = hashlib.sha256(data).hexdigest()
     try:
         with transaction.atomic():
+            taken = (
+                Source.objects.select_for_update()
+                .filter(collection=collection, name=name)
+                .exclude(folder_path=name)
+                .first()
+            )
+            if taken is not None:
+                return UploadResult(
+                    taken,
+                    False,
+                    f"{name} already names a source added by hand to {collection.name}; the "
+                    "folder's file is left out (rename one of them to sync it).",
+                )
             result = _store_upload(user, collection, name, data, digest, kind)
-            if result.source.name == name and result.source.folder_path != name:
+            if result.created:
                 Source.objects.filter(pk=result.source.pk).update(folder_path=name)
                 result.source.folder_path = name
             return result

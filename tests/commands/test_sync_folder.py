@@ -8,6 +8,7 @@ import os
 import threading
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -43,6 +44,22 @@ def folder(tmp_path):
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+class OnLine(io.StringIO):
+    """Stdout that runs ``action`` once, the moment the command prints a line holding
+    ``marker``: a fixed point between two steps of a run, to change the world there."""
+
+    def __init__(self, marker: str, action):
+        super().__init__()
+        self.marker, self.action = marker, action
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.action is not None and self.marker in text:
+            action, self.action = self.action, None
+            action()
+        return written
 
 
 def sync(folder, *extra, collection=DRIVE, actor="admin@example.com", stdout=None):
@@ -143,6 +160,27 @@ def test_sources_added_in_the_browser_are_never_removed_by_a_sync(folder, drive,
     ]
 
 
+@pytest.mark.parametrize("same_bytes", [False, True], ids=["other-bytes", "same-bytes"])
+def test_a_browser_upload_of_the_same_name_is_never_taken_over_nor_later_removed(
+    folder, drive, admin, same_bytes
+):
+    text = "# Guide\n\nUploaded by hand in the browser."
+    uploaded = index_text(drive, "guide.md", text, user=admin)
+    on_drive = write(folder, "guide.md", text if same_bytes else "# Guide\n\nThe drive's copy.")
+    write(folder, "other.md", "# Other\n\nKeeps the folder from looking empty.")
+    status, out, _ = sync(folder)
+    assert status == 0
+    assert "guide.md: already names a source added by hand to Drive" in out
+    before = (uploaded.content_hash, uploaded.file.name, chunk_ids(uploaded))
+    uploaded.refresh_from_db()
+    assert uploaded.folder_path == ""  # not the folder's: no sync may delete it
+    assert (uploaded.content_hash, uploaded.file.name, chunk_ids(uploaded)) == before
+    on_drive.unlink()  # the file leaves the folder: its name's browser source stays
+    status, out, _ = sync(folder)
+    assert status == 0 and "0 removed" in out
+    assert Source.objects.filter(pk=uploaded.pk).exists()
+
+
 def test_a_renamed_file_keeps_its_source_and_passages_under_its_new_path(folder, drive):
     old = write(folder, "draft.md", "# Policy\n\nExpenses are approved by your manager.")
     sync(folder)
@@ -208,6 +246,90 @@ def test_a_link_that_leads_outside_the_folder_is_refused_and_never_read(tmp_path
     assert not Chunk.objects.filter(text__contains="hunter2").exists()
 
 
+@pytest.fixture
+def secret(tmp_path):
+    """A folder outside the shared one, holding a file a sync must never publish."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.md").write_text("# Payroll\n\nThe payroll password is hunter2.")
+    return outside
+
+
+def swap_for_link(path, target):
+    """``path`` (a file or a folder) replaced by a link to ``target``, as an attacker on the
+    shared drive would, between the sync's look at it and its read."""
+    path.rename(path.with_name(path.name + ".was"))
+    path.symlink_to(target, target_is_directory=target.is_dir())
+
+
+def test_a_file_swapped_for_a_link_outside_after_it_was_hashed_is_never_read(folder, drive, secret):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    b = write(folder, "b.md", "# B\n\nBeta.")
+    stdout = OnLine("added a.md", lambda: swap_for_link(b, secret / "b.md"))
+    status, out, err = sync(folder, stdout=stdout)
+    assert status == 1, out + err
+    assert "b.md: now leads outside the folder (refused, never read)" in err
+    assert list(folder_sources(drive)) == ["a.md"]
+    assert not Chunk.objects.filter(text__contains="hunter2").exists()
+
+
+def test_a_folder_swapped_for_a_link_outside_after_it_was_hashed_is_never_read(
+    folder, drive, secret
+):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, "sub/b.md", "# B\n\nBeta.")
+    stdout = OnLine("added a.md", lambda: swap_for_link(folder / "sub", secret))
+    status, out, err = sync(folder, stdout=stdout)
+    assert status == 1, out + err
+    # Not a link itself: only the handle's real place shows where the file is.
+    assert "sub/b.md: now leads outside the folder (refused, never read)" in err
+    assert list(folder_sources(drive)) == ["a.md"]
+    assert not Chunk.objects.filter(text__contains="hunter2").exists()
+
+
+@pytest.mark.parametrize("swapped", ["b.md", "sub"])
+def test_a_file_or_folder_swapped_for_a_link_outside_after_the_scan_is_never_hashed(
+    folder, secret, swapped
+):
+    write(folder, swapped if swapped.endswith(".md") else f"{swapped}/b.md", "# B\n\nBeta.")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    [file] = scan.files
+    swap_for_link(folder / swapped, secret / "b.md" if swapped == "b.md" else secret)
+    with pytest.raises(folder_sync.FileRefused, match="now leads outside the folder"):
+        folder_sync.file_digest(file.absolute, scan.real_root)
+
+
+def test_a_link_to_a_file_inside_the_folder_is_read_through_its_target(folder, drive):
+    write(folder, "real/policy.md", "# Policy\n\nExpenses need a receipt.")
+    (folder / "shortcut.md").symlink_to(folder / "real" / "policy.md")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    digests = {f.path: folder_sync.file_digest(f.absolute, scan.real_root) for f in scan.files}
+    assert digests["shortcut.md"] == digests["real/policy.md"]
+
+
+def test_a_file_swapped_for_a_pipe_after_the_scan_fails_without_hanging(folder):
+    b = write(folder, "b.md", "# B\n\nBeta.")
+    scan = folder_sync.scan_folder(folder, max_bytes=2**20)
+    b.unlink()
+    os.mkfifo(b)  # opening a pipe to read waits for a writer: a sync must not wait forever
+    outcome: list[BaseException] = []
+
+    def digest() -> None:
+        try:
+            folder_sync.file_digest(scan.files[0].absolute, scan.real_root)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=digest, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    if thread.is_alive():  # free the stuck open before failing
+        os.close(os.open(b, os.O_WRONLY | os.O_NONBLOCK))
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], folder_sync.FileRefused)
+    assert "no longer a regular file" in str(outcome[0])
+
+
 def test_an_oversized_file_fails_without_being_read_and_the_exit_status_is_1(folder, drive):
     write(folder, "small.md", "# Small\n\nFits easily.")
     with (folder / "huge.pdf").open("wb") as handle:
@@ -238,6 +360,52 @@ def test_a_file_without_read_permission_fails(folder, drive):
     locked.chmod(0)
     status, _, err = sync(folder)
     assert status == 1 and "locked.md: could not be read (permission denied)" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists a folder whatever its permissions")
+def test_a_subfolder_without_permission_keeps_its_sources_and_fails(folder, drive):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, "hr/leave.md", "# Leave\n\nTwenty-five days a year.")
+    sync(folder)
+    (folder / "hr").chmod(0)
+    try:
+        status, _, err = sync(folder)
+    finally:
+        (folder / "hr").chmod(0o755)
+    assert status == 1
+    assert "hr: folder could not be listed (permission denied)" in err
+    assert "hr/leave.md: kept as it was: its folder could not be listed" in err
+    assert sorted(folder_sources(drive)) == ["a.md", "hr/leave.md"]
+
+
+def test_a_subfolder_that_cannot_be_listed_keeps_its_sources_and_fails(folder, drive):
+    """Root lists any folder, but nobody lists a path longer than the system allows
+    (PATH_MAX): the same drive reached through a longer path, as when it is mounted deeper."""
+    deep = "d" * 200
+    write(folder, "a.md", "# A\n\nAlpha.")
+    write(folder, f"{deep}/leave.md", "# Leave\n\nTwenty-five days a year.")
+    (folder / "p").mkdir()
+    assert sync(folder)[0] == 0
+    longer = folder
+    while len(str(longer)) < 3950:  # the top still lists; the deep folder's path is too long
+        longer = longer / "p" / ".."
+    status, out, err = sync(longer, "--allow-empty")
+    assert status == 1, out + err
+    assert f"{deep}: folder could not be listed (file name too long)" in err
+    assert f"{deep}/leave.md: kept as it was: its folder could not be listed" in err
+    assert "0 removed" in out
+    assert sorted(folder_sources(drive)) == ["a.md", f"{deep}/leave.md"]
+
+
+def test_a_top_folder_that_cannot_be_listed_stops_the_sync_even_with_allow_empty(
+    tmp_path, folder, drive, admin
+):
+    write(folder, "a.md", "# A\n\nAlpha.")
+    sync(folder)
+    folder.rename(tmp_path / "unmounted")  # gone between the command's check and the walk
+    with pytest.raises(folder_sync.SyncRefused, match="could not be listed"):
+        folder_sync.sync_folder(root=folder, collection=drive, user=admin, allow_empty=True)
+    assert list(folder_sources(drive)) == ["a.md"]
 
 
 def test_a_file_that_is_not_what_its_extension_says_fails_with_the_parsers_reason(folder, drive):
@@ -376,6 +544,36 @@ def test_watch_runs_again_after_the_interval_until_its_last_run(folder, drive):
     assert "Watching" in out
     assert out.count("Synced") == 2
     assert "1 added, 0 changed, 0 unchanged" in out and "0 added, 0 changed, 1 unchanged" in out
+
+
+@pytest.mark.parametrize("revoke", ["deactivated", "removed-from-managers"])
+def test_a_watch_stops_with_status_2_when_its_actor_loses_the_right_between_runs(
+    folder, drive, make_user, revoke
+):
+    managers = Group.objects.create(name="Drive managers")
+    drive.manage_groups.add(managers)
+    keeper = make_user(email="keeper@example.com")
+    keeper.groups.add(managers)
+    write(folder, "a.md", "# A\n\nAlpha.")
+
+    def between_runs() -> None:
+        if revoke == "deactivated":
+            type(keeper).objects.filter(pk=keeper.pk).update(is_active=False)
+        else:
+            keeper.groups.remove(managers)
+        (folder / "a.md").unlink()  # what a later run would have mirrored
+        write(folder, "b.md", "# B\n\nBeta.")
+
+    status, out, err = sync(
+        folder,
+        *("--watch", "--interval", "0.01", "--max-runs", "3"),
+        actor="keeper@example.com",
+        stdout=OnLine("Synced", between_runs),
+    )
+    assert status == 2, out + err
+    assert "keeper@example.com may no longer change the collection 'Drive'" in err
+    assert out.count("Synced") == 1
+    assert list(folder_sources(drive)) == ["a.md"]
 
 
 def test_repeat_stops_when_interrupted_and_returns_the_last_status():

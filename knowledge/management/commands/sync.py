@@ -143,12 +143,30 @@ class Command(BaseCommand):
             )
         return collection
 
+    def _actor_still_allowed(self, user, collection: Collection):
+        """The actor as the database has them now: a watch runs for days, and an account
+        deactivated or removed from the managing group meanwhile must not go on syncing."""
+        fresh = get_user_model().objects.filter(pk=user.pk).first()
+        if collection.pk is None:  # a dry run of --create: the rule for creating it
+            allowed = fresh is not None and fresh.is_active and fresh.is_staff
+        else:
+            allowed = fresh is not None and can_manage_collection(fresh, collection)
+        if not allowed:
+            raise CommandError(
+                f"{user.email} may no longer change the collection {collection.name!r} (the "
+                "account was deactivated or lost the right to manage it, or the collection was "
+                "deleted); stopped without changing anything in this run.",
+                returncode=REFUSED,
+            )
+        return fresh
+
     # --- one run --------------------------------------------------------------------------
 
     def _run_once(self, root: Path, collection: Collection, user, opts) -> int:
         if opts["watch"]:
             close_old_connections()  # a long watch outlives connections the database dropped
         try:
+            user = self._actor_still_allowed(user, collection)
             if opts["dry_run"]:
                 report = self._sync(root, collection, user, opts)
             else:
