@@ -103,6 +103,11 @@ def question_create(
         )
     elif conversation.owner_id != user.pk:
         raise ChatError("This conversation is not yours.")
+    elif not Conversation.objects.select_for_update().filter(pk=conversation.pk).exists():
+        # Locked while the question is stored: the retention policy deleting this (idle)
+        # conversation at this instant either finished first (it is gone: "not found") or skips
+        # it (``retention.delete_in_batches``), and then finds it in use.
+        raise Conversation.DoesNotExist("This conversation no longer exists.")
     message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=text, version_of=version_of
     )

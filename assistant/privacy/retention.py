@@ -155,7 +155,13 @@ def delete_in_batches(rows: QuerySet, *, batch_size: int) -> tuple[int, int, int
     deleted = messages = batches = 0
     while True:
         with transaction.atomic():
-            ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            # Rows locked by a writer (a question being stored in a conversation) are skipped:
+            # committed, it makes the conversation recent; the next run looks again.
+            ids = list(
+                rows.select_for_update(skip_locked=True, of=("self",))
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
             if not ids:
                 return deleted, messages, batches
             _, per_model = rows.filter(pk__in=ids).delete()

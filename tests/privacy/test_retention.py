@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from io import StringIO
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -16,11 +17,12 @@ from django.utils import timezone
 
 from accounts.audit import Action, audit_record
 from accounts.models import AuditEvent
-from assistant import celery_app
+from assistant import celery_app, services
 from assistant.models import Citation, Conversation, Feedback, MemoryItem, Message
 from assistant.privacy import tasks
 from assistant.privacy.retention import retention_apply, retention_plan
 from assistant.slack.models import SlackEventReceipt
+from tests.support import processes
 
 pytestmark = pytest.mark.django_db
 
@@ -190,6 +192,38 @@ def test_rows_are_deleted_in_batches_of_the_batch_size(settings, make_user):
     assert report.batches["conversations"] == 5
     assert report.counts()["conversations"] == 30
     assert set(Conversation.objects.values_list("pk", flat=True)) == {c.pk for c in recent}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conversation_a_question_is_being_stored_in_is_skipped_not_deleted_under_it(
+    settings, make_user
+):
+    """A person writes in a conversation idle past the cut-off just as retention runs: the
+    question's transaction holds the conversation's row, so retention skips it (it is in use
+    once the question commits) instead of deleting it under the person's feet."""
+    settings.RETENTION_CONVERSATION_DAYS = 30
+    ada = make_user()
+    busy, idle = conversation(ada, idle_days=40), conversation(ada, idle_days=40)
+    with psycopg.connect(processes.test_database_url()) as writer:
+        writer.execute("SELECT 1 FROM assistant_conversation WHERE id = %s FOR UPDATE", [busy.pk])
+
+        report = retention_apply()
+
+        assert report.counts()["conversations"] == 1
+        assert list(Conversation.objects.values_list("pk", flat=True)) == [busy.pk]
+        writer.rollback()
+    assert not Conversation.objects.filter(pk=idle.pk).exists()
+
+
+def test_a_question_in_a_conversation_retention_just_deleted_is_not_found(settings, make_user):
+    settings.RETENTION_CONVERSATION_DAYS = 30
+    ada = make_user()
+    old = conversation(ada, idle_days=40)
+    retention_apply()
+
+    with pytest.raises(Conversation.DoesNotExist):
+        services.question_create(user=ada, conversation=old, text="Still there?")
+    assert not Message.objects.filter(content="Still there?").exists()
 
 
 def test_the_slack_policy_covers_slack_threads_and_deliveries_only(settings, make_user):
