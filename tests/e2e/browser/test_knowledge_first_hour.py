@@ -64,7 +64,7 @@ def test_an_internal_web_address_is_refused_at_once_naming_the_setting(
     section = page.locator(f"#collection-{collection.pk}")
     section.get_by_label("Add web page").fill("http://127.0.0.1:5432/")
     section.get_by_role("button", name="Add page").click()
-    status = section.locator("[data-form-status]")
+    status = section.locator(".page-form [data-form-status]")
     expect(status).to_have_class("form-status is-failed")
     expect(status).to_contain_text("add 127.0.0.1 to URL_FETCH_ALLOWED_HOSTS")
     screenshot(page, "knowledge-internal-url-refused")
