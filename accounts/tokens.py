@@ -24,6 +24,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import unquote_plus
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -61,8 +62,10 @@ class TokenError(Exception):
         "revoked": "This token was revoked. Create a new one on your account page.",
         "expired": "This token has expired. Create a new one on your account page.",
         "inactive": "The account this token belongs to is deactivated.",
+        "owner_away": "The account this token belongs to has not signed in for too long "
+        "(TOKEN_OWNER_SIGN_IN_DAYS): sign in to the assistant again, and the token works again.",
     }
-    REASONS = ("missing", "malformed", "invalid", "revoked", "expired", "inactive")
+    REASONS = ("missing", "malformed", "invalid", "revoked", "expired", "inactive", "owner_away")
 
     def __init__(self, reason: str):
         assert reason in self.REASONS, reason
@@ -213,6 +216,8 @@ def token_verify(authorization: str | None) -> AccessToken:
         reason = "expired"
     elif not token.owner.is_active:
         reason = "inactive"
+    elif _owner_away(token.owner, now):
+        reason = "owner_away"
     if reason:
         logger.info(
             "token refused",
@@ -222,6 +227,17 @@ def token_verify(authorization: str | None) -> AccessToken:
     _touch(token, now)
     logger.info("token used", extra={"token_prefix": token.prefix, "user_id": token.owner_id})
     return token
+
+
+def _owner_away(owner, now) -> bool:
+    """With ``TOKEN_OWNER_SIGN_IN_DAYS`` set, a token works only while its owner has signed in
+    (through SSO or a password) within that many days. Someone who left is usually removed at
+    the identity provider, which the assistant only learns at a sign-in that never comes: this
+    ends their tokens without anyone deactivating the account here."""
+    days = getattr(settings, "TOKEN_OWNER_SIGN_IN_DAYS", None)
+    if not days:
+        return False
+    return owner.last_login is None or owner.last_login < now - timedelta(days=days)
 
 
 def _touch(token: AccessToken, now) -> None:

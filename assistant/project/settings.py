@@ -484,12 +484,16 @@ APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")
 # the beat schedule and by `manage.py retention`, RETENTION_BATCH_SIZE rows per transaction.
 
 
-def _retention_days(name: str) -> int | None:
+def _days_or_unset(name: str) -> int | None:
     return env.int(name, 0, min_value=1) if env.is_set(name) else None
 
 
-RETENTION_CONVERSATION_DAYS = _retention_days("RETENTION_CONVERSATION_DAYS")
-RETENTION_SLACK_DAYS = _retention_days("RETENTION_SLACK_DAYS")
-RETENTION_FEEDBACK_DAYS = _retention_days("RETENTION_FEEDBACK_DAYS")
-RETENTION_AUDIT_DAYS = _retention_days("RETENTION_AUDIT_DAYS")
+RETENTION_CONVERSATION_DAYS = _days_or_unset("RETENTION_CONVERSATION_DAYS")
+RETENTION_SLACK_DAYS = _days_or_unset("RETENTION_SLACK_DAYS")
+RETENTION_FEEDBACK_DAYS = _days_or_unset("RETENTION_FEEDBACK_DAYS")
+RETENTION_AUDIT_DAYS = _days_or_unset("RETENTION_AUDIT_DAYS")
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", 500, min_value=1)
+
+# Personal access tokens work only while their owner signed in within this many days (unset:
+# no such rule). With SSO, leaving the company ends at the identity provider; this ends tokens.
+TOKEN_OWNER_SIGN_IN_DAYS = _days_or_unset("TOKEN_OWNER_SIGN_IN_DAYS")

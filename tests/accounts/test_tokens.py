@@ -143,6 +143,23 @@ def test_a_deactivated_owners_token_fails_at_once(world):
     assert refused(bearer(plaintext)) == "inactive"
 
 
+def test_a_token_whose_owner_stopped_signing_in_is_refused_when_the_rule_is_on(world, settings):
+    """Someone who left is removed at the identity provider; the assistant never sees them sign
+    in again. With TOKEN_OWNER_SIGN_IN_DAYS their scripts stop without anyone acting here."""
+    _, plaintext = token_create(user=world["ada"], name="x")
+    ada = type(world["ada"]).objects.filter(pk=world["ada"].pk)
+    ada.update(last_login=timezone.now() - timedelta(days=40))
+    assert authenticate(bearer(plaintext)).user == world["ada"]  # unset: no such rule
+
+    settings.TOKEN_OWNER_SIGN_IN_DAYS = 30
+    assert refused(bearer(plaintext)) == "owner_away"
+    ada.update(last_login=None)  # never signed in (an account made for a script)
+    assert refused(bearer(plaintext)) == "owner_away"
+
+    ada.update(last_login=timezone.now() - timedelta(days=29))  # signed in again
+    assert authenticate(bearer(plaintext)).user == world["ada"]
+
+
 def test_every_refusal_has_a_message_for_people(world):
     with pytest.raises(TokenError) as caught:
         authenticate("Bearer nope")
