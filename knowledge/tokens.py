@@ -118,7 +118,7 @@ def authenticate(authorization: str | None) -> TokenAuth:
     """The request's identity from its ``Authorization`` header value (``None`` when absent).
 
     Raises ``TokenError`` whose ``reason`` is ``missing``, ``malformed``, ``invalid``,
-    ``revoked``, ``expired`` or ``inactive``. Takes the header only: a token in a query string
+    ``revoked``, ``expired``, ``inactive`` or ``owner_away``. Takes the header only: a token in a query string
     or a body is never looked at. Sync (the ORM); async doors call ``aauthenticate``."""
     token = token_verify(authorization)
     allowed = set(readable_collection_ids(token.owner))
