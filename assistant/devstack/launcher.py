@@ -559,6 +559,7 @@ def print_proxy_config(args: argparse.Namespace, parser: argparse.ArgumentParser
             server_name=args.server_name,
             tls_certificate=args.tls_certificate,
             tls_key=args.tls_key,
+            trusted_proxies=tuple(args.trusted_proxy or ()),
         )
     except proxy.ProxyConfigError as exc:
         parser.error(str(exc))
@@ -616,6 +617,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     config_parser.add_argument("--tls-certificate", help="terminate TLS here: the certificate")
     config_parser.add_argument("--tls-key", help="... and its key")
+    config_parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="a load balancer in front of nginx (address or network); repeat for each: the "
+        "client's address is then taken from its X-Forwarded-For",
+    )
     args = parser.parse_args(argv)
     if getattr(args, "command", None) and args.command[0] == "--":
         args.command = args.command[1:]

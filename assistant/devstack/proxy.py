@@ -10,6 +10,7 @@ Plain Python, no Django: the launcher uses it before any app runs.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -60,6 +61,8 @@ class Site:
     tls_certificate: str | None = None
     tls_key: str | None = None
     show_upstream: bool = False
+    # Addresses (CIDR) of load balancers in front of nginx whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_listen(self.listen)
@@ -78,12 +81,25 @@ class Site:
         for path in (self.tls_certificate, self.tls_key):
             if path is not None and not _PATH.fullmatch(path):
                 raise ProxyConfigError(f"not an absolute file path nginx can read: {path!r}")
+        for network in self.trusted_proxies:
+            check_network(network)
 
 
 def check_listen(value: str) -> str:
     match = _ADDRESS.fullmatch(value)
     if not match or not 1 <= int(match["port"]) <= 65535:
         raise ProxyConfigError(f"not a port or HOST:PORT to listen on: {value!r}")
+    return value
+
+
+def check_network(value: str) -> str:
+    """An address or CIDR network, written back exactly as given (only a parsed one passes)."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ProxyConfigError(f"not an address or network (CIDR) of a proxy: {value!r}") from None
+    if not re.fullmatch(r"[0-9A-Fa-f:./]+", value):
+        raise ProxyConfigError(f"not an address or network (CIDR) of a proxy: {value!r}")
     return value
 
 
@@ -101,6 +117,14 @@ def site_config(site: Site) -> str:
     tls = (
         f"    ssl_certificate {site.tls_certificate};\n    ssl_certificate_key {site.tls_key};\n"
         if site.tls_certificate
+        else ""
+    )
+    real_ip = (
+        "    # Behind the load balancers below: the client is the address they put last in\n"
+        "    # X-Forwarded-For (nginx skips their own), never one a client wrote there itself.\n"
+        + "".join(f"    set_real_ip_from {network};\n" for network in site.trusted_proxies)
+        + "    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n"
+        if site.trusted_proxies
         else ""
     )
     upstream_header = (
@@ -131,7 +155,7 @@ server {{
     # The app refuses uploads above KNOWLEDGE_MAX_UPLOAD_MB ({site.max_upload_mb} MB); the
     # proxy refuses them first, before Daphne buffers the whole body.
     client_max_body_size {site.max_upload_mb + BODY_MARGIN_MB}m;
-{upstream_header}
+{upstream_header}{real_ip}
     proxy_http_version 1.1;
     proxy_set_header Host $http_host;
     # The client's own address, not a list it could start with one of its choosing: Daphne

@@ -132,6 +132,52 @@ def test_a_server_name_or_tls_path_that_would_inject_directives_is_refused():
         proxy.Site(listen="80", upstreams=("w:1",), tls_certificate="a;b", tls_key="/k")
 
 
+def test_behind_a_load_balancer_the_clients_address_comes_from_its_forwarded_for():
+    site = proxy.Site(
+        listen="80", upstreams=("10.0.0.5:8000",), trusted_proxies=("10.1.0.0/16", "10.2.0.7")
+    )
+    lines = _directives(proxy.site_config(site))
+
+    assert lines[lines.index("set_real_ip_from 10.1.0.0/16;") :][:4] == [
+        "set_real_ip_from 10.1.0.0/16;",
+        "set_real_ip_from 10.2.0.7;",
+        "real_ip_header X-Forwarded-For;",
+        "real_ip_recursive on;",
+    ]
+    # What Daphne then receives is that address alone, never a list the client began.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in lines
+    assert not any(
+        line.startswith("set_real_ip_from") for line in _directives(proxy.site_config(SITE))
+    )
+
+
+@pytest.mark.parametrize("network", ["10.0.0.0/8;\ninclude /etc/shadow", "all", "10.0.0.0/33", ""])
+def test_a_trusted_proxy_that_is_not_an_address_is_refused(network):
+    with pytest.raises(proxy.ProxyConfigError, match="not an address or network"):
+        proxy.Site(listen="80", upstreams=("10.0.0.5:8000",), trusted_proxies=(network,))
+
+
+def test_nginx_accepts_a_site_behind_a_load_balancer(tmp_path):
+    nginx = proxy.find_nginx({"PATH": "/usr/bin:/bin"})
+    if nginx is None:
+        pytest.skip("needs Debian's nginx (make system-deps installs it)")
+    proxy.prepare(tmp_path)
+    conf = tmp_path / "nginx.conf"
+    behind = proxy.Site(
+        listen="127.0.0.1:8000", upstreams=("127.0.0.1:8001",), trusted_proxies=("10.1.0.0/16",)
+    )
+    conf.write_text(proxy.dev_config(behind, var_dir=tmp_path))
+
+    done = subprocess.run(
+        [*proxy.nginx_argv(nginx, conf=conf, var_dir=tmp_path), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+
+
 def test_without_an_upstream_there_is_nothing_to_proxy():
     with pytest.raises(proxy.ProxyConfigError, match="at least one upstream"):
         proxy.Site(listen="80", upstreams=())
@@ -195,6 +241,20 @@ def test_proxy_config_prints_the_production_site():
         server_name="assistant.example.com",
     )
     assert done.stdout == proxy.site_config(site)
+
+
+def test_proxy_config_takes_the_load_balancers_to_trust_and_refuses_a_hostile_one():
+    done = _embedded(
+        "proxy-config", "--upstream", "10.0.0.5:8000", "--trusted-proxy", "10.1.0.0/16"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "set_real_ip_from 10.1.0.0/16;" in done.stdout
+
+    hostile = _embedded(
+        "proxy-config", "--upstream", "10.0.0.5:8000", "--trusted-proxy", "0/0;\nallow all"
+    )
+    assert hostile.returncode == 2 and "not an address or network" in hostile.stderr
+    assert hostile.stdout == ""
 
 
 def test_proxy_config_refuses_a_hostile_upstream_with_a_clear_error():
