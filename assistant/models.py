@@ -117,6 +117,10 @@ class Message(models.Model):
     # set in the transaction that stores what was learned, so a redelivered or duplicated task
     # never learns from the same turn twice.
     learned_at = models.DateTimeField(null=True, blank=True)
+    # The after-turn work (learning, summary) is owed for this answer since then: set with the
+    # answer's end, cleared when the task has run. One still set minutes later lost its task
+    # (the broker was down or restarted); the workers' sweep queues it again.
+    after_turn_due_at = models.DateTimeField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     retrieval_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -131,6 +135,12 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"], name="message_conversation_time"),
             # Insights: a window of days reads only its rows (assistant.insights.selectors).
             models.Index(fields=["role", "created_at"], name="message_role_time"),
+            # The sweep's look for after-turn work that lost its task: only the few owed rows.
+            models.Index(
+                fields=["after_turn_due_at"],
+                name="message_after_turn_due",
+                condition=models.Q(after_turn_due_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -168,6 +168,8 @@ def answer_finish(
     message.retrieval_ms = _ms(timings.get("retrieval_ms"))
     message.first_token_ms = _ms(timings.get("first_token_ms"))
     message.total_ms = _ms(timings.get("total_ms"))
+    owed = status == Message.Status.COMPLETE and learn
+    message.after_turn_due_at = timezone.now() if owed else None
     message.save()
     message.citations.all().delete()
     Citation.objects.bulk_create(
@@ -189,7 +191,7 @@ def answer_finish(
         ]
     )
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
-    if status == Message.Status.COMPLETE and learn:
+    if owed:
         enqueue_on_commit("assistant.after_turn", str(message.pk))
     user_event_send(
         user_ids=message.conversation.owner_id,

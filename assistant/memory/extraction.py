@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,6 +26,7 @@ from assistant.memory.selectors import (
 )
 from assistant.memory.services import MAX_ITEM_CHARS, parse_command, remember
 from assistant.models import Conversation, MemoryItem, Message
+from assistant.project.tasking import enqueue_on_commit, waiting_count
 from knowledge.embeddings import get_embedder
 
 logger = logging.getLogger(__name__)
@@ -308,6 +310,41 @@ def after_turn(*, answer_id) -> None:
         learn_from_turn(answer_id=answer_id)
     if auto_learn_default():
         summarise_if_long(conversation_id=answer.conversation_id)
+    # Done (whatever was learned): the sweep no longer owes this turn anything.
+    Message.objects.filter(pk=answer_id).update(after_turn_due_at=None)
+
+
+def after_turns_requeue_stuck(*, older_than_seconds: float, limit: int = 200) -> list[str]:
+    """Queues again the after-turn work still owed ``older_than_seconds`` after an answer ended
+    (for answers younger than ``AFTER_TURN_REQUEUE_MAX_AGE_SECONDS``) while nothing waits in its
+    queue:
+    its task was lost. Returns the answers' ids.
+
+    Each is claimed (its due time renewed; rows another worker's sweep holds are skipped), so
+    several workers sweeping at once queue it once; run twice, a turn is still learned from
+    once (``learned_at``)."""
+    if waiting_count("assistant.after_turn"):
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(
+                after_turn_due_at__lt=now - timedelta(seconds=older_than_seconds),
+                # Bounded by the answer's age, not the claim's: a turn whose task keeps dying
+                # is not queued for ever.
+                created_at__gte=now
+                - timedelta(seconds=settings.AFTER_TURN_REQUEUE_MAX_AGE_SECONDS),
+            )
+            .order_by("after_turn_due_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Message.objects.filter(pk__in=ids).update(after_turn_due_at=now)
+        for pk in ids:
+            enqueue_on_commit("assistant.after_turn", str(pk))
+    if ids:
+        logger.warning("re-queued after-turn work whose task was lost", extra={"answers": ids})
+    return [str(pk) for pk in ids]
 
 
 # --- long conversations ---------------------------------------------------------------------

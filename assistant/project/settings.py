@@ -476,6 +476,12 @@ SLACK_ANSWER_LEASE_SECONDS = env.int("SLACK_ANSWER_LEASE_SECONDS", 360, min_valu
 # sweep after this long, unless it is older than the second limit (slack.services).
 SLACK_REQUEUE_AFTER_SECONDS = env.int("SLACK_REQUEUE_AFTER_SECONDS", 60, min_value=1)
 SLACK_REQUEUE_MAX_AGE_SECONDS = env.int("SLACK_REQUEUE_MAX_AGE_SECONDS", 3600, min_value=1)
+# After-turn work (memory learning, summaries) whose task the broker lost: queued again by the
+# workers' sweep this long after the answer ended, for answers younger than the max age.
+AFTER_TURN_REQUEUE_AFTER_SECONDS = env.int("AFTER_TURN_REQUEUE_AFTER_SECONDS", 300, min_value=1)
+AFTER_TURN_REQUEUE_MAX_AGE_SECONDS = env.int(
+    "AFTER_TURN_REQUEUE_MAX_AGE_SECONDS", 86400, min_value=1
+)
 APP_BASE_URL = env.str("APP_BASE_URL", "http://127.0.0.1:8000")
 
 # --- Retention (assistant/privacy/retention.py; unset = keep) ---------------------------

@@ -21,9 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 def sweep() -> dict[str, list[int]]:
-    """One pass: re-queues the sources and the Slack questions that lost their task; returns
-    their ids (``{"sources": [...], "slack_receipts": [...]}``). Each kind is swept on its own:
+    """One pass: re-queues the sources, the Slack questions and the after-turn work (memory
+    learning, summaries) that lost their task; returns their ids (``{"sources": [...],
+    "slack_receipts": [...], "after_turns": [...]}``). Each kind is swept on its own:
     one failing does not stop the other."""
+    from assistant.memory.extraction import after_turns_requeue_stuck
     from assistant.slack.services import receipts_requeue_stuck
     from knowledge.services import sources_requeue_stuck
 
@@ -32,6 +34,7 @@ def sweep() -> dict[str, list[int]]:
     for kind, requeue, after in (
         ("sources", sources_requeue_stuck, settings.INDEXING_REQUEUE_AFTER_SECONDS),
         ("slack_receipts", receipts_requeue_stuck, settings.SLACK_REQUEUE_AFTER_SECONDS),
+        ("after_turns", after_turns_requeue_stuck, settings.AFTER_TURN_REQUEUE_AFTER_SECONDS),
     ):
         try:
             swept[kind] = requeue(older_than_seconds=after)

@@ -13,6 +13,9 @@ from celery import Celery
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from assistant import services
+from assistant.memory import extraction
+from assistant.models import Message
 from assistant.project import sweeping
 from assistant.project.celery import app
 from assistant.slack.models import SlackEventReceipt
@@ -116,7 +119,7 @@ def test_the_sweep_survives_a_broker_that_is_down(settings, broker_down, caplog)
     lost = _queued_source(collection, "lost.md", waited_seconds=120)
 
     with caplog.at_level(logging.WARNING, logger="assistant.project.sweeping"):
-        assert sweeping.sweep() == {"sources": [], "slack_receipts": []}
+        assert sweeping.sweep() == {"sources": [], "slack_receipts": [], "after_turns": []}
     assert any("sweep" in r.getMessage() for r in caplog.records)
     # Nothing claimed: the next tick after the broker is back still finds it.
     assert Source.objects.get(pk=lost.pk).updated_at < timezone.now() - timedelta(seconds=60)
@@ -185,4 +188,72 @@ def test_the_sweep_leaves_slack_questions_waiting_behind_queued_work_alone(
     app.send_task("assistant.slack.answer", args=[receipt.pk])  # its task is still queued
     with queued_tasks() as tasks:
         assert sweeping.sweep()["slack_receipts"] == []
+    assert tasks == []
+
+
+# --- after-turn work (memory learning, summaries) -----------------------------------------
+
+
+def _answer(user, *, learn: bool = True) -> Message:
+    question = services.question_create(user=user, conversation=None, text="I live in Lyon.")
+    answer = services.answer_start(question=question, sources=[])
+    return services.answer_finish(
+        message_id=answer.pk, content="Noted.", status=Message.Status.COMPLETE, learn=learn
+    )
+
+
+def _broker_loses_the_default_queue() -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete("default")
+
+
+def _due_ago(answer: Message, seconds: float) -> None:
+    Message.objects.filter(pk=answer.pk).update(
+        after_turn_due_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_an_answer_owes_its_after_turn_work_until_the_task_has_run(make_user):
+    person = make_user()
+    owed, shared = _answer(person), _answer(person, learn=False)  # a Slack channel's answer
+
+    assert Message.objects.get(pk=owed.pk).after_turn_due_at is not None
+    assert Message.objects.get(pk=shared.pk).after_turn_due_at is None  # never learned from
+
+    extraction.after_turn(answer_id=str(owed.pk))
+
+    assert Message.objects.get(pk=owed.pk).after_turn_due_at is None
+
+
+def test_the_sweep_requeues_after_turn_work_whose_task_was_lost_once(
+    settings, make_user, empty_default_queue
+):
+    settings.AFTER_TURN_REQUEUE_AFTER_SECONDS = 300
+    settings.AFTER_TURN_REQUEUE_MAX_AGE_SECONDS = 86400
+    person = make_user()
+    lost, recent, old = _answer(person), _answer(person), _answer(person)
+    _due_ago(lost, 600)
+    _due_ago(recent, 5)  # its task may still be on its way
+    _due_ago(old, 600)
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    _broker_loses_the_default_queue()  # what the answers enqueued never reaches a worker
+
+    with queued_tasks() as tasks:
+        assert sweeping.sweep()["after_turns"] == [str(lost.pk)]
+        # Claimed: the next tick (here, or on another worker) does not queue it again.
+        assert sweeping.sweep()["after_turns"] == []
+    assert [t.args for t in tasks.named("assistant.after_turn")] == [(str(lost.pk),)]
+
+
+def test_the_sweep_leaves_after_turn_work_waiting_behind_queued_tasks_alone(
+    settings, make_user, empty_default_queue
+):
+    settings.AFTER_TURN_REQUEUE_AFTER_SECONDS = 300
+    waiting = _answer(make_user())
+    _due_ago(waiting, 600)
+    _broker_loses_the_default_queue()
+    app.send_task("assistant.after_turn", args=[str(waiting.pk)])  # its task is still queued
+
+    with queued_tasks() as tasks:
+        assert sweeping.sweep()["after_turns"] == []
     assert tasks == []
