@@ -216,8 +216,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         text = _text(content)
         collection_ids = _collection_ids(content)
         conversation_id = content.get("conversation_id")
-        question = await db(self._store_question)(text, conversation_id)
-        await self._answer(question, content, collection_ids)
+        question, claimed = await db(self._store_question)(text, conversation_id)
+        await self._answer(question, content, collection_ids, claimed=claimed)
 
     def _store_question(self, text, conversation_id):
         conversation = None
@@ -225,9 +225,21 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             conversation = selectors.conversation_get_for_user(
                 user=self.user, conversation_id=_uuid(conversation_id, "conversation")
             )
-        return services.question_ask(user=self.user, conversation=conversation, text=text)
+        return services.conversation_claimed(
+            conversation,
+            lambda: services.question_ask(user=self.user, conversation=conversation, text=text),
+        )
 
-    async def _answer(self, question, content, collection_ids=None, use_cache=True):
+    async def _answer(self, question, content, collection_ids=None, use_cache=True, claimed=None):
+        try:
+            await self._start(question, content, collection_ids, use_cache)
+        finally:
+            # The answer row exists (or the answer ended before one): the conversation is busy
+            # by that row now, so the claim taken with the question goes.
+            if claimed is not None:
+                await db(services.conversation_release)(conversation_id=claimed)
+
+    async def _start(self, question, content, collection_ids, use_cache):
         await self.send_json(
             {
                 "type": "ack",
@@ -252,23 +264,29 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_regenerate(self, content):
         message_id = _uuid(content.get("message_id"), "message")
-        question = await db(self._regenerate)(message_id)
+        question, claimed = await db(self._regenerate)(message_id)
         # Regenerating means "ask the model again": never the cached answer.
-        await self._answer(question, content, use_cache=False)
+        await self._answer(question, content, use_cache=False, claimed=claimed)
 
     def _regenerate(self, message_id):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
-        return services.answer_regenerate(user=self.user, message=message)
+        return services.conversation_claimed(
+            message.conversation,
+            lambda: services.answer_regenerate(user=self.user, message=message),
+        )
 
     async def on_edit(self, content):
         message_id = _uuid(content.get("message_id"), "message")
         text = _text(content)
-        question = await db(self._edit)(message_id, text)
-        await self._answer(question, content)
+        question, claimed = await db(self._edit)(message_id, text)
+        await self._answer(question, content, claimed=claimed)
 
     def _edit(self, message_id, text):
         message = selectors.message_get_for_user(user=self.user, message_id=message_id)
-        return services.question_edit_ask(user=self.user, message=message, text=text)
+        return services.conversation_claimed(
+            message.conversation,
+            lambda: services.question_edit_ask(user=self.user, message=message, text=text),
+        )
 
     async def on_feedback(self, content):
         message_id = _uuid(content.get("message_id"), "message")

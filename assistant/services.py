@@ -5,6 +5,9 @@ These are synchronous ORM functions; the async pipeline calls them through sync_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -16,6 +19,8 @@ from accounts.events import user_event_send
 from assistant import selectors
 from assistant.models import Citation, Conversation, Feedback, Message
 from assistant.project.tasking import enqueue_on_commit
+
+T = TypeVar("T")
 
 TITLE_CHARS = 60
 
@@ -252,6 +257,23 @@ def conversation_claim(*, conversation_id) -> None:
 
 def conversation_release(*, conversation_id) -> None:
     cache.delete(_claim_key(conversation_id))
+
+
+def conversation_claimed(conversation: Conversation | None, ask: Callable[[], T]) -> tuple[T, Any]:
+    """Runs ``ask`` (storing a question in ``conversation``) under the conversation's claim, the
+    one the API and MCP take: of a question from the chat and one from a script at the same
+    instant, one is answered and the other is ``Busy``. Returns ``ask``'s result and the claimed
+    id, which the caller releases (``conversation_release``) once the answer row exists; ``None``
+    when nothing was claimed (a new conversation, or one held in a Slack thread, where the
+    chat's question starts a conversation of its own)."""
+    if conversation is None or conversation.origin == Conversation.Origin.SLACK:
+        return ask(), None
+    conversation_claim(conversation_id=conversation.pk)
+    try:
+        return ask(), conversation.pk
+    except BaseException:
+        conversation_release(conversation_id=conversation.pk)
+        raise
 
 
 def _refuse_if_busy(conversation: Conversation) -> None:

@@ -49,12 +49,11 @@ def api_question_ask(
         raise services.ChatError(
             "This conversation lives in a Slack thread: continue it there, or start a new one."
         )
-    services.conversation_claim(conversation_id=conversation.pk)
-    try:
-        return services.question_ask(user=user, conversation=conversation, text=text)
-    except BaseException:
-        services.conversation_release(conversation_id=conversation.pk)
-        raise
+    question, _ = services.conversation_claimed(
+        conversation,
+        lambda: services.question_ask(user=user, conversation=conversation, text=text),
+    )
+    return question
 
 
 @transaction.atomic
