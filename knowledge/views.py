@@ -45,17 +45,20 @@ def _refusal(request, message: str, status: int = 400):
     return JsonResponse({"ok": False, "error": message}, status=status)
 
 
-def _done(request, result: services.UploadResult):
+def _success(request, message: str, **fields):
+    """What went well, as the asker wants it: a message on the page, or JSON with ``fields``."""
     if _wants_html(request):
-        messages.success(request, result.message)
+        messages.success(request, message)
         return redirect("knowledge:index")
-    return JsonResponse(
-        {
-            "ok": True,
-            "message": result.message,
-            "source": services.source_as_event(result.source),
-            "created": result.created,
-        }
+    return JsonResponse({"ok": True, "message": message, **fields})
+
+
+def _done(request, result: services.UploadResult):
+    return _success(
+        request,
+        result.message,
+        source=services.source_as_event(result.source),
+        created=result.created,
     )
 
 
@@ -214,12 +217,7 @@ def sitemap_add(request, collection_id: int):
             f"{sitemap.report.get('added', 0)} pages added at its last reading; "
             "it is read again on its schedule."
         )
-    if _wants_html(request):
-        messages.success(request, message)
-        return redirect("knowledge:index")
-    return JsonResponse(
-        {"ok": True, "message": message, "sitemap": {"id": sitemap.pk, "url": sitemap.url}}
-    )
+    return _success(request, message, sitemap={"id": sitemap.pk, "url": sitemap.url})
 
 
 @require_POST
@@ -227,12 +225,7 @@ def source_reindex(request, source_id: int):
     source = _manageable_source(request, source_id)
     services.source_reindex(user=request.user, source=source)
     message = f"{source.name} queued for re-indexing."
-    if _wants_html(request):
-        messages.success(request, message)
-        return redirect("knowledge:index")
-    return JsonResponse(
-        {"ok": True, "message": message, "source": services.source_as_event(source)}
-    )
+    return _success(request, message, source=services.source_as_event(source))
 
 
 @require_http_methods(["GET", "POST"])
@@ -242,11 +235,7 @@ def source_delete(request, source_id: int):
         return render(request, "knowledge/source_confirm_delete.html", {"source": source})
     name = source.name
     services.source_delete(user=request.user, source=source)
-    message = f"{name} deleted."
-    if _wants_html(request):
-        messages.success(request, message)
-        return redirect("knowledge:index")
-    return JsonResponse({"ok": True, "message": message})
+    return _success(request, f"{name} deleted.")
 
 
 @require_GET

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from knowledge import fetching, services, syncing
-from knowledge.models import Collection
+from knowledge.management.collections import named_collection
 
 
 class Command(BaseCommand):
@@ -36,7 +36,9 @@ class Command(BaseCommand):
             syncing.sitemap_url_for(opts["url"])  # a nonsense address creates nothing
         except fetching.FetchError as exc:
             raise CommandError(str(exc)) from None
-        collection = self._collection(user, opts["collection"], create=opts["create"])
+        collection = named_collection(
+            user=user, name=opts["collection"], create=opts["create"], say=self.stdout.write
+        )
         try:
             sitemap = syncing.sitemap_add(
                 user=user, collection=collection, url=opts["url"], enqueue=False
@@ -73,22 +75,3 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError("No superuser exists; pass --user EMAIL.")
         return user
-
-    def _collection(self, user, name: str, *, create: bool) -> Collection:
-        # As ``manage.py sync`` does: a mistyped name must not make a new collection.
-        clean = " ".join(name.split())
-        collection = Collection.objects.filter(name=clean).first()
-        if collection is not None:
-            return collection
-        if not create:
-            raise CommandError(
-                f"No collection is named {clean!r}. Check the name, or pass --create to make it."
-            )
-        try:
-            collection, _ = services.collection_get_or_create(
-                user=user, name=clean, visibility=Collection.Visibility.GROUPS
-            )
-        except services.KnowledgeError as exc:
-            raise CommandError(str(exc)) from None
-        self.stdout.write(f"Created the collection {collection.name!r}.")
-        return collection

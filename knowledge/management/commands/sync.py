@@ -9,8 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from knowledge import folder_sync, services
+from knowledge import folder_sync
 from knowledge.folder_sync import Outcome
+from knowledge.management.collections import named_collection
 from knowledge.models import Collection
 from knowledge.selectors import can_manage_collection
 
@@ -115,26 +116,16 @@ class Command(BaseCommand):
         return user
 
     def _collection(self, user, name: str, *, create: bool, dry_run: bool) -> Collection:
-        clean = " ".join(name.split())
-        collection = Collection.objects.filter(name=clean).first()
-        if collection is None and not create:
-            raise CommandError(
-                f"No collection is named {clean!r}. Check the name, or pass --create to make it.",
-                returncode=REFUSED,
-            )
-        if collection is None and dry_run:
-            if not user.is_staff:
-                raise CommandError("Only staff may create collections.", returncode=REFUSED)
-            self.stdout.write(f"Would create the collection {clean!r}.")
-            return Collection(name=clean)  # never saved: a dry run finds nothing in it
-        if collection is None:
-            try:
-                collection, _ = services.collection_get_or_create(
-                    user=user, name=clean, visibility=Collection.Visibility.GROUPS
-                )
-            except services.KnowledgeError as exc:
-                raise CommandError(str(exc), returncode=REFUSED) from None
-            self.stdout.write(f"Created the collection {collection.name!r}.")
+        collection = named_collection(
+            user=user,
+            name=name,
+            create=create,
+            say=self.stdout.write,
+            dry_run=dry_run,
+            returncode=REFUSED,
+        )
+        if collection.pk is None:  # a dry run of --create: named_collection checked who may
+            return collection
         if not can_manage_collection(user, collection):
             raise CommandError(
                 f"{user.email} may not change the collection {collection.name!r}; "
