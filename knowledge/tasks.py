@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -48,21 +49,28 @@ def database_away(exc: BaseException) -> bool:
     time_limit=1900,
 )
 def index_source(self, source_id: int) -> None:
+    _index_or_fail(self, source_id, lambda: services.source_index(source_id=source_id))
+
+
+def _index_or_fail(task, source_id: int, work: Callable[[], object]) -> None:
+    """Runs ``work`` (which may index the source) so that the source never stays "parsing" or
+    "embedding": busy or transient trouble is tried again, anything else ends in ``failed``
+    with the reason. Shared by indexing and a web page's scheduled check."""
     try:
-        services.source_index(source_id=source_id)
+        work()
     except services.SourceBusy:
         # Another worker has it; come back after it is done so a newer upload is not lost.
-        raise self.retry(countdown=5, max_retries=720) from None
+        raise task.retry(countdown=5, max_retries=720) from None
     except services.TransientIndexingError as exc:
-        if self.request.retries >= MAX_TRANSIENT_RETRIES:
+        if task.request.retries >= MAX_TRANSIENT_RETRIES:
             services.source_mark_failed(
                 source_id=source_id,
                 message=f"Gave up after {MAX_TRANSIENT_RETRIES} retries: {exc}",
             )
             return
-        countdown = min(600, settings.INDEXING_RETRY_BASE_SECONDS * 2**self.request.retries)
+        countdown = min(600, settings.INDEXING_RETRY_BASE_SECONDS * 2**task.request.retries)
         logger.warning("indexing will retry", extra={"source_id": source_id, "in_s": countdown})
-        raise self.retry(countdown=countdown, max_retries=None) from None
+        raise task.retry(countdown=countdown, max_retries=None) from None
     except (OperationalError, InterfaceError) as exc:
         if not database_away(exc):
             # The database is there but refused the work (a statement timeout, a full disk):
@@ -80,13 +88,13 @@ def index_source(self, source_id: int) -> None:
         close_old_connections()  # the next attempt connects afresh
         countdown = min(
             DATABASE_RETRY_MAX_SECONDS,
-            settings.INDEXING_RETRY_BASE_SECONDS * 2 ** min(self.request.retries, 10),
+            settings.INDEXING_RETRY_BASE_SECONDS * 2 ** min(task.request.retries, 10),
         )
         logger.warning(
             "database unavailable; indexing will retry",
             extra={"source_id": source_id, "in_s": countdown, "error": str(exc)[:300]},
         )
-        raise self.retry(countdown=countdown, max_retries=None) from None
+        raise task.retry(countdown=countdown, max_retries=None) from None
     except embeddings.EmbeddingError as exc:
         services.source_mark_failed(source_id=source_id, message=str(exc))
     except SoftTimeLimitExceeded:
@@ -115,16 +123,13 @@ def refresh_due() -> None:
     name="knowledge.refresh_source",
     acks_late=True,
     reject_on_worker_lost=True,
+    max_retries=None,
     soft_time_limit=1800,
     time_limit=1900,
 )
 def refresh_source(self, source_id: int) -> None:
-    try:
-        syncing.source_refresh(source_id=source_id)
-    except (services.SourceBusy, services.TransientIndexingError):
-        # Indexing is busy with it, or the embeddings endpoint is away: a few tries, then the
-        # claim runs out and the next tick queues it again.
-        raise self.retry(countdown=60, max_retries=5) from None
+    # A changed page is indexed within the check: its failures end as indexing's do.
+    _index_or_fail(self, source_id, lambda: syncing.source_refresh(source_id=source_id))
 
 
 @shared_task(

@@ -11,12 +11,13 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from assistant.project.celery import app as celery_app
-from knowledge import services, syncing
-from knowledge.models import Chunk, Source
+from knowledge import embeddings, services, syncing, tasks
+from knowledge.models import Chunk, EmbeddingSpace, Source
 from knowledge.retrieval import search_chunks_for_user
 from knowledge.selectors import knowledge_versions
 from knowledge.syncing import Outcome
 from tests.support.events import capture_user_events
+from tests.support.fake_embeddings_server import FakeEmbeddingsServer, Scripted
 from tests.support.knowledge import make_collection
 from tests.support.local_site import serve_site
 
@@ -244,6 +245,36 @@ def test_a_failed_page_then_marked_gone_still_moves_the_knowledge_version(site, 
     Source.objects.filter(pk=source.pk).update(gone_at=timezone.now())
 
     assert knowledge_versions([wiki.pk])[wiki.pk] != version
+
+
+@pytest.mark.django_db
+def test_a_check_whose_indexing_fails_ends_failed_never_stuck_indexing(
+    site, wiki, manager, settings
+):
+    """A changed page is indexed within its check. The embeddings endpoint refusing the new
+    text must leave the page failed with the reason (and due again), never "embedding" for
+    good, where no later check would touch it."""
+    with FakeEmbeddingsServer(dimensions=384) as endpoint:
+        settings.EMBEDDINGS_BACKEND = "openai"
+        settings.EMBEDDINGS_BASE_URL = endpoint.base_url
+        settings.EMBEDDINGS_API_KEY = "test"
+        settings.EMBEDDINGS_MODEL = "fake-embed"
+        settings.EMBEDDINGS_DIMENSIONS = 384
+        EmbeddingSpace.objects.all().delete()  # this test's index is of the endpoint's model
+        embeddings.reset_embedder()
+        try:
+            source = add_page(site, wiki, manager)
+            site.put("/guide.html", GUIDE_CHANGED)
+            endpoint.enqueue(Scripted(status=400, body={"error": {"message": "input too long"}}))
+
+            tasks.refresh_source.apply(args=[source.pk])
+        finally:
+            embeddings.reset_embedder()
+
+    source.refresh_from_db()
+    assert source.status == Source.Status.FAILED
+    assert "input too long" in source.error or "rejected" in source.error.lower()
+    assert syncing.refresh_due(now=timezone.now() + timedelta(days=2)).source_ids == [source.pk]
 
 
 @pytest.mark.django_db
