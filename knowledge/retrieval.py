@@ -480,8 +480,12 @@ def search_chunks_for_user(
             if mode == "lexical":
                 rankings["lexical"] = [h.chunk_id for h in lexical or ()]
             fused = fuse(rankings)
-        fused = fused[:k]
-        hits = _load_hits(cursor, fused, rankings, allowed, vector)
+        hits = _load_hits(cursor, fused[:k], rankings, allowed, vector)
+        if len(hits) < k and len(fused) > k:
+            # Some of the best were pages marked gone (left out by the details query): the
+            # rest of the pool fills their places, so a withdrawn page never costs results.
+            more = _load_hits(cursor, fused[k:], rankings, allowed, vector)
+            hits += more[: k - len(hits)]
         if neighbours and hits:
             _attach_neighbours(cursor, hits, allowed)
     timings["total_ms"] = _ms(started)

@@ -235,6 +235,24 @@ def test_a_gone_page_answers_nothing_until_it_comes_back_and_the_cache_sees_both
 
 
 @pytest.mark.django_db
+def test_a_gone_page_takes_no_place_from_the_pages_that_still_answer(
+    site, wiki, manager, make_user, settings
+):
+    settings.URL_GONE_AFTER_TRIES = 1
+    reader = make_user(email="reader@example.com")
+    gone = add_page(site, wiki, manager)
+    staying = add_page(site, wiki, manager, path="/badges.html", body=GUIDE_CHANGED)
+    site.remove("/guide.html", status=404)
+    assert refresh(gone) == Outcome.GONE
+
+    # The gone page's passage is the closest to this question, and k is 1: the place is the
+    # other page's, not nobody's.
+    hits = search_chunks_for_user(user=reader, query="badge at reception on day one", k=1).hits
+
+    assert [hit.source_id for hit in hits] == [staying.pk]
+
+
+@pytest.mark.django_db
 def test_a_failed_page_then_marked_gone_still_moves_the_knowledge_version(site, wiki, manager):
     """Marking changes only ``gone_at`` when the source had already failed: the version must
     move all the same, or a cached answer could still quote the page."""
