@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from accounts.admin import UserAdmin
@@ -20,7 +21,28 @@ User = get_user_model()
 
 
 class PersonAdmin(UserAdmin):
+    """Deleting a person here is erasing them: Django's own "delete selected" is gone, and the
+    Delete button's confirmed post erases (stand-in accounts, Slack deliveries, the audit
+    event and the last-administrator rule included), so no path deletes less."""
+
     actions = ["erase_people"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_deleted_objects(self, objs, request):
+        # Their conversations and memory have no delete permission of their own in the admin
+        # (nobody edits them there); erasing the person removes them, so none is "needed".
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_model(self, request, obj):
+        try:
+            user_erase(actor=request.user, user=obj)
+        except ErasureRefused as exc:
+            raise PermissionDenied(str(exc)) from None
 
     @admin.action(description="Erase the selected people and their data…", permissions=["delete"])
     def erase_people(self, request, queryset):

@@ -108,3 +108,39 @@ def test_staff_without_the_delete_permission_are_not_offered_the_action(make_use
 
     assert User.objects.filter(pk=ada.pk, is_active=True).exists()
     assert response.status_code in (200, 302)
+
+
+def test_djangos_delete_selected_is_not_offered_deleting_less_than_erasure(admin_client, ada):
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert 'value="erase_people"' in page and 'value="delete_selected"' not in page
+    response = admin_client.post(
+        CHANGELIST, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [ada.pk], "post": "yes"}
+    )
+    assert response.status_code in (200, 302)
+    assert User.objects.filter(pk=ada.pk).exists()  # no such action: nothing deleted
+
+
+def test_the_delete_button_erases_the_person_with_the_audit_event(admin_client, ada):
+    url = reverse("admin:accounts_user_delete", args=[ada.pk])
+
+    response = admin_client.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=ada.pk).exists()
+    assert not Conversation.objects.filter(owner_id=ada.pk).exists()
+    event = AuditEvent.objects.get(action=Action.USER_ERASED)
+    assert event.detail["user_id"] == ada.pk
+
+
+def test_the_delete_button_refuses_the_last_administrator(make_user, admin):
+    other = make_user(email="staff@example.com", is_staff=True)
+    other.user_permissions.add(Permission.objects.get(codename="delete_user"))
+    client = Client()
+    client.force_login(other)
+
+    response = client.post(reverse("admin:accounts_user_delete", args=[admin.pk]), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert User.objects.filter(pk=admin.pk, is_active=True).exists()
+    assert not AuditEvent.objects.filter(action=Action.USER_ERASED).exists()
