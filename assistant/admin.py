@@ -2,25 +2,10 @@
 explicit permission, and every look at another person's is recorded in the audit trail."""
 
 from django.contrib import admin
-from django.contrib.auth.models import Permission
 
 from accounts.audit import Action, audit_record
 from assistant.models import Conversation, Feedback, MemoryItem, Message
-
-
-def _explicitly_granted(user, codename: str) -> bool:
-    # Superusers pass every has_perm() check; private data needs a grant someone made on purpose.
-    return (
-        user.is_active
-        and Permission.objects.filter(codename=codename, content_type__app_label="assistant")
-        .filter(user=user)
-        .union(
-            Permission.objects.filter(
-                codename=codename, content_type__app_label="assistant", group__user=user
-            )
-        )
-        .exists()
-    )
+from assistant.selectors import explicitly_granted
 
 
 class PrivateDataAdmin(admin.ModelAdmin):
@@ -31,7 +16,7 @@ class PrivateDataAdmin(admin.ModelAdmin):
     viewed_action: str
 
     def _granted(self, request) -> bool:
-        return _explicitly_granted(request.user, self.permission)
+        return explicitly_granted(request.user, self.permission)
 
     def has_module_permission(self, request):
         return self._granted(request)

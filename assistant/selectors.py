@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth.models import Permission
 from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -17,6 +18,24 @@ from knowledge.selectors import readable_collection_ids, source_deletion_events
 
 UNREADABLE_ANSWER_PLACEHOLDER = "(an earlier answer drew on documents you can no longer read)"
 HISTORY_TURNS = 40
+
+
+def explicitly_granted(user, codename: str) -> bool:
+    """Whether ``user`` holds the assistant's permission ``codename`` by a grant someone made
+    on purpose (to them or a group of theirs). Superusers pass every ``has_perm()`` check;
+    people's private data (conversations, memory) needs this instead, in the admin and on the
+    Insights page alike."""
+    return (
+        user.is_active
+        and Permission.objects.filter(codename=codename, content_type__app_label="assistant")
+        .filter(user=user)
+        .union(
+            Permission.objects.filter(
+                codename=codename, content_type__app_label="assistant", group__user=user
+            )
+        )
+        .exists()
+    )
 
 
 def conversations_of(user, *, query: str = "") -> QuerySet[Conversation]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 
@@ -21,6 +20,7 @@ from assistant.answering import prompts
 from assistant.insights import grouping
 from assistant.insights.models import GapResolution
 from assistant.models import Feedback
+from assistant.selectors import explicitly_granted
 from knowledge import embeddings
 from knowledge.models import Collection, Source
 
@@ -35,22 +35,7 @@ RESOLUTIONS_SHOWN = 20
 
 def may_read_conversations(user) -> bool:
     """Granted on purpose, as in the admin: being a superuser is not enough."""
-    if not (user.is_active and user.is_staff):
-        return False
-    return (
-        Permission.objects.filter(
-            codename="read_user_conversations", content_type__app_label="assistant"
-        )
-        .filter(user=user)
-        .union(
-            Permission.objects.filter(
-                codename="read_user_conversations",
-                content_type__app_label="assistant",
-                group__user=user,
-            )
-        )
-        .exists()
-    )
+    return user.is_staff and explicitly_granted(user, "read_user_conversations")
 
 
 def window_days(raw: str | None) -> int:
