@@ -234,7 +234,7 @@ def _owner_away(owner, now) -> bool:
     (through SSO or a password) within that many days. Someone who left is usually removed at
     the identity provider, which the assistant only learns at a sign-in that never comes: this
     ends their tokens without anyone deactivating the account here."""
-    days = getattr(settings, "TOKEN_OWNER_SIGN_IN_DAYS", None)
+    days = settings.TOKEN_OWNER_SIGN_IN_DAYS
     if not days:
         return False
     return owner.last_login is None or owner.last_login < now - timedelta(days=days)

@@ -87,6 +87,9 @@ class MemoryItemAdmin(PrivateDataAdmin):
             action=Action.MEMORY_DELETED,
             target=item,
             subject=item.owner,
+            # The text is the evidence of what was deleted (in ``detail``, once); the target's
+            # name is its id, as for every look at a person's data.
+            target_repr=f"memory item {item.pk}",
             detail={"text": item.text},
         )
 

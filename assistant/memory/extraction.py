@@ -317,8 +317,7 @@ def after_turn(*, answer_id) -> None:
 def after_turns_requeue_stuck(*, older_than_seconds: float, limit: int = 200) -> list[str]:
     """Queues again the after-turn work still owed ``older_than_seconds`` after an answer ended
     (for answers younger than ``AFTER_TURN_REQUEUE_MAX_AGE_SECONDS``) while nothing waits in its
-    queue:
-    its task was lost. Returns the answers' ids.
+    queue: its task was lost. Returns the answers' ids.
 
     Each is claimed (its due time renewed; rows another worker's sweep holds are skipped), so
     several workers sweeping at once queue it once; run twice, a turn is still learned from
@@ -326,6 +325,11 @@ def after_turns_requeue_stuck(*, older_than_seconds: float, limit: int = 200) ->
     if waiting_count("assistant.after_turn"):
         return []
     now = timezone.now()
+    too_old = now - timedelta(seconds=settings.AFTER_TURN_REQUEUE_MAX_AGE_SECONDS)
+    # Past the age limit nothing is owed any more: forgotten, so the owed rows stay few.
+    Message.objects.filter(after_turn_due_at__isnull=False, created_at__lt=too_old).update(
+        after_turn_due_at=None
+    )
     with transaction.atomic():
         ids = list(
             Message.objects.select_for_update(skip_locked=True)
@@ -333,8 +337,7 @@ def after_turns_requeue_stuck(*, older_than_seconds: float, limit: int = 200) ->
                 after_turn_due_at__lt=now - timedelta(seconds=older_than_seconds),
                 # Bounded by the answer's age, not the claim's: a turn whose task keeps dying
                 # is not queued for ever.
-                created_at__gte=now
-                - timedelta(seconds=settings.AFTER_TURN_REQUEUE_MAX_AGE_SECONDS),
+                created_at__gte=too_old,
             )
             .order_by("after_turn_due_at")
             .values_list("pk", flat=True)[:limit]

@@ -97,19 +97,7 @@ def embed_query(text: str) -> list[float]:
     A question asked again (by anyone: a vector is no secret of the asker) costs no model
     call. Least recently used entries go first; keyed by the embedder's ``name``, so a switch
     of model never returns a vector from another space."""
-    embedder = get_embedder()
-    key = (embedder.name, text)
-    with _queries_lock:
-        vector = _queries.get(key)
-        if vector is not None:
-            _queries.move_to_end(key)
-            return list(vector)
-    vector = embedder.embed_query(text)
-    with _queries_lock:
-        _queries[key] = list(vector)
-        while len(_queries) > QUERY_CACHE_SIZE:
-            _queries.popitem(last=False)
-    return vector
+    return embed_queries([text])[0]
 
 
 def embed_queries(texts: Sequence[str]) -> list[list[float]]:

@@ -243,6 +243,7 @@ def test_the_sweep_requeues_after_turn_work_whose_task_was_lost_once(
         # Claimed: the next tick (here, or on another worker) does not queue it again.
         assert sweeping.sweep()["after_turns"] == []
     assert [t.args for t in tasks.named("assistant.after_turn")] == [(str(lost.pk),)]
+    assert Message.objects.get(pk=old.pk).after_turn_due_at is None  # too old: no longer owed
 
 
 def test_the_sweep_leaves_after_turn_work_waiting_behind_queued_tasks_alone(

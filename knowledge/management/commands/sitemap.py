@@ -67,9 +67,9 @@ class Command(BaseCommand):
     def _user(self, email: str | None):
         users = get_user_model().objects
         if email:
-            user = users.filter(email__iexact=email).first()
+            user = users.filter(email__iexact=email, is_active=True).first()
             if user is None:
-                raise CommandError(f"No user with email {email}.")
+                raise CommandError(f"No active user has the email {email}.")
             return user
         user = users.filter(is_superuser=True, is_active=True).order_by("pk").first()
         if user is None:
