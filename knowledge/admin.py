@@ -2,6 +2,8 @@
 and trust-relevant writes (moving or deleting a source, changing or deleting a collection) go
 through the same services, which record them in the audit trail."""
 
+from types import SimpleNamespace
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -11,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from knowledge import fetching, selectors, services, syncing
+from knowledge.forms import SitemapUrlForm
 from knowledge.models import Chunk, Collection, Document, EmbeddingSpace, Sitemap, Source
 
 
@@ -229,6 +232,10 @@ class ChunkAdmin(ReadOnlyAdmin):
         return obj.text[:120] + ("…" if len(obj.text) > 120 else "")
 
 
+# Whoever uses the admin is staff: the address check may say where a name points.
+_STAFF = SimpleNamespace(is_staff=True)
+
+
 class SitemapForm(forms.ModelForm):
     url = forms.URLField(max_length=2000, assume_scheme="https", label="Sitemap or site address")
 
@@ -237,9 +244,14 @@ class SitemapForm(forms.ModelForm):
         fields = ["collection", "url", "refresh_hours"]
 
     def clean_url(self) -> str:
-        # The same reading as the service's, so a refused address is a form error, not a 403.
+        # The Knowledge page's own check (the fetch's address rules; the admin is for staff,
+        # who are told which address a name points to), then the service's reading, so a
+        # refused address is a form error here too, not a failed reading later.
+        checked = SitemapUrlForm({"url": self.cleaned_data["url"]}, user=_STAFF)
+        if not checked.is_valid():
+            raise forms.ValidationError(checked.errors["url"])
         try:
-            return syncing.sitemap_url_for(self.cleaned_data["url"])
+            return syncing.sitemap_url_for(checked.cleaned_data["url"])
         except fetching.FetchError as exc:
             raise forms.ValidationError(str(exc)) from None
 

@@ -49,3 +49,22 @@ def test_an_address_that_cannot_be_fetched_is_a_form_error_not_a_sitemap(client,
     assert response.status_code == 200
     assert "containing a user name or password are not accepted" in response.content.decode()
     assert not Sitemap.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.7/sitemap.xml", "http://127.0.0.1:5432/", "http://169.254.169.254/latest/"],
+)
+def test_a_private_address_is_refused_by_the_admin_as_by_the_knowledge_page(
+    client, make_user, editor, url
+):
+    client.force_login(make_user(email="root@example.com", is_staff=True, is_superuser=True))
+
+    response = client.post(
+        "/admin/knowledge/sitemap/add/", {"collection": editor.wiki.pk, "url": url}
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "internal address" in page or "link-local or reserved" in page
+    assert not Sitemap.objects.exists()
