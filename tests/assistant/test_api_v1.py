@@ -659,7 +659,6 @@ async def test_a_narrowed_token_continuing_a_web_conversation_never_sends_its_ou
     response = await post(api, narrowed, repeat, **{"X-Conversation-Id": conversation_id})
     assert response.status_code == 200
     prompt = json.dumps(llm_server.chat_requests[-1].body["messages"])
-    print("PROMPT", prompt)
     assert "BONUS-POOL-7731" not in prompt
     assert "What is the secret bonus pool" in prompt  # the person's own words stay
 

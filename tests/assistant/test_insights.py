@@ -115,6 +115,17 @@ def test_a_year_window_and_a_hostile_days_value(client, staff):
         assert client.get(f"/insights/?days={hostile}").context["data"].days == 30
 
 
+def test_a_hostile_days_value_never_reaches_a_csv_files_name(client, staff):
+    """The window is written into the download's Content-Disposition: a header line smuggled
+    in it, or a value out of range, falls back to the default window."""
+    client.force_login(staff)
+    for hostile in ("7%0d%0aX-Evil:%201", '7";x=1', "-7", "99999999"):
+        response = client.get(f"/insights/daily.csv?days={hostile}")
+        assert response.status_code == 200
+        assert response["Content-Disposition"] == 'attachment; filename="insights-daily-30d.csv"'
+        assert "X-Evil" not in response
+
+
 def test_staff_without_the_reading_grant_see_figures_but_not_peoples_words(
     client, staff, make_user
 ):

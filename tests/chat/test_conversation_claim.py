@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from assistant import services
-from assistant.models import Message
+from assistant.models import Conversation, Message
 from tests.support.answering import scripted_settings
 from tests.support.openai_server import Reply
 from tests.support.sockets import open_socket
@@ -79,3 +79,50 @@ async def test_the_chats_claim_goes_once_its_answer_row_exists(
     # Both answers are done: nobody holds the conversation.
     await sync_to_async(services.conversation_claim)(conversation_id=first["conversation_id"])
     await sync_to_async(services.conversation_release)(conversation_id=first["conversation_id"])
+
+
+# --- the claim itself (services.conversation_claimed) ---------------------------------------
+
+
+@pytest.mark.django_db
+def test_while_one_door_holds_the_claim_another_is_busy_and_asks_nothing(make_user):
+    conversation = Conversation.objects.create(owner=make_user(), title="Trip")
+    asked = []
+    services.conversation_claim(conversation_id=conversation.pk)
+    try:
+        with pytest.raises(services.Busy):
+            services.conversation_claimed(conversation, lambda: asked.append(1))
+        assert asked == []
+    finally:
+        services.conversation_release(conversation_id=conversation.pk)
+
+    result, claimed = services.conversation_claimed(conversation, lambda: "stored")
+    assert (result, claimed) == ("stored", conversation.pk)
+    services.conversation_release(conversation_id=claimed)
+
+
+@pytest.mark.django_db
+def test_a_question_that_cannot_be_stored_releases_the_claim(make_user):
+    conversation = Conversation.objects.create(owner=make_user(), title="Trip")
+
+    def refused():
+        raise services.RateLimited("Too many questions.")
+
+    with pytest.raises(services.RateLimited):
+        services.conversation_claimed(conversation, refused)
+
+    # Not left held: the next question (from any door) goes through.
+    _, claimed = services.conversation_claimed(conversation, lambda: None)
+    services.conversation_release(conversation_id=claimed)
+
+
+@pytest.mark.django_db
+def test_a_new_conversation_or_a_slack_thread_takes_no_claim(make_user):
+    slack = Conversation.objects.create(owner=make_user(), title="Thread", origin="slack")
+    services.conversation_claim(conversation_id=slack.pk)  # a Slack answer is being written
+    try:
+        assert services.conversation_claimed(None, lambda: "new") == ("new", None)
+        # The chat's question starts a conversation of its own: nothing to wait for.
+        assert services.conversation_claimed(slack, lambda: "own") == ("own", None)
+    finally:
+        services.conversation_release(conversation_id=slack.pk)

@@ -54,6 +54,19 @@ def test_a_nonsense_address_is_refused_clearly(admin):
     assert not Collection.objects.exists()
 
 
+@pytest.mark.parametrize("email", ["nobody@example.com", "reader@example.com", "gone@example.com"])
+def test_an_unknown_inactive_or_non_managing_user_adds_nothing(site, admin, make_user, email):
+    make_user(email="reader@example.com")
+    make_user(email="gone@example.com", is_active=False, is_staff=True)
+    make_collection("Intranet")
+    site.put("/sitemap.xml", "<urlset/>", content_type="application/xml")
+
+    with pytest.raises(CommandError):
+        call_command("sitemap", site.url("/"), "--collection", "Intranet", "--user", email)
+
+    assert not Sitemap.objects.exists() and site.requests_for("/sitemap.xml") == []
+
+
 def test_a_mistyped_collection_is_refused_not_created(site, admin):
     make_collection("Intranet")
     site.put("/sitemap.xml", "<urlset/>", content_type="application/xml")

@@ -19,7 +19,7 @@ from accounts.audit import Action, audit_record
 from accounts.models import AuditEvent
 from assistant import celery_app, services
 from assistant.models import Citation, Conversation, Feedback, MemoryItem, Message
-from assistant.privacy import tasks
+from assistant.privacy import retention, tasks
 from assistant.privacy.retention import retention_apply, retention_plan
 from assistant.slack.models import SlackEventReceipt
 from tests.support import processes
@@ -213,6 +213,23 @@ def test_a_conversation_a_question_is_being_stored_in_is_skipped_not_deleted_und
         assert list(Conversation.objects.values_list("pk", flat=True)) == [busy.pk]
         writer.rollback()
     assert not Conversation.objects.filter(pk=idle.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_run_while_one_holds_the_lock_deletes_and_records_nothing(settings, make_user):
+    settings.RETENTION_CONVERSATION_DAYS = 30
+    old = conversation(make_user(), idle_days=40)
+    with psycopg.connect(processes.test_database_url(), autocommit=True) as other_run:
+        other_run.execute("SELECT pg_advisory_lock(%s)", [retention._LOCK_KEY])
+
+        retention_apply()
+
+        assert Conversation.objects.filter(pk=old.pk).exists()
+        assert not retention_events().exists()
+        other_run.execute("SELECT pg_advisory_unlock(%s)", [retention._LOCK_KEY])
+
+    retention_apply()
+    assert not Conversation.objects.filter(pk=old.pk).exists()
 
 
 def test_a_question_in_a_conversation_retention_just_deleted_is_not_found(settings, make_user):

@@ -15,6 +15,8 @@ from tests.support.processes import BASE_DIR
         ("RETENTION_CONVERSATION_DAYS", "a month"),
         ("RETENTION_AUDIT_DAYS", "0"),  # 0 would delete everything written before now
         ("RETENTION_BATCH_SIZE", "-5"),
+        ("TOKEN_OWNER_SIGN_IN_DAYS", "0"),  # 0 would refuse every token at once
+        ("TOKEN_OWNER_SIGN_IN_DAYS", "a month"),
     ],
 )
 def test_a_bad_retention_setting_fails_at_start_naming_it(name, value):
