@@ -407,10 +407,12 @@ def _handle(
     content_type = response.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in content_types:
-        raise FetchError(
-            f"The address returned {media or 'content of an unknown type'}; only web pages, "
-            "text, Markdown, PDF and Word documents can be added."
+        wanted = (
+            "only web pages, text, Markdown, PDF and Word documents can be added"
+            if content_types == ALLOWED_CONTENT_TYPES
+            else "expected " + " or ".join(sorted(content_types))
         )
+        raise FetchError(f"The address returned {media or 'content of an unknown type'}; {wanted}.")
     data = _read_body(response, max_bytes, deadline)
     return FetchedPage(
         url=str(target.url), content_type=content_type, data=data, status=status, **validators

@@ -52,7 +52,7 @@ from django.conf import settings
 from django.db import connection
 
 from knowledge import parsing, services
-from knowledge.models import Collection, Source
+from knowledge.models import BUSY_STATUSES, Collection, Source
 from knowledge.selectors import sources_from_folder
 
 LOCK_NAMESPACE = 7317  # advisory-lock namespace for "a folder is being synced into collection N"
@@ -517,9 +517,10 @@ def sources_to_wait_for(report: Report) -> list[int]:
 
 
 def busy_sources(source_ids: list[int]) -> list[int]:
-    busy = (Source.Status.QUEUED, Source.Status.PARSING, Source.Status.EMBEDDING)
     return list(
-        Source.objects.filter(pk__in=source_ids, status__in=busy).values_list("pk", flat=True)
+        Source.objects.filter(pk__in=source_ids, status__in=BUSY_STATUSES).values_list(
+            "pk", flat=True
+        )
     )
 
 

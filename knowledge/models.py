@@ -165,7 +165,7 @@ class Source(models.Model):
 
     @property
     def is_busy(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.PARSING, self.Status.EMBEDDING)
+        return self.status in BUSY_STATUSES
 
     @property
     def checked_at(self):
@@ -176,6 +176,10 @@ class Source(models.Model):
     def changed_at(self):
         """When its content last changed (a first indexing counts)."""
         return self.last_changed_at or self.indexed_at
+
+
+# Being indexed (or waiting to be): a source in one of these is not to be touched again yet.
+BUSY_STATUSES = (Source.Status.QUEUED, Source.Status.PARSING, Source.Status.EMBEDDING)
 
 
 class Sitemap(models.Model):

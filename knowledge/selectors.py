@@ -18,7 +18,7 @@ from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from accounts.models import AuditEvent
-from knowledge.models import Chunk, Collection, KnowledgeVersion, Source
+from knowledge.models import BUSY_STATUSES, Chunk, Collection, KnowledgeVersion, Source
 
 
 def _is_knowledge_admin(user) -> bool:
@@ -265,12 +265,7 @@ def readable_knowledge_for(user) -> ReadableKnowledge:
         and user.is_authenticated
         and (user.is_staff or collections_manageable_by(user).exists())
     )
-    indexing = (
-        not ready
-        and readable.filter(
-            status__in=[Source.Status.QUEUED, Source.Status.PARSING, Source.Status.EMBEDDING]
-        ).exists()
-    )
+    indexing = not ready and readable.filter(status__in=BUSY_STATUSES).exists()
     return ReadableKnowledge(
         has_documents=bool(ready),
         can_add=can_add,

@@ -592,17 +592,29 @@ def _index_locked(source: Source, content: tuple[bytes, str, str | None] | None 
     _write_chunks(source, doc, drafts, vectors, digest, embedder.name, (edges, repeated))
 
 
+def fetch_page(url: str, **options) -> fetching.FetchedPage:
+    """``fetching.fetch_url`` under the site's settings (time, size, the addresses allowed):
+    every fetch of a web page or a sitemap goes through here. ``options``: the fetch's own
+    (validators for a conditional request, the content types wanted)."""
+    return fetching.fetch_url(
+        url,
+        timeout=settings.URL_FETCH_TIMEOUT,
+        max_bytes=settings.URL_FETCH_MAX_BYTES,
+        allowed_hosts=settings.URL_FETCH_ALLOWED_HOSTS,
+        allowed_networks=settings.URL_FETCH_ALLOWED_NETWORKS,
+        **options,
+    )
+
+
+def page_file_name(page: fetching.FetchedPage) -> str:
+    """The name a fetched page is parsed under (its path's last part; a site's root is HTML)."""
+    return PurePath(page.url.split("?")[0]).name or "index.html"
+
+
 def _read_content(source: Source) -> tuple[bytes, str, str | None]:
     if source.kind == Source.Kind.URL:
-        page = fetching.fetch_url(
-            source.url,
-            timeout=settings.URL_FETCH_TIMEOUT,
-            max_bytes=settings.URL_FETCH_MAX_BYTES,
-            allowed_hosts=settings.URL_FETCH_ALLOWED_HOSTS,
-            allowed_networks=settings.URL_FETCH_ALLOWED_NETWORKS,
-        )
-        name = PurePath(page.url.split("?")[0]).name or "index.html"
-        return page.data, name, page.content_type
+        page = fetch_page(source.url)
+        return page.data, page_file_name(page), page.content_type
     with source.file.open("rb") as handle:
         return handle.read(), source.name, source.content_type or None
 

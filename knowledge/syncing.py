@@ -21,7 +21,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import PurePath
 
 import httpx
 from django.conf import settings
@@ -146,17 +145,6 @@ class Outcome:
     SKIPPED = "skipped"  # gone, busy being indexed, or not a web page
 
 
-def _fetch(url: str, **kwargs) -> fetching.FetchedPage:
-    return fetching.fetch_url(
-        url,
-        timeout=settings.URL_FETCH_TIMEOUT,
-        max_bytes=settings.URL_FETCH_MAX_BYTES,
-        allowed_hosts=settings.URL_FETCH_ALLOWED_HOSTS,
-        allowed_networks=settings.URL_FETCH_ALLOWED_NETWORKS,
-        **kwargs,
-    )
-
-
 def source_refresh(*, source_id: int) -> str:
     """Checks one web page against the original and brings its chunks up to date.
 
@@ -171,7 +159,7 @@ def source_refresh(*, source_id: int) -> str:
     # Validators only while there are chunks from that content: a 304 must mean "as indexed".
     has_chunks = bool(source.indexed_hash) and source.chunks.exists()
     try:
-        page = _fetch(
+        page = services.fetch_page(
             source.url,
             etag=source.etag if has_chunks else "",
             last_modified=source.last_modified if has_chunks else "",
@@ -208,8 +196,9 @@ def _same_content(source: Source, page: fetching.FetchedPage) -> bool:
 def _reindex(source: Source, page: fetching.FetchedPage, now: datetime) -> str:
     digest = hashlib.sha256(page.data).hexdigest()
     before = source.indexed_hash
-    name = PurePath(page.url.split("?")[0]).name or "index.html"
-    services.source_index(source_id=source.pk, content=(page.data, name, page.content_type))
+    services.source_index(
+        source_id=source.pk, content=(page.data, services.page_file_name(page), page.content_type)
+    )
     source.refresh_from_db()
     if source.status != Source.Status.READY or source.indexed_hash != digest:
         # Not indexed (a parse error, say: the source says why). The validators stay those of
@@ -522,7 +511,7 @@ def read_sitemap(url: str) -> SitemapReading:
     while pending:
         current, depth = pending.popleft()
         try:
-            page = _fetch(current, content_types=XML_TYPES)
+            page = services.fetch_page(current, content_types=XML_TYPES)
             kind, locations = parse_sitemap(page.data)
         except fetching.FetchError as exc:
             if current == url:

@@ -46,6 +46,19 @@ def test_an_unreadable_sitemap_exits_non_zero_with_the_reason(site, admin, capsy
     assert "The server answered 404" in capsys.readouterr().err
 
 
+def test_a_sitemap_address_that_serves_a_web_page_says_a_sitemap_was_expected(site, admin, capsys):
+    make_collection("Intranet")
+    site.put("/sitemap.xml", "<html><body>Welcome</body></html>")  # text/html
+
+    with pytest.raises(SystemExit) as exit_:
+        call_command("sitemap", site.url("/sitemap.xml"), "--collection", "Intranet")
+
+    said = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "returned text/html; expected application/xml or text/xml" in said
+    assert "Word documents" not in said
+
+
 def test_a_nonsense_address_is_refused_clearly(admin):
     with pytest.raises(CommandError, match="Only http:// and https://"):
         call_command(
