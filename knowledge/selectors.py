@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Window
@@ -357,3 +358,17 @@ def source_pages_for(
         paginator.count = collection.source_count  # known already: no COUNT query per collection
         pages.append((collection, Page(first_pages[collection.pk], 1, paginator)))
     return pages
+
+
+def collection_manager_ids(collection: Collection) -> list[int]:
+    """Who is told about a collection's pages: active staff and members of its manage groups."""
+    users = get_user_model().objects.filter(is_active=True)
+    return list(
+        users.filter(
+            Q(is_staff=True)
+            | Q(is_superuser=True)
+            | Q(groups__in=collection.manage_groups.values("id"))
+        )
+        .distinct()
+        .values_list("pk", flat=True)
+    )

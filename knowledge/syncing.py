@@ -24,9 +24,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from lxml import etree
 
@@ -34,7 +32,11 @@ from accounts.events import user_event_send
 from assistant.project.tasking import enqueue_on_commit
 from knowledge import fetching, services
 from knowledge.models import Collection, Sitemap, Source
-from knowledge.selectors import can_manage_collection, users_to_notify_about
+from knowledge.selectors import (
+    can_manage_collection,
+    collection_manager_ids,
+    users_to_notify_about,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +257,14 @@ def _missing(source: Source, exc: fetching.FetchError, now: datetime) -> str:
 
 
 def _mark_gone(
-    source: Source, why: str, reason: str, now: datetime, fields: dict | None = None
+    source: Source,
+    why: str,
+    reason: str,
+    now: datetime,
+    fields: dict | None = None,
+    managers: list[int] | None = None,
 ) -> None:
+    """``managers``: the collection's, when the caller marks many of its pages at once."""
     _record(
         source,
         **(fields or {}),
@@ -267,7 +275,7 @@ def _mark_gone(
     )
     logger.warning("web page gone", extra={"source_id": source.pk, "reason": reason})
     user_event_send(
-        user_ids=collection_manager_ids(source.collection),
+        user_ids=managers if managers is not None else collection_manager_ids(source.collection),
         event={"type": "source.gone", "source": services.source_as_event(source)},
     )
 
@@ -288,20 +296,6 @@ def _record(source: Source, **fields) -> None:
             user_ids=users_to_notify_about(source),
             event={"type": "source.updated", "source": services.source_as_event(source)},
         )
-
-
-def collection_manager_ids(collection: Collection) -> list[int]:
-    """Who is told about a collection's pages: active staff and members of its manage groups."""
-    users = get_user_model().objects.filter(is_active=True)
-    return list(
-        users.filter(
-            Q(is_staff=True)
-            | Q(is_superuser=True)
-            | Q(groups__in=collection.manage_groups.values("id"))
-        )
-        .distinct()
-        .values_list("pk", flat=True)
-    )
 
 
 # --- sitemaps -------------------------------------------------------------------------------
@@ -492,8 +486,9 @@ def _mark_unlisted(sitemap: Sitemap, listed: set[str]) -> int:
         f"This page is no longer listed in the sitemap {sitemap.url}. Its passages still "
         "answer questions until you delete it."
     )
+    managers = collection_manager_ids(sitemap.collection)  # once, not per page
     for source in Source.objects.filter(pk__in=gone).select_related("collection"):
-        _mark_gone(source, UNLISTED, reason, now)
+        _mark_gone(source, UNLISTED, reason, now, managers=managers)
     return len(gone)
 
 
