@@ -169,9 +169,11 @@ def source_refresh(*, source_id: int) -> str:
     except fetching.FetchError as exc:
         return _fetch_failed(source, exc)
     now = timezone.now()
+    digest = hashlib.sha256(page.data).hexdigest()
     # A 304 counts only as the answer to our own validators (a server sending one unasked has
-    # given us nothing to index).
-    if (page.not_modified and has_chunks) or _same_content(source, page):
+    # given us nothing to index); the same bytes as the chunks were made from are unchanged too.
+    same = has_chunks and source.status == Source.Status.READY and digest == source.indexed_hash
+    if (page.not_modified and has_chunks) or same:
         _record(
             source,
             last_checked_at=now,
@@ -183,20 +185,10 @@ def source_refresh(*, source_id: int) -> str:
         if source.gone_at is not None or source.status != Source.Status.READY:
             _recovered(source)
         return Outcome.UNCHANGED
-    return _reindex(source, page, now)
+    return _reindex(source, page, digest, now)
 
 
-def _same_content(source: Source, page: fetching.FetchedPage) -> bool:
-    return (
-        source.status == Source.Status.READY
-        and bool(source.indexed_hash)
-        and hashlib.sha256(page.data).hexdigest() == source.indexed_hash
-        and source.chunks.exists()
-    )
-
-
-def _reindex(source: Source, page: fetching.FetchedPage, now: datetime) -> str:
-    digest = hashlib.sha256(page.data).hexdigest()
+def _reindex(source: Source, page: fetching.FetchedPage, digest: str, now: datetime) -> str:
     before = source.indexed_hash
     services.source_index(
         source_id=source.pk, content=(page.data, services.page_file_name(page), page.content_type)
