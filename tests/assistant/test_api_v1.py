@@ -650,6 +650,12 @@ async def test_a_narrowed_token_continuing_a_web_conversation_never_sends_its_ou
     llm_server.script(Reply(tokens=["It is BONUS-POOL-7731 [1]."]))
     first = await post(api, everything, body("What is the secret bonus pool for directors?"))
     conversation_id = first.json()["conversation_id"]
+    # The premise: the first answer holds the secret and cites the collection outside the
+    # narrowing (otherwise the check below would hold whatever the history code did).
+    stored = await Message.objects.aget(conversation_id=conversation_id, role="assistant")
+    assert "BONUS-POOL-7731" in stored.content
+    assert [c.collection_id async for c in stored.citations.all()] != []
+    assert handbook.pk not in [c.collection_id async for c in stored.citations.all()]
 
     llm_server.script(Reply(tokens=["Sorry, I cannot repeat that."]))
     repeat = body(
