@@ -159,6 +159,22 @@ def test_pages_follow_on_without_gaps_when_conversations_share_a_creation_time(a
     assert {c["id"] for c in first + second} == ids
 
 
+def test_words_that_look_like_the_files_own_framing_stay_words(ada):
+    """The export writes its JSON a page at a time around each item: a title or message that
+    closes brackets, breaks lines or holds JavaScript's line separators must come back as text,
+    the file still one valid document, across a page boundary too."""
+    hostile = 'x"]}, {"owner": "bob"}\n\u2028\u2029</script>'
+    for i in range(export.PAGE):
+        chat(ada, f"{hostile} {i}", question=hostile, answer=hostile)
+
+    response, body = download(ada)
+
+    data = json.loads(body)
+    titles = [c["title"] for c in data["conversations"]]
+    assert titles == [f"{hostile} {i}" for i in range(export.PAGE)]
+    assert all(m["content"] == hostile for c in data["conversations"] for m in c["messages"])
+
+
 def test_the_account_page_links_to_the_download(ada):
     client = Client()
     client.force_login(ada)
