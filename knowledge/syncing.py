@@ -50,10 +50,11 @@ REFUSED_SHOWN = 50  # refused sitemap entries kept in its report (the count is a
 
 # Due: the interval (its own, else its collection's, else the site's; 0 never) has passed since
 # the last check (or the first indexing), or a claim expired. Oldest first, rows being claimed
-# by another tick skipped; the claim is taken in the same statement.
+# by another tick skipped; the claim is taken in the same statement. The pick is a materialized
+# CTE: as ``WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` PostgreSQL may run the
+# sub-select more than once and claim more than ``n`` rows.
 _DUE_SOURCES = """
-UPDATE knowledge_source SET check_claimed_until = %(claim)s
-WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT s.id FROM knowledge_source s
     JOIN knowledge_collection c ON c.id = s.collection_id
     WHERE s.kind = 'url' AND s.status IN ('ready', 'failed') AND s.gone_reason <> 'unlisted'
@@ -69,11 +70,12 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE OF s SKIP LOCKED
 )
-RETURNING id
+UPDATE knowledge_source t SET check_claimed_until = %(claim)s
+FROM picked WHERE t.id = picked.id
+RETURNING t.id
 """
 _DUE_SITEMAPS = """
-UPDATE knowledge_sitemap SET check_claimed_until = %(claim)s
-WHERE id IN (
+WITH picked AS MATERIALIZED (
     SELECT m.id FROM knowledge_sitemap m
     JOIN knowledge_collection c ON c.id = m.collection_id
     WHERE COALESCE(m.refresh_hours, c.refresh_hours, %(default)s) > 0
@@ -85,7 +87,9 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE OF m SKIP LOCKED
 )
-RETURNING id
+UPDATE knowledge_sitemap t SET check_claimed_until = %(claim)s
+FROM picked WHERE t.id = picked.id
+RETURNING t.id
 """
 
 
